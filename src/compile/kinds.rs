@@ -1,0 +1,175 @@
+//! The built-in stage kinds (`uses:`), their role and the `with` parameters each accepts.
+//!
+//! One table, so that adding a kind is one entry here plus its implementation.
+
+use serde::Serialize;
+
+/// What a stage is for; decides where it runs and how the compiler checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A plain `run:` command.
+    Command,
+    /// Gathers context on the host.
+    Context,
+    /// An AI agent that edits the workspace.
+    Agent,
+    /// Grades the candidate; sees the workspace read-only.
+    Grader,
+    /// A human gate.
+    Approve,
+    /// Commits, pushes and opens the pull request on the host.
+    Ship,
+}
+
+impl Role {
+    /// Whether stages of this role run in a container (and so need an image).
+    pub fn in_container(self) -> bool {
+        matches!(self, Role::Command | Role::Agent | Role::Grader)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamType {
+    Str,
+    StrList,
+    Int,
+    Number,
+    Bool,
+}
+
+impl ParamType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParamType::Str => "a string",
+            ParamType::StrList => "a list of strings",
+            ParamType::Int => "a non-negative integer",
+            ParamType::Number => "a number",
+            ParamType::Bool => "true or false",
+        }
+    }
+
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        match self {
+            ParamType::Str => v.is_string(),
+            ParamType::StrList => v.as_array().is_some_and(|a| a.iter().all(serde_json::Value::is_string)),
+            ParamType::Int => v.is_u64(),
+            ParamType::Number => v.is_number(),
+            ParamType::Bool => v.is_boolean(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub required: bool,
+}
+
+const fn req(name: &'static str, ty: ParamType) -> Param {
+    Param { name, ty, required: true }
+}
+const fn opt(name: &'static str, ty: ParamType) -> Param {
+    Param { name, ty, required: false }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    pub name: &'static str,
+    pub role: Role,
+    pub params: &'static [Param],
+    pub summary: &'static str,
+}
+
+use ParamType::{Bool, Int, Number, Str, StrList};
+
+/// Every `uses:` kind lightsout knows.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "context",
+        role: Role::Context,
+        summary: "assemble the ticket, matching files, git log and agent docs into one bundle",
+        params: &[opt("include", StrList), opt("exclude", StrList), opt("max_bytes", Int), opt("identifiers", Bool), opt("git_log", Int), opt("docs", Bool)],
+    },
+    Kind {
+        name: "agent",
+        role: Role::Agent,
+        summary: "run an AI agent CLI on the rendered prompt",
+        params: &[req("agent", Str), opt("prompt", Str), opt("prompt_file", Str)],
+    },
+    Kind {
+        name: "grade.tests",
+        role: Role::Grader,
+        summary: "run the tests; FAIL_TO_PASS must flip, PASS_TO_PASS must hold",
+        params: &[req("command", Str), opt("junit", Str), opt("fail_to_pass", StrList), opt("pass_to_pass", Bool), opt("test_files", StrList)],
+    },
+    Kind {
+        name: "grade.diff",
+        role: Role::Grader,
+        summary: "protected paths untouched, change size under limits, no new dependencies or credentials",
+        params: &[opt("protect", StrList), opt("max_changed_files", Int), opt("max_changed_lines", Int), opt("allow_dependencies", Bool)],
+    },
+    Kind {
+        name: "grade.jsonschema",
+        role: Role::Grader,
+        summary: "JSON or YAML files valid against a JSON Schema",
+        params: &[req("schema", Str), req("files", StrList)],
+    },
+    Kind {
+        name: "grade.command",
+        role: Role::Grader,
+        summary: "any command; its exit status is the verdict",
+        params: &[req("command", Str)],
+    },
+    Kind {
+        name: "grade.openapi",
+        role: Role::Grader,
+        summary: "the running service conforms to its OpenAPI document",
+        params: &[req("spec", Str), req("start", Str), req("base_url", Str)],
+    },
+    Kind {
+        name: "grade.equivalence",
+        role: Role::Grader,
+        summary: "base and candidate give equal outputs on a recorded input set",
+        params: &[req("command", Str), req("inputs", Str)],
+    },
+    Kind {
+        name: "grade.bench",
+        role: Role::Grader,
+        summary: "noise-aware base vs candidate benchmark comparison",
+        params: &[req("command", Str), opt("runs", Int), opt("max_ratio", Number)],
+    },
+    Kind {
+        name: "grade.policy",
+        role: Role::Grader,
+        summary: "Rego policy over manifests",
+        params: &[req("policy", Str), req("files", StrList), opt("query", Str)],
+    },
+    Kind {
+        name: "grade.flags",
+        role: Role::Grader,
+        summary: "run a command with the feature flag off and on; both must pass",
+        params: &[req("flag", Str), req("command", Str)],
+    },
+    Kind {
+        name: "approve",
+        role: Role::Approve,
+        summary: "wait for a human to approve or reject",
+        params: &[opt("message", Str)],
+    },
+    Kind {
+        name: "ship",
+        role: Role::Ship,
+        summary: "commit on a branch, push, open a pull request",
+        params: &[opt("branch", Str), opt("message", Str), opt("remote", Str), opt("pull_request", Bool), opt("comment", Bool), opt("flag", Str)],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.name)
+}

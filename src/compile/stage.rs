@@ -1,0 +1,385 @@
+//! Resolving one stage: its kind and parameters, image, limits, secrets and network, each
+//! checked against policy.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+
+use super::kinds::{self, Role};
+use super::{Factory, check_name, units};
+use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::plan::{Decided, Limits, Loop, Stage};
+use crate::spec::pipeline::{self, Access, Expect, Resources};
+use crate::spec::{Located, PipelineFile};
+
+/// Built-in defaults, below the factory's `defaults` and policy's ceilings.
+const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
+const DEFAULT_MEMORY: u64 = 2 << 30;
+const DEFAULT_CPUS: f64 = 2.0;
+const DEFAULT_PIDS: u32 = 512;
+
+pub(super) struct Context<'a> {
+    pub factory: &'a Factory,
+    pub path: &'a Path,
+    pub pipeline: &'a PipelineFile,
+    pub category: &'a str,
+    pub category_image: Option<&'a Located<String>>,
+}
+
+pub(super) fn resolve_all(ctx: &Context<'_>, errors: &mut Diagnostics) -> Vec<Stage> {
+    if ctx.pipeline.stages.is_empty() {
+        errors.push(
+            Diagnostic::new(ctx.path, ctx.pipeline.version.at, "the pipeline has no stages")
+                .hint("add at least one stage under `stages:`"),
+        );
+    }
+    ctx.pipeline.stages.iter().map(|(id, s)| resolve(ctx, id, s, errors)).collect()
+}
+
+fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors: &mut Diagnostics) -> Stage {
+    let path = ctx.path;
+    let factory = &ctx.factory.file;
+    let policy = &ctx.factory.policy;
+    check_name(path, id, "stage", errors);
+
+    // Kind: exactly one of `run` and `uses`.
+    let kind = match (&s.run, &s.uses) {
+        (Some(_), Some(uses)) => {
+            errors.push(
+                Diagnostic::new(path, uses.at, format!("stage `{}` has both `run` and `uses`", id.value))
+                    .hint("a stage is either a command (`run`) or a built-in kind (`uses`); split it in two"),
+            );
+            None
+        }
+        (None, None) => {
+            errors.push(
+                Diagnostic::new(path, id.at, format!("stage `{}` has neither `run` nor `uses`", id.value))
+                    .hint("add `run: <command>` or `uses: <kind>` (see `lightsout schema pipeline`)"),
+            );
+            None
+        }
+        (Some(_), None) => None,
+        (None, Some(uses)) => {
+            let k = kinds::find(&uses.value);
+            if k.is_none() {
+                errors.push(
+                    Diagnostic::new(path, uses.at, format!("unknown stage kind `{}`", uses.value))
+                        .maybe_hint(did_you_mean(&uses.value, kinds::names()).or_else(|| {
+                            Some(format!("known kinds: {}", kinds::names().collect::<Vec<_>>().join(", ")))
+                        })),
+                );
+            }
+            k
+        }
+    };
+    let kind_name = s.uses.as_ref().map_or("run", |u| u.value.as_str()).to_owned();
+    let role = kind.map_or(Role::Command, |k| k.role);
+
+    // `with` parameters.
+    match kind {
+        Some(k) => check_with(path, id, k, &s.with, errors),
+        None if s.run.is_some() => {
+            if let Some((first, _)) = s.with.first() {
+                errors.push(
+                    Diagnostic::new(path, first.at, format!("stage `{}` has `with`, but `with` belongs to `uses` stages", id.value))
+                        .hint("pass values to a command through `env:` or the command line"),
+                );
+            }
+        }
+        None => {}
+    }
+
+    // Agent stages: the agent must exist.
+    let agent = if role == Role::Agent {
+        s.with.get("agent").and_then(|v| v.value.as_str().map(|name| (name, v.at))).and_then(|(name, at)| {
+            let found = factory.agents.get(name);
+            if found.is_none() {
+                errors.push(
+                    Diagnostic::new(path, at, format!("agent `{name}` is not defined in factory.yaml"))
+                        .maybe_hint(did_you_mean(name, factory.agents.keys().map(Located::as_str)).or_else(|| {
+                            Some("define it under `agents:` in factory.yaml".into())
+                        })),
+                );
+            }
+            found
+        })
+    } else {
+        None
+    };
+
+    // Image: stage, agent, category, factory default; host stages need none.
+    let image = if role.in_container() {
+        let chosen = s
+            .image
+            .as_ref()
+            .map(|i| (i, "stage `image`"))
+            .or_else(|| agent.and_then(|a| a.image.as_ref()).map(|i| (i, "agent `image`")))
+            .or_else(|| ctx.category_image.map(|i| (i, "category `image`")))
+            .or_else(|| factory.defaults.image.as_ref().map(|i| (i, "`defaults.image`")));
+        match chosen {
+            None => {
+                errors.push(
+                    Diagnostic::new(path, id.at, format!("stage `{}` has no image", id.value))
+                        .hint("set `image:` on the stage, on its category, or `defaults.image` in factory.yaml"),
+                );
+                None
+            }
+            Some((img, from)) => {
+                let file = if from == "stage `image`" { path } else { ctx.factory.path.as_path() };
+                match policy.check_image(&img.value) {
+                    Ok(rule) => Some(Decided { value: img.value.clone(), from: format!("{from}; {rule}") }),
+                    Err(r) => {
+                        let at = if file == path { img.at } else { id.at };
+                        errors.push(Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+                        None
+                    }
+                }
+            }
+        }
+    } else {
+        if let Some(img) = &s.image {
+            errors.push(
+                Diagnostic::new(path, img.at, format!("`{kind_name}` stages run on the host and take no `image`"))
+                    .hint("remove `image:`"),
+            );
+        }
+        None
+    };
+
+    // Secrets: the stage's and its agent's, each allowed by policy for this kind.
+    let mut secrets = Vec::new();
+    for sec in s.secrets.iter().chain(agent.map(|a| a.secrets.iter()).into_iter().flatten()) {
+        match policy.check_secret(&sec.value, &kind_name) {
+            Ok(_) => {
+                if !secrets.contains(&sec.value) {
+                    secrets.push(sec.value.clone());
+                }
+            }
+            Err(r) => {
+                let at = if s.secrets.iter().any(|x| std::ptr::eq(x, sec)) { sec.at } else { id.at };
+                errors.push(Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+            }
+        }
+    }
+
+    // Network.
+    let mut network = Vec::new();
+    for host in s.network.iter().flat_map(|n| n.allow.iter()) {
+        match policy.check_host(&host.value) {
+            Ok(_) => network.push(host.value.clone()),
+            Err(r) => errors.push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint)),
+        }
+    }
+
+    let timeout_secs = timeout(ctx, s, errors);
+    let resources = limits(ctx, s.resources.as_ref(), errors);
+
+    // Expectation, loop, workspace.
+    let expect = s.expect.as_ref().map_or(Expect::Success, |e| e.value);
+    if let Some(e) = s.expect.as_ref().filter(|e| e.value == Expect::Failure) {
+        if !matches!(kind_name.as_str(), "run" | "grade.command") {
+            errors.push(
+                Diagnostic::new(path, e.at, format!("`expect: failure` is for commands, not `{kind_name}` stages"))
+                    .hint("use it on a `run` or `grade.command` stage, such as the reproducing test"),
+            );
+        }
+    }
+    let repeat = s.repeat.as_ref().map(|l| {
+        if role != Role::Agent {
+            errors.push(
+                Diagnostic::new(path, l.at, format!("`loop` re-runs an agent, but stage `{}` is `{kind_name}`", id.value))
+                    .hint("put `loop` on the `uses: agent` stage whose work the graders check"),
+            );
+        }
+        if l.value.until.is_empty() {
+            errors.push(Diagnostic::new(path, l.at, "`loop.until` names no grader").hint("list the grader stages that must pass"));
+        }
+        Loop { until: l.value.until.iter().map(|u| u.value.clone()).collect(), max_attempts: l.value.max_attempts.value }
+    });
+    let workspace = match (&s.workspace, role) {
+        (Some(w), Role::Grader) if w.value == Access::ReadWrite => {
+            errors.push(
+                Diagnostic::new(path, w.at, "graders see the workspace read-only")
+                    .hint("remove `workspace: read-write`; a grader that could write could make itself pass"),
+            );
+            Access::ReadOnly
+        }
+        (Some(w), _) => w.value,
+        (None, Role::Grader | Role::Context | Role::Approve) => Access::ReadOnly,
+        (None, _) => Access::ReadWrite,
+    };
+    for out in &s.outputs {
+        check_name(path, out, "output", errors);
+    }
+    for key in s.env.keys() {
+        let ok = key.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok || key.value.starts_with("LIGHTSOUT_") {
+            errors.push(
+                Diagnostic::new(path, key.at, format!("`{}` cannot be set as an environment variable", key.value.escape_debug()))
+                    .hint("use letters, digits and `_`; names starting with LIGHTSOUT_ are reserved"),
+            );
+        }
+    }
+
+    Stage {
+        id: id.value.clone(),
+        kind: kind_name,
+        role,
+        needs: dedup(s.needs.iter().map(|n| n.value.clone())),
+        condition: s.condition.as_ref().map(|c| c.value.clone()),
+        run: s.run.as_ref().map(|r| r.value.clone()),
+        with: s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        image,
+        env: s.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        secrets,
+        network,
+        timeout_secs,
+        retries: s.retries.as_ref().map_or(0, |r| r.value),
+        expect,
+        repeat,
+        outputs: s.outputs.iter().map(|o| o.value.clone()).collect(),
+        resources,
+        workspace,
+    }
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn check_with(
+    path: &Path,
+    id: &Located<String>,
+    kind: &kinds::Kind,
+    with: &IndexMap<Located<String>, Located<serde_json::Value>>,
+    errors: &mut Diagnostics,
+) {
+    for (key, value) in with {
+        match kind.params.iter().find(|p| p.name == key.value) {
+            None => errors.push(
+                Diagnostic::new(path, key.at, format!("`{}` takes no parameter `{}`", kind.name, key.value)).maybe_hint(
+                    did_you_mean(&key.value, kind.params.iter().map(|p| p.name)).or_else(|| {
+                        Some(format!(
+                            "`{}` takes: {}",
+                            kind.name,
+                            kind.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                        ))
+                    }),
+                ),
+            ),
+            Some(p) if !p.ty.accepts(&value.value) => errors.push(Diagnostic::new(
+                path,
+                value.at,
+                format!("`with.{}` of `{}` must be {}", p.name, kind.name, p.ty.describe()),
+            )),
+            Some(_) => {}
+        }
+    }
+    for p in kind.params.iter().filter(|p| p.required) {
+        if !with.contains_key(p.name) {
+            errors.push(
+                Diagnostic::new(path, id.at, format!("stage `{}` (`{}`) is missing `with.{}`", id.value, kind.name, p.name))
+                    .hint(format!("add `{}: ...` under `with:`", p.name)),
+            );
+        }
+    }
+    if kind.name == "agent" && !with.contains_key("prompt") && !with.contains_key("prompt_file") {
+        errors.push(
+            Diagnostic::new(path, id.at, format!("agent stage `{}` has no prompt", id.value))
+                .hint("add `prompt:` or `prompt_file:` under `with:`"),
+        );
+    }
+}
+
+fn timeout(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) -> u64 {
+    let policy = &ctx.factory.policy;
+    let (own, file) = match (&s.timeout, &ctx.factory.file.defaults.timeout) {
+        (Some(t), _) => (Some(t), ctx.path),
+        (None, Some(t)) => (Some(t), ctx.factory.path.as_path()),
+        (None, None) => (None, ctx.path),
+    };
+    let secs = own.map_or(Ok(DEFAULT_TIMEOUT_SECS), |t| units::duration(file, t).map(|d| d.as_secs()));
+    let secs = secs.unwrap_or_else(|d| {
+        // The factory's default is reported once, by the factory check.
+        if file == ctx.path {
+            errors.push(d);
+        }
+        DEFAULT_TIMEOUT_SECS
+    });
+    if let Some(max) = policy.ceiling_timeout() {
+        if let Ok(max_d) = units::duration(Path::new(""), max) {
+            if secs > max_d.as_secs() {
+                let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
+                errors.push(
+                    Diagnostic::new(ctx.path, at, format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value))
+                        .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+                );
+            }
+        }
+    }
+    secs
+}
+
+fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) -> Limits {
+    let defaults = ctx.factory.file.defaults.resources.as_ref();
+    let policy = &ctx.factory.policy;
+    let path = ctx.path;
+    let pick = |f: fn(&Resources) -> bool| -> (Option<&Resources>, &Path) {
+        match (own, defaults) {
+            (Some(r), _) if f(r) => (Some(r), path),
+            (_, Some(d)) if f(d) => (Some(d), ctx.factory.path.as_path()),
+            _ => (None, path),
+        }
+    };
+    let (mr, mfile) = pick(|r| r.memory.is_some());
+    let memory_bytes = match mr.and_then(|r| r.memory.as_ref()) {
+        Some(m) => units::size(mfile, m).unwrap_or_else(|d| {
+            errors.push(d);
+            DEFAULT_MEMORY
+        }),
+        None => DEFAULT_MEMORY,
+    };
+    let (cr, _) = pick(|r| r.cpus.is_some());
+    let cpus = cr.and_then(|r| r.cpus.as_ref()).map_or(DEFAULT_CPUS, |c| c.value);
+    let (pr, _) = pick(|r| r.pids.is_some());
+    let pids = pr.and_then(|r| r.pids.as_ref()).map_or(DEFAULT_PIDS, |p| p.value);
+
+    let at_of = |f: fn(&Resources) -> Option<Pos>| own.and_then(f).unwrap_or(Pos::START);
+    if let Some(max) = policy.ceiling_memory() {
+        if let Ok(max_b) = units::size(Path::new(""), max) {
+            if memory_bytes > max_b {
+                errors.push(
+                    Diagnostic::new(path, at_of(|r| r.memory.as_ref().map(|m| m.at)), format!("memory limit exceeds the policy ceiling of {}", max.value))
+                        .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+                );
+            }
+        }
+    }
+    if let Some(max) = policy.ceiling_cpus() {
+        if cpus > max.value {
+            errors.push(
+                Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), format!("{cpus} CPUs exceed the policy ceiling of {}", max.value))
+                    .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+            );
+        }
+    }
+    if let Some(max) = policy.ceiling_pids() {
+        if pids > max.value {
+            errors.push(
+                Diagnostic::new(path, at_of(|r| r.pids.as_ref().map(|p| p.at)), format!("{pids} pids exceed the policy ceiling of {}", max.value))
+                    .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+            );
+        }
+    }
+    if !(cpus > 0.0 && cpus.is_finite()) {
+        errors.push(Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0"));
+    }
+    Limits { memory_bytes, cpus, pids }
+}

@@ -1,0 +1,243 @@
+//! Diagnostics: what a user reads when a file is wrong.
+//!
+//! Every problem found in a user's file becomes one [`Diagnostic`] with the file, line and column,
+//! a one-line reason and, where we know it, a hint. The loader and the compiler collect them all
+//! and report them sorted, so that a user fixes a file in one pass instead of one error per run.
+
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A 1-based line and column in a file; `0:0` means "the file as a whole".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Pos {
+    pub const START: Pos = Pos { line: 1, column: 1 };
+
+    pub fn new(line: u32, column: u32) -> Self {
+        Pos { line, column }
+    }
+}
+
+/// One problem in one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    #[serde(flatten)]
+    pub pos: Pos,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(file: &Path, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic { file: file.to_path_buf(), pos, message: message.into(), hint: None }
+    }
+
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub fn maybe_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    fn sort_key(&self) -> (&Path, Pos, &str) {
+        (&self.file, self.pos, &self.message)
+    }
+}
+
+/// A sorted, de-duplicated set of diagnostics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// Sorts by file, position and message, and drops exact repeats.
+    pub fn finish(mut self) -> Self {
+        self.0.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.0.dedup();
+        self
+    }
+
+    /// `Ok(value)` when there is nothing to report, the sorted diagnostics otherwise.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.is_empty() { Ok(value) } else { Err(self.finish()) }
+    }
+
+    /// Renders every diagnostic with a snippet of its line, reading the sources it needs.
+    pub fn render(&self, sources: &dyn Fn(&Path) -> Option<String>) -> String {
+        let mut out = String::new();
+        let mut cache: Option<(&Path, Option<String>)> = None;
+        for d in &self.0 {
+            if cache.as_ref().is_none_or(|(p, _)| *p != d.file.as_path()) {
+                cache = Some((d.file.as_path(), sources(&d.file)));
+            }
+            let text = cache.as_ref().and_then(|(_, t)| t.as_deref());
+            render_one(&mut out, d, text);
+        }
+        let n = self.0.len();
+        let _ = writeln!(out, "{n} error{} found", if n == 1 { "" } else { "s" });
+        out
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.pos.line > 0 {
+            write!(f, ":{}:{}", self.pos.line, self.pos.column)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest line shown in a snippet; longer lines are cut around the column.
+const SNIPPET_WIDTH: usize = 100;
+
+fn render_one(out: &mut String, d: &Diagnostic, source: Option<&str>) {
+    let _ = writeln!(out, "error: {}", d.message);
+    let _ = write!(out, "  --> {}", d.file.display());
+    if d.pos.line > 0 {
+        let _ = write!(out, ":{}:{}", d.pos.line, d.pos.column);
+    }
+    out.push('\n');
+    let line = source
+        .filter(|_| d.pos.line > 0)
+        .and_then(|s| s.lines().nth(d.pos.line as usize - 1));
+    if let Some(line) = line {
+        let num = d.pos.line.to_string();
+        let pad = " ".repeat(num.len());
+        let (shown, col) = clip(line, d.pos.column.saturating_sub(1) as usize);
+        let _ = writeln!(out, "{pad} |");
+        let _ = writeln!(out, "{num} | {shown}");
+        let _ = writeln!(out, "{pad} | {}^", " ".repeat(col));
+    }
+    if let Some(h) = &d.hint {
+        let _ = writeln!(out, "  = help: {h}");
+    }
+    out.push('\n');
+}
+
+/// Makes a line printable (control characters escaped, long lines cut) and maps the column.
+fn clip(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let start = column.saturating_sub(SNIPPET_WIDTH / 2).min(chars.len());
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    let mut col = 0;
+    if start > 0 {
+        shown.push_str("...");
+        col += 3;
+    }
+    for (i, c) in chars[start..end].iter().enumerate() {
+        let piece: String = match c {
+            '\t' => "\\t".into(),
+            c if c.is_control() => c.escape_default().collect(),
+            c => c.to_string(),
+        };
+        if start + i < column {
+            col += piece.chars().count();
+        }
+        shown.push_str(&piece);
+    }
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, col)
+}
+
+/// The nearest of `candidates` to `name`, when it is close enough to be a likely typo.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "did you mean `x`?" for the nearest candidate, if any.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    nearest(name, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        assert_eq!(nearest("biuld", ["build", "test", "ship"]), Some("build"));
+        assert_eq!(nearest("zzz", ["build", "test"]), None);
+    }
+
+    #[test]
+    fn renders_sorted_with_snippet() {
+        let f = Path::new("p.yaml");
+        let mut ds = Diagnostics::default();
+        ds.push(Diagnostic::new(f, Pos::new(2, 3), "second"));
+        ds.push(Diagnostic::new(f, Pos::new(1, 1), "first").hint("fix it"));
+        let text = ds.finish().render(&|_| Some("a: 1\n  b: 2\n".into()));
+        let first = text.find("first").unwrap_or(usize::MAX);
+        let second = text.find("second").unwrap_or(0);
+        assert!(first < second, "{text}");
+        assert!(text.contains("2 |   b: 2\n  |   ^"), "{text}");
+        assert!(text.contains("= help: fix it"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_snippets() {
+        let (shown, col) = clip("\tkey: \u{1b}[31m", 1);
+        assert_eq!(shown, "\\tkey: \\u{1b}[31m");
+        assert_eq!(col, 2);
+    }
+}

@@ -1,0 +1,193 @@
+//! Policy: the rules humans set, checked when a pipeline is compiled and again at run time.
+//!
+//! Every check returns either the rule that allowed the thing (for `plan` to show) or a
+//! [`Refusal`] naming the rule that refused it, so an error can point at both the stage and the
+//! policy line.
+
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Diagnostics, Pos};
+use crate::spec::policy::PolicyFile;
+use crate::spec::{self, FileKind, Located};
+
+/// Why policy refused something, and where the deciding rule is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub hint: String,
+}
+
+/// The policy in force. Without a policy file: any image, no secrets, no network, no ceilings
+/// beyond the built-in defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    file: Option<PathBuf>,
+    rules: Option<PolicyFile>,
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
+        let rules: PolicyFile = spec::load_file(FileKind::Policy, path)?;
+        Ok(Policy { file: Some(path.to_path_buf()), rules: Some(rules) })
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    pub fn rules(&self) -> Option<&PolicyFile> {
+        self.rules.as_ref()
+    }
+
+    fn at(&self, pos: Pos) -> String {
+        match &self.file {
+            Some(f) => format!("{}:{}:{}", f.display(), pos.line, pos.column),
+            None => "the default policy".into(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.file.as_ref().map_or_else(|| "the default policy (no policy file)".into(), |f| f.display().to_string())
+    }
+
+    /// Whether a stage may run `image`.
+    pub fn check_image(&self, image: &str) -> Result<String, Refusal> {
+        let Some(allow) = self.rules.as_ref().and_then(|r| r.images.as_ref()) else {
+            return Ok(format!("{}: no image rule", self.name()));
+        };
+        if let Some(rule) = allow.allow.iter().find(|p| wildcard(&p.value, image)) {
+            return Ok(format!("allowed by `{}` at {}", rule.value, self.at(rule.at)));
+        }
+        let list: Vec<&str> = allow.allow.iter().map(|p| p.value.as_str()).collect();
+        Err(Refusal {
+            message: format!("image `{image}` is not allowed by policy"),
+            hint: format!("policy allows only {} (images.allow in {})", list.join(", "), self.name()),
+        })
+    }
+
+    /// Whether a stage of kind `kind` (`run`, `agent`, `grade.tests`, ...) may receive `secret`.
+    pub fn check_secret(&self, secret: &str, kind: &str) -> Result<String, Refusal> {
+        let rule = self.rules.as_ref().and_then(|r| r.secrets.get(secret));
+        let Some(rule) = rule else {
+            return Err(Refusal {
+                message: format!("secret `{secret}` is not allowed by policy"),
+                hint: format!("{} gives secrets only when listed under `secrets:`; ask the policy owner", self.name()),
+            });
+        };
+        if let Some(k) = rule.stages.iter().find(|k| wildcard(&k.value, kind)) {
+            return Ok(format!("allowed for `{}` at {}", k.value, self.at(k.at)));
+        }
+        let list: Vec<&str> = rule.stages.iter().map(|k| k.value.as_str()).collect();
+        Err(Refusal {
+            message: format!("secret `{secret}` is not allowed for `{kind}` stages"),
+            hint: format!("policy gives `{secret}` only to {} stages", list.join(", ")),
+        })
+    }
+
+    /// Whether a stage may reach `host` (`name` or `name:port`) through the egress proxy.
+    pub fn check_host(&self, host: &str) -> Result<String, Refusal> {
+        let allow = self.rules.as_ref().and_then(|r| r.network.as_ref());
+        let (name, port) = split_host(host);
+        if let Some(rule) = allow.and_then(|a| {
+            a.allow.iter().find(|p| {
+                let (pn, pp) = split_host(&p.value);
+                wildcard(pn, name) && (pp == port)
+            })
+        }) {
+            return Ok(format!("allowed by `{}` at {}", rule.value, self.at(rule.at)));
+        }
+        Err(Refusal {
+            message: format!("network access to `{host}` is not allowed by policy"),
+            hint: match allow {
+                Some(a) => format!(
+                    "policy allows only {}",
+                    a.allow.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                None => format!("{} allows no network; add the host under `network.allow`", self.name()),
+            },
+        })
+    }
+
+    /// The grader kinds a category must have, each with where the rule is.
+    pub fn required_graders(&self, category: &str) -> Vec<(&str, String)> {
+        self.rules
+            .as_ref()
+            .and_then(|r| r.required_graders.get(category))
+            .map(|gs| gs.iter().map(|g| (g.value.as_str(), self.at(g.at))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Where the rule is, when a category needs human approval before ship.
+    pub fn approval_rule(&self, category: &str) -> Option<String> {
+        let rules = self.rules.as_ref()?;
+        rules.approval.iter().find(|c| c.value == category).map(|c| self.at(c.at))
+    }
+
+    /// A protected branch pattern matching `branch`, with its location.
+    pub fn protected_branch(&self, branch: &str) -> Option<String> {
+        let p = self.rules.as_ref()?.protected.as_ref()?;
+        p.branches.iter().find(|b| wildcard(&b.value, branch)).map(|b| format!("`{}` at {}", b.value, self.at(b.at)))
+    }
+
+    pub fn protected_paths(&self) -> Vec<&str> {
+        self.rules
+            .as_ref()
+            .and_then(|r| r.protected.as_ref())
+            .map(|p| p.paths.iter().map(|x| x.value.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The ceilings, as written.
+    pub fn ceiling_memory(&self) -> Option<&Located<String>> {
+        self.rules.as_ref()?.resources.as_ref()?.memory.as_ref()
+    }
+    pub fn ceiling_cpus(&self) -> Option<&Located<f64>> {
+        self.rules.as_ref()?.resources.as_ref()?.cpus.as_ref()
+    }
+    pub fn ceiling_pids(&self) -> Option<&Located<u32>> {
+        self.rules.as_ref()?.resources.as_ref()?.pids.as_ref()
+    }
+    pub fn ceiling_timeout(&self) -> Option<&Located<String>> {
+        self.rules.as_ref()?.resources.as_ref()?.timeout.as_ref()
+    }
+
+    /// Where a rule at `pos` is, for hints.
+    pub fn rule_at(&self, pos: Pos) -> String {
+        self.at(pos)
+    }
+}
+
+fn split_host(h: &str) -> (&str, &str) {
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => (name, port),
+        _ => (h, "443"),
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let mut opts = glob::MatchOptions::new();
+    opts.require_literal_separator = false;
+    // Only `*` is special in policy patterns: escape the other glob metacharacters.
+    let escaped: String = pattern
+        .chars()
+        .map(|c| match c {
+            '?' | '[' | ']' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect();
+    glob::Pattern::new(&escaped).is_ok_and(|p| p.matches_with(text, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("ghcr.io/acme/*", "ghcr.io/acme/dev:1"));
+        assert!(!wildcard("ghcr.io/acme/*", "docker.io/evil/acme"));
+        assert!(wildcard("grade.*", "grade.tests"));
+        assert!(!wildcard("a?c", "abc"));
+    }
+}

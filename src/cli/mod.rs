@@ -1,0 +1,368 @@
+//! The command line: the only code that parses arguments, reads the environment, prints and
+//! exits.
+
+mod exit;
+mod init;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use exit::Exit;
+
+use crate::compile::{Factory, Route, route};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::plan::{Plan, render};
+use crate::spec::{self, FileKind, PipelineFile};
+use crate::ticket::Ticket;
+
+#[derive(Parser, Debug)]
+#[command(name = "lightsout", version, about = "Declarative pipeline-as-code runner for dark software factories", after_help = exit::HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write factory.yaml, a policy and the built-in pipelines into a repository.
+    Init(InitArgs),
+    /// Check factory.yaml, its policy and every pipeline; report every problem at once.
+    Validate(ValidateArgs),
+    /// Show a pipeline's stage graph.
+    Graph(GraphArgs),
+    /// Show what a ticket would run: category, stages in order, image, secrets, network, timeout.
+    Plan(PlanArgs),
+    /// Print the JSON Schema of a file kind (or write all of them to a directory).
+    Schema(SchemaArgs),
+    /// Print shell completions.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct FactoryArg {
+    /// factory.yaml to use [default: the nearest factory.yaml in this or a parent directory]
+    #[arg(long, env = "LIGHTSOUT_FACTORY", value_name = "PATH")]
+    factory: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    /// The repository to initialise.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DiagFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct ValidateArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// Validate only these pipeline files (against the factory and its policy).
+    #[arg(long, value_name = "PATH")]
+    pipeline: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+    format: DiagFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+#[derive(clap::Args, Debug)]
+struct GraphArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The category whose pipeline to show [default: every category].
+    #[arg(long)]
+    category: Option<String>,
+    /// A pipeline file to show instead of a category's.
+    #[arg(long, value_name = "PATH", conflicts_with = "category")]
+    pipeline: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    format: GraphFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The ticket: a Markdown file with front matter, or a GitHub `issues` event (.json).
+    #[arg(long, value_name = "PATH")]
+    ticket: PathBuf,
+    /// Use this category instead of the match rules.
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+}
+
+#[derive(clap::Args, Debug)]
+struct SchemaArgs {
+    /// Which file's schema to print.
+    #[arg(value_enum, default_value_t = FileKind::Pipeline)]
+    kind: FileKind,
+    /// Write every schema into this directory instead (as `<kind>.schema.json`).
+    #[arg(long, value_name = "DIR")]
+    write: Option<PathBuf>,
+}
+
+/// Runs the command line and returns the exit code.
+pub fn main() -> Exit {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Invalid } else { Exit::Ok };
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(Failure::Invalid(ds, format)) => {
+            report(&ds, format);
+            Exit::Invalid
+        }
+        Err(Failure::Io(msg)) => {
+            eprintln!("error: {msg}");
+            Exit::Infra
+        }
+    }
+}
+
+enum Failure {
+    Invalid(Diagnostics, DiagFormat),
+    Io(String),
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure::Invalid(d.into(), DiagFormat::Human)
+    }
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(ds: Diagnostics) -> Self {
+        Failure::Invalid(ds, DiagFormat::Human)
+    }
+}
+
+fn run(command: Command) -> Result<Exit, Failure> {
+    match command {
+        Command::Init(a) => init::run(&a.dir, a.force),
+        Command::Validate(a) => validate(&a).map_err(|f| match f {
+            Failure::Invalid(ds, _) => Failure::Invalid(ds, a.format),
+            other => other,
+        }),
+        Command::Graph(a) => graph(&a),
+        Command::Plan(a) => plan(&a),
+        Command::Schema(a) => schema(&a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// Prints diagnostics to stderr, as people read them or as JSON.
+fn report(ds: &Diagnostics, format: DiagFormat) {
+    match format {
+        DiagFormat::Human => eprint!("{}", ds.render(&|p: &Path| std::fs::read_to_string(p).ok())),
+        DiagFormat::Json => {
+            let v = serde_json::json!({ "ok": false, "errors": ds });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+}
+
+/// The factory file: `--factory`, `$LIGHTSOUT_FACTORY`, or the nearest `factory.yaml` upwards.
+fn factory_path(arg: &FactoryArg) -> Result<PathBuf, Failure> {
+    if let Some(p) = &arg.factory {
+        return Ok(p.clone());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Failure::Io(format!("cannot read the current directory: {e}")))?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join("factory.yaml");
+        if candidate.is_file() {
+            // Show paths relative to where the user is, as they would type them.
+            return Ok(candidate.strip_prefix(&cwd).map_or(candidate.clone(), Path::to_path_buf));
+        }
+    }
+    Err(Diagnostic::new(Path::new("factory.yaml"), Pos::default(), "no factory.yaml here or in any parent directory")
+        .hint("run `lightsout init` to create one, or pass --factory PATH")
+        .into())
+}
+
+fn load_factory(arg: &FactoryArg) -> Result<Factory, Failure> {
+    let path = factory_path(arg)?;
+    if !path.is_file() {
+        return Err(Diagnostic::new(&path, Pos::default(), "the factory file does not exist")
+            .hint("run `lightsout init` to create one, or pass --factory PATH")
+            .into());
+    }
+    Ok(Factory::load(&path)?)
+}
+
+fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
+    let factory = load_factory(&a.factory)?;
+    let plans = if a.pipeline.is_empty() {
+        factory.compile_all()?
+    } else {
+        let mut plans = Vec::new();
+        let mut errors = Diagnostics::default();
+        for p in &a.pipeline {
+            match compile_file(&factory, p) {
+                Ok(plan) => plans.push(plan),
+                Err(ds) => errors.extend(ds),
+            }
+        }
+        errors.into_result(plans)?
+    };
+    match a.format {
+        DiagFormat::Human => {
+            for p in &plans {
+                println!("ok  {} ({}): {} stages", p.category(), p.pipeline().display(), p.stages().len());
+            }
+        }
+        DiagFormat::Json => {
+            let cats: Vec<_> = plans
+                .iter()
+                .map(|p| serde_json::json!({ "category": p.category(), "pipeline": p.pipeline(), "stages": p.stages().len() }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default());
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Compiles one pipeline file against a factory, under the category factory.yaml gives it.
+fn compile_file(factory: &Factory, path: &Path) -> Result<Plan, Diagnostics> {
+    let pipeline: PipelineFile = spec::load_file(FileKind::Pipeline, path)?;
+    let key = factory.file.categories.keys().find(|k| k.value == pipeline.category.value);
+    factory.compile_pipeline(path, &pipeline, key, None)
+}
+
+fn graph(a: &GraphArgs) -> Result<Exit, Failure> {
+    let factory = load_factory(&a.factory)?;
+    let plans = match (&a.pipeline, &a.category) {
+        (Some(p), _) => vec![compile_file(&factory, p)?],
+        (None, Some(c)) => vec![factory.compile(c, None)?],
+        (None, None) => factory.compile_all()?,
+    };
+    let mut out = String::new();
+    for (i, p) in plans.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match a.format {
+            GraphFormat::Text => {
+                out.push_str(&format!("# {} ({})\n", p.category(), p.pipeline().display()));
+                out.push_str(&render::text(p));
+            }
+            GraphFormat::Dot => out.push_str(&render::dot(p)),
+            GraphFormat::Mermaid => out.push_str(&render::mermaid(p)),
+        }
+    }
+    print_out(&out)
+}
+
+fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
+    let factory = load_factory(&a.factory)?;
+    let ticket = Ticket::load(&a.ticket)?;
+    let route = route(&factory, &ticket, a.category.as_deref())?;
+    let plan = factory.compile(&route.category, Some(&ticket))?;
+    let out = match a.format {
+        PlanFormat::Json => {
+            let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        PlanFormat::Text => plan_text(&ticket, &route, &plan),
+    };
+    print_out(&out)
+}
+
+fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Ticket text is printed as data: escaped, so that control sequences cannot reach the terminal.
+    let _ = writeln!(out, "ticket    {}: {}", ticket.id.escape_debug(), ticket.title.escape_debug());
+    let _ = writeln!(out, "category  {} ({})", plan.category(), route.reason);
+    let _ = writeln!(out, "pipeline  {}", plan.pipeline().display());
+    for (k, v) in plan.inputs() {
+        let _ = writeln!(out, "input     {k} = {v}");
+    }
+    let _ = writeln!(out, "\nstages, in order:");
+    for (i, s) in plan.stages().iter().enumerate() {
+        let _ = writeln!(out, "{:>3}. {} ({})", i + 1, s.id, s.kind);
+        if !s.needs.is_empty() {
+            let _ = writeln!(out, "       needs    {}", s.needs.join(", "));
+        }
+        if let Some(c) = &s.condition {
+            let _ = writeln!(out, "       if       {c}");
+        }
+        match &s.image {
+            Some(img) => {
+                let _ = writeln!(out, "       image    {} ({})", img.value, img.from);
+            }
+            None => {
+                let _ = writeln!(out, "       runs on  the host (lightsout itself)");
+            }
+        }
+        let _ = writeln!(out, "       secrets  {}", if s.secrets.is_empty() { "none".into() } else { s.secrets.join(", ") });
+        let _ = writeln!(out, "       network  {}", if s.network.is_empty() { "none".into() } else { s.network.join(", ") });
+        let _ = writeln!(out, "       timeout  {}", humantime::format_duration(std::time::Duration::from_secs(s.timeout_secs)));
+        let _ = writeln!(out, "       workspace {}", match s.workspace {
+            crate::spec::pipeline::Access::ReadOnly => "read-only",
+            crate::spec::pipeline::Access::ReadWrite => "read-write",
+        });
+        if let Some(l) = &s.repeat {
+            let _ = writeln!(out, "       loop     until {} pass, at most {} attempts", l.until.join(", "), l.max_attempts);
+        }
+    }
+    let _ = writeln!(out, "\ncritical path: {} (at most {})", plan.critical_path().join(" -> "),
+        humantime::format_duration(std::time::Duration::from_secs(plan.critical_path_secs())));
+    out
+}
+
+fn schema(a: &SchemaArgs) -> Result<Exit, Failure> {
+    if let Some(dir) = &a.write {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
+        for kind in FileKind::ALL {
+            let path = dir.join(kind.schema_file());
+            std::fs::write(&path, kind.schema_text()).map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
+        }
+        return Ok(Exit::Ok);
+    }
+    print_out(&a.kind.schema_text())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(s: &str) -> Result<Exit, Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(Exit::Ok),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),
+        Err(e) => Err(Failure::Io(format!("cannot write to standard output: {e}"))),
+    }
+}

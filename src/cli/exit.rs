@@ -1,0 +1,31 @@
+//! Exit codes, in one place. Documented in `lightsout --help`.
+
+/// How a `lightsout` command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything passed.
+    Ok = 0,
+    /// A stage or grader failed.
+    Failed = 1,
+    /// The input (a file, a ticket, an argument) is invalid.
+    Invalid = 2,
+    /// The infrastructure failed (Docker, git, the file system).
+    Infra = 3,
+    /// The run was cancelled.
+    Cancelled = 130,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+pub const HELP: &str = "\
+Exit codes:
+  0    success
+  1    a stage or grader failed
+  2    invalid input: a file, ticket or argument (every problem is listed with file:line:column)
+  3    infrastructure fault (Docker, git, file system)
+  130  cancelled";

@@ -1,0 +1,36 @@
+//! Integration tests: one binary, one module per area.
+
+mod cli;
+mod malformed;
+mod schema;
+mod tickets;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root; tests name files relative to it so snapshots are the same everywhere.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `lightsout` command, run from `dir`, with no inherited factory setting.
+pub fn lightsout(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lightsout"));
+    c.current_dir(dir).env_remove("LIGHTSOUT_FACTORY");
+    c
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn output(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap_or_else(|e| panic!("cannot run lightsout: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A path relative to the repository root, as shown in snapshots.
+pub fn rel(p: &Path) -> PathBuf {
+    p.strip_prefix(root()).map_or_else(|_| p.to_path_buf(), Path::to_path_buf)
+}

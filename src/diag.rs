@@ -128,24 +128,37 @@ impl IntoIterator for Diagnostics {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", printable(&self.file.display().to_string()))?;
         if self.pos.line > 0 {
             write!(f, ":{}:{}", self.pos.line, self.pos.column)?;
         }
-        write!(f, ": {}", self.message)?;
+        write!(f, ": {}", printable(&self.message))?;
         if let Some(h) = &self.hint {
-            write!(f, " (hint: {h})")?;
+            write!(f, " (hint: {})", printable(h))?;
         }
         Ok(())
     }
+}
+
+/// `text` with every control character escaped (`\u{1b}`, `\t`, ...), so that file contents
+/// quoted in a message cannot move the cursor, recolour or rewrite the user's terminal.
+#[must_use]
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().collect() } else { c.to_string() })
+        .collect::<String>()
+        .into()
 }
 
 /// Longest line shown in a snippet; longer lines are cut around the column.
 const SNIPPET_WIDTH: usize = 100;
 
 fn render_one(out: &mut String, d: &Diagnostic, source: Option<&str>) {
-    let _ = writeln!(out, "error: {}", d.message);
-    let _ = write!(out, "  --> {}", d.file.display());
+    let _ = writeln!(out, "error: {}", printable(&d.message));
+    let _ = write!(out, "  --> {}", printable(&d.file.display().to_string()));
     if d.pos.line > 0 {
         let _ = write!(out, ":{}:{}", d.pos.line, d.pos.column);
     }
@@ -162,7 +175,7 @@ fn render_one(out: &mut String, d: &Diagnostic, source: Option<&str>) {
         let _ = writeln!(out, "{pad} | {}^", " ".repeat(col));
     }
     if let Some(h) = &d.hint {
-        let _ = writeln!(out, "  = help: {h}");
+        let _ = writeln!(out, "  = help: {}", printable(h));
     }
     out.push('\n');
 }
@@ -218,6 +231,15 @@ mod tests {
     fn suggests_near_names_only() {
         assert_eq!(nearest("biuld", ["build", "test", "ship"]), Some("build"));
         assert_eq!(nearest("zzz", ["build", "test"]), None);
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let f = Path::new("p.yaml");
+        let ds: Diagnostics = Diagnostic::new(f, Pos::new(1, 1), "key `a\u{1b}[2Jb`").hint("x\u{7}").into();
+        let text = ds.render(&|_| Some("a\u{1b}[2Jb: 1\n".into()));
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.contains("a\\u{1b}[2Jb"), "{text}");
     }
 
     #[test]

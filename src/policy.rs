@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(wildcard("ghcr.io/acme/*", "ghcr.io/acme/dev:1"));
-        assert!(!wildcard("ghcr.io/acme/*", "docker.io/evil/acme"));
+        assert!(wildcard("acme/*", "acme/dev:1"));
+        assert!(!wildcard("acme/*", "evil/acme"));
         assert!(wildcard("grade.*", "grade.tests"));
         assert!(!wildcard("a?c", "abc"));
     }

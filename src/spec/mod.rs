@@ -139,6 +139,10 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
                 "the YAML uses too many aliases (a possible alias bomb)",
                 "lightsout bounds aliases to keep loading bounded; write the values out plainly",
             ),
+            "Events" => (
+                "the YAML expands to too many values",
+                "aliases (`*name`) count each time they are used; write the values out, or split the file",
+            ),
             _ => (
                 "the YAML is too large to load",
                 "lightsout bounds events, nodes and scalar sizes; split or shrink the file",
@@ -148,8 +152,10 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
     }
     let hint = if message.contains("tabs") {
         Some("YAML indents with spaces only; replace the tabs with spaces")
+    } else if message.contains("quote") {
+        Some("close the quote on the same line, or use a block scalar (`run: |`) for text over several lines")
     } else {
-        None
+        Some("check the indentation and brackets here and on the line before; quote values holding `: `, `#`, or starting with `{`, `[`, `*`, `&` or `!`")
     };
     (format!("invalid YAML: {message}"), hint)
 }

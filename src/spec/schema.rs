@@ -132,7 +132,21 @@ fn report(out: &mut Diagnostics, path: &Path, root: &Located<Node>, schema: &Val
         }
         ValidationErrorKind::Type { kind } => {
             let expected = type_names(kind);
-            out.push(Diagnostic::new(path, value_at, format!("{} must be {expected}, found {found}", dotted(&segs))));
+            let hint = if expected.starts_with("a list") {
+                "write a list: `[a, b]`, or one `- item` per line"
+            } else if expected.starts_with("a mapping") {
+                "write `key: value` pairs, indented under this key"
+            } else if expected.starts_with("an integer") || expected.starts_with("a number") {
+                "write a number without quotes"
+            } else if expected.starts_with("true or false") {
+                "write `true` or `false` without quotes"
+            } else {
+                "quote the value: `\"...\"`"
+            };
+            out.push(
+                Diagnostic::new(path, value_at, format!("{} must be {expected}, found {found}", dotted(&segs)))
+                    .hint(hint),
+            );
         }
         ValidationErrorKind::Enum { options } => {
             let choices: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
@@ -155,7 +169,10 @@ fn report(out: &mut Diagnostics, path: &Path, root: &Located<Node>, schema: &Val
                 report(out, path, root, schema, e);
             }
         }
-        _ => out.push(Diagnostic::new(path, at, format!("{} is not valid: {}", dotted(&segs), plain_message(err)))),
+        _ => out.push(
+            Diagnostic::new(path, at, format!("{} is not valid: {}", dotted(&segs), plain_message(err)))
+                .hint("`lightsout schema` prints every key with its allowed values"),
+        ),
     }
 }
 

@@ -37,7 +37,15 @@ fn diagnose(path: &Path) -> Option<Diagnostics> {
         Ok(p) => p,
         Err(ds) => return Some(ds),
     };
-    let key = factory.file.categories.keys().find(|k| k.value == "misc");
+    // Compile as the category the file declares when the factory has it (so the policy's
+    // per-category rules apply), else as `misc`.
+    let declared = Some(pipeline.category.value.as_str());
+    let key = factory
+        .file
+        .categories
+        .keys()
+        .find(|k| Some(k.value.as_str()) == declared)
+        .or_else(|| factory.file.categories.keys().find(|k| k.value == "misc"));
     factory.compile_pipeline(path, &pipeline, key, None).err()
 }
 

@@ -50,7 +50,12 @@ fn environment(mode: Mode) -> Environment<'static> {
 
 /// A value as shell words: a list becomes one quoted word per item, anything else one word.
 fn shell_words(value: &Value) -> String {
-    let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| "''".to_owned(), |q| q.into_owned());
+    // A command line cannot carry a NUL byte (argv strings end at one), so NULs are dropped;
+    // with them gone `try_quote` cannot fail, and the fallback is never used.
+    let quote = |s: &str| {
+        let s = s.replace('\0', "");
+        shlex::try_quote(&s).map_or_else(|_| "''".to_owned(), |q| q.into_owned())
+    };
     if value.kind() == minijinja::value::ValueKind::Seq {
         if let Ok(items) = value.try_iter() {
             return items.map(|v| quote(&plain(&v))).collect::<Vec<_>>().join(" ");
@@ -112,7 +117,8 @@ mod tests {
         let out = render(Mode::Shell, "echo {{ ticket.title }}", &hostile())?;
         let words = shlex::split(&out).ok_or("unparseable")?;
         assert_eq!(words.len(), 2, "{out}");
-        assert_eq!(words[1], hostile()["ticket"]["title"].as_str().unwrap_or_default());
+        let title = hostile()["ticket"]["title"].as_str().unwrap_or_default().replace('\0', "");
+        assert_eq!(words[1], title);
         Ok(())
     }
 

@@ -84,6 +84,7 @@ impl Diagnostics {
     }
 
     /// Sorts by file, position and message, and drops exact repeats.
+    #[must_use]
     pub fn finish(mut self) -> Self {
         self.0.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.0.dedup();
@@ -163,9 +164,7 @@ fn render_one(out: &mut String, d: &Diagnostic, source: Option<&str>) {
         let _ = write!(out, ":{}:{}", d.pos.line, d.pos.column);
     }
     out.push('\n');
-    let line = source
-        .filter(|_| d.pos.line > 0)
-        .and_then(|s| s.lines().nth(d.pos.line as usize - 1));
+    let line = source.filter(|_| d.pos.line > 0).and_then(|s| s.lines().nth(d.pos.line as usize - 1));
     if let Some(line) = line {
         let num = d.pos.line.to_string();
         let pad = " ".repeat(num.len());

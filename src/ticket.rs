@@ -61,9 +61,13 @@ impl Ticket {
             // Front matter starts on line 2 of the file.
             let root = spec::parse_tree(path, front).map_err(|ds| shift(ds, 1))?;
             let Node::Map(entries) = &root.value else {
-                return Err(Diagnostic::new(path, Pos::new(2, 1), "the front matter must be a mapping of keys to values")
-                    .hint("write `key: value` lines between the `---` lines")
-                    .into());
+                return Err(Diagnostic::new(
+                    path,
+                    Pos::new(2, 1),
+                    "the front matter must be a mapping of keys to values",
+                )
+                .hint("write `key: value` lines between the `---` lines")
+                .into());
             };
             for (key, value) in entries {
                 let at = Pos::new(value.at.line + 1, value.at.column);
@@ -93,10 +97,10 @@ impl Ticket {
                 }
             }
         }
-        if t.title.is_empty() {
-            if let Some(h) = t.body.lines().find_map(|l| l.strip_prefix("# ")) {
-                t.title = h.trim().to_owned();
-            }
+        if t.title.is_empty()
+            && let Some(h) = t.body.lines().find_map(|l| l.strip_prefix("# "))
+        {
+            h.trim().clone_into(&mut t.title);
         }
         if t.title.is_empty() {
             errors.push(
@@ -116,12 +120,17 @@ impl Ticket {
         })?;
         let issue = v.get("issue").ok_or_else(|| {
             Diagnostics::from(
-                Diagnostic::new(path, Pos::START, "not a GitHub `issues` event: there is no `issue` object")
-                    .hint("pass the webhook payload of an `issues` event, such as $GITHUB_EVENT_PATH in an `issues` workflow"),
+                Diagnostic::new(path, Pos::START, "not a GitHub `issues` event: there is no `issue` object").hint(
+                    "pass the webhook payload of an `issues` event, such as $GITHUB_EVENT_PATH in an `issues` workflow",
+                ),
             )
         })?;
         let number = issue.get("number").and_then(Value::as_u64).ok_or_else(|| {
-            Diagnostics::from(Diagnostic::new(path, Pos::START, "the event's `issue.number` is missing or not a number"))
+            Diagnostics::from(Diagnostic::new(
+                path,
+                Pos::START,
+                "the event's `issue.number` is missing or not a number",
+            ))
         })?;
         let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         let body = s(issue.get("body")).unwrap_or_default();
@@ -183,7 +192,7 @@ fn scalar_text(n: &Node) -> Option<String> {
 }
 
 /// GitHub issue forms render each answer as `### Label`, a blank line and the text; an empty
-/// answer is `_No response_`. Labels become snake_case field names.
+/// answer is `_No response_`. Labels become `snake_case` field names.
 fn issue_form_fields(body: &str) -> BTreeMap<String, Value> {
     let mut fields = BTreeMap::new();
     let mut current: Option<(String, Vec<&str>)> = None;
@@ -217,6 +226,7 @@ fn issue_form_fields(body: &str) -> BTreeMap<String, Value> {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 

@@ -30,14 +30,53 @@ struct Toolchain {
 }
 
 const TOOLCHAINS: &[Toolchain] = &[
-    Toolchain { marker: "Cargo.toml", image: "rust:1-bookworm", test: "cargo test", build: "cargo build --all-targets", bench: "cargo bench", run: "cargo run --", serve: "cargo run" },
-    Toolchain { marker: "pyproject.toml", image: "python:3.12-bookworm", test: "python3 -m pytest", build: "python3 -m compileall -q .", bench: "python3 -m pytest --benchmark-only", run: "python3 -m app", serve: "python3 -m app serve" },
-    Toolchain { marker: "package.json", image: "node:22-bookworm", test: "npm test", build: "npm run build", bench: "npm run bench", run: "npm start --", serve: "npm start" },
-    Toolchain { marker: "go.mod", image: "golang:1.23-bookworm", test: "go test ./...", build: "go build ./...", bench: "go test -run '^$' -bench . ./...", run: "go run .", serve: "go run ." },
+    Toolchain {
+        marker: "Cargo.toml",
+        image: "rust:1-bookworm",
+        test: "cargo test",
+        build: "cargo build --all-targets",
+        bench: "cargo bench",
+        run: "cargo run --",
+        serve: "cargo run",
+    },
+    Toolchain {
+        marker: "pyproject.toml",
+        image: "python:3.12-bookworm",
+        test: "python3 -m pytest",
+        build: "python3 -m compileall -q .",
+        bench: "python3 -m pytest --benchmark-only",
+        run: "python3 -m app",
+        serve: "python3 -m app serve",
+    },
+    Toolchain {
+        marker: "package.json",
+        image: "node:22-bookworm",
+        test: "npm test",
+        build: "npm run build",
+        bench: "npm run bench",
+        run: "npm start --",
+        serve: "npm start",
+    },
+    Toolchain {
+        marker: "go.mod",
+        image: "golang:1.23-bookworm",
+        test: "go test ./...",
+        build: "go build ./...",
+        bench: "go test -run '^$' -bench . ./...",
+        run: "go run .",
+        serve: "go run .",
+    },
 ];
 
-const GENERIC: Toolchain =
-    Toolchain { marker: "", image: "debian:bookworm", test: "make test", build: "make build", bench: "make bench", run: "make run", serve: "make serve" };
+const GENERIC: Toolchain = Toolchain {
+    marker: "",
+    image: "debian:bookworm",
+    test: "make test",
+    build: "make build",
+    bench: "make bench",
+    run: "make run",
+    serve: "make serve",
+};
 
 fn detect(dir: &Path) -> &'static Toolchain {
     TOOLCHAINS.iter().find(|t| dir.join(t.marker).is_file()).unwrap_or(&GENERIC)
@@ -65,7 +104,8 @@ pub(super) fn run(dir: &Path, force: bool) -> Result<Exit, Failure> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "factory".into());
-    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let name: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let mut files: Vec<(String, String)> = vec![
         ("factory.yaml".into(), FACTORY.replace("@NAME@", &name).replace("@IMAGE@", t.image)),
         ("policy.yaml".into(), POLICY.replace("@IMAGE@", t.image)),
@@ -85,7 +125,8 @@ pub(super) fn run(dir: &Path, force: bool) -> Result<Exit, Failure> {
         std::fs::write(&p, text).map_err(|e| io("write", &p, e))?;
         println!("wrote {}", p.display());
     }
-    let detected = if t.marker.is_empty() { "no known build file; using make".to_owned() } else { format!("found {}", t.marker) };
+    let detected =
+        if t.marker.is_empty() { "no known build file; using make".to_owned() } else { format!("found {}", t.marker) };
     println!("{detected}: tests run with `{}` in image {}", t.test, t.image);
     println!("next: `lightsout validate`, then `lightsout plan --ticket <ticket.md>`");
     Ok(Exit::Ok)

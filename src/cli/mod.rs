@@ -4,6 +4,7 @@
 mod exit;
 mod init;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -172,7 +173,7 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Init(a) => init::run(&a.dir, a.force),
         Command::Validate(a) => validate(&a).map_err(|f| match f {
             Failure::Invalid(ds, _) => Failure::Invalid(ds, a.format),
-            other => other,
+            io @ Failure::Io(_) => io,
         }),
         Command::Graph(a) => graph(&a),
         Command::Plan(a) => plan(&a),
@@ -249,7 +250,10 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
                 .iter()
                 .map(|p| serde_json::json!({ "category": p.category(), "pipeline": p.pipeline(), "stages": p.stages().len() }))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default()
+            );
         }
     }
     Ok(Exit::Ok)
@@ -276,7 +280,7 @@ fn graph(a: &GraphArgs) -> Result<Exit, Failure> {
         }
         match a.format {
             GraphFormat::Text => {
-                out.push_str(&format!("# {} ({})\n", p.category(), p.pipeline().display()));
+                let _ = writeln!(out, "# {} ({})", p.category(), p.pipeline().display());
                 out.push_str(&render::text(p));
             }
             GraphFormat::Dot => out.push_str(&render::dot(p)),
@@ -328,19 +332,40 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan) -> String {
                 let _ = writeln!(out, "       runs on  the host (lightsout itself)");
             }
         }
-        let _ = writeln!(out, "       secrets  {}", if s.secrets.is_empty() { "none".into() } else { s.secrets.join(", ") });
-        let _ = writeln!(out, "       network  {}", if s.network.is_empty() { "none".into() } else { s.network.join(", ") });
-        let _ = writeln!(out, "       timeout  {}", humantime::format_duration(std::time::Duration::from_secs(s.timeout_secs)));
-        let _ = writeln!(out, "       workspace {}", match s.workspace {
-            crate::spec::pipeline::Access::ReadOnly => "read-only",
-            crate::spec::pipeline::Access::ReadWrite => "read-write",
-        });
+        let _ = writeln!(
+            out,
+            "       secrets  {}",
+            if s.secrets.is_empty() { "none".into() } else { s.secrets.join(", ") }
+        );
+        let _ = writeln!(
+            out,
+            "       network  {}",
+            if s.network.is_empty() { "none".into() } else { s.network.join(", ") }
+        );
+        let _ = writeln!(
+            out,
+            "       timeout  {}",
+            humantime::format_duration(std::time::Duration::from_secs(s.timeout_secs))
+        );
+        let _ = writeln!(
+            out,
+            "       workspace {}",
+            match s.workspace {
+                crate::spec::pipeline::Access::ReadOnly => "read-only",
+                crate::spec::pipeline::Access::ReadWrite => "read-write",
+            }
+        );
         if let Some(l) = &s.repeat {
-            let _ = writeln!(out, "       loop     until {} pass, at most {} attempts", l.until.join(", "), l.max_attempts);
+            let _ =
+                writeln!(out, "       loop     until {} pass, at most {} attempts", l.until.join(", "), l.max_attempts);
         }
     }
-    let _ = writeln!(out, "\ncritical path: {} (at most {})", plan.critical_path().join(" -> "),
-        humantime::format_duration(std::time::Duration::from_secs(plan.critical_path_secs())));
+    let _ = writeln!(
+        out,
+        "\ncritical path: {} (at most {})",
+        plan.critical_path().join(" -> "),
+        humantime::format_duration(std::time::Duration::from_secs(plan.critical_path_secs()))
+    );
     out
 }
 
@@ -349,7 +374,8 @@ fn schema(a: &SchemaArgs) -> Result<Exit, Failure> {
         std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
         for kind in FileKind::ALL {
             let path = dir.join(kind.schema_file());
-            std::fs::write(&path, kind.schema_text()).map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))?;
+            std::fs::write(&path, kind.schema_text())
+                .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))?;
             eprintln!("wrote {}", path.display());
         }
         return Ok(Exit::Ok);

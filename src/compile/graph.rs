@@ -54,10 +54,14 @@ pub(super) fn check(ctx: &Context<'_>, stages: &[Stage], errors: &mut Diagnostic
                 ),
                 Some(&j) => needs[i].push(j),
                 None => errors.push(
-                    Diagnostic::new(path, n.at, format!("`needs` names no stage `{}`", n.value))
-                        .maybe_hint(did_you_mean(&n.value, index.keys().copied()).or_else(|| {
-                            Some(format!("stages are: {}", stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")))
-                        })),
+                    Diagnostic::new(path, n.at, format!("`needs` names no stage `{}`", n.value)).maybe_hint(
+                        did_you_mean(&n.value, index.keys().copied()).or_else(|| {
+                            Some(format!(
+                                "stages are: {}",
+                                stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+                            ))
+                        }),
+                    ),
                 ),
             }
         }
@@ -69,7 +73,12 @@ pub(super) fn check(ctx: &Context<'_>, stages: &[Stage], errors: &mut Diagnostic
     check_policy(ctx, stages, &deps, errors);
 }
 
-fn check_cycles(path: &Path, specs: &[(&Located<String>, &pipeline::Stage)], deps: &Deps<'_>, errors: &mut Diagnostics) {
+fn check_cycles(
+    path: &Path,
+    specs: &[(&Located<String>, &pipeline::Stage)],
+    deps: &Deps<'_>,
+    errors: &mut Diagnostics,
+) {
     let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(specs.len(), specs.len());
     let nodes: Vec<NodeIndex> = (0..specs.len()).map(|i| g.add_node(i)).collect();
     for (i, ns) in deps.needs.iter().enumerate() {
@@ -82,7 +91,9 @@ fn check_cycles(path: &Path, specs: &[(&Located<String>, &pipeline::Stage)], dep
             continue;
         }
         let members: HashSet<usize> = scc.iter().map(|n| n.index()).collect();
-        let Some(&start) = members.iter().min() else { continue };
+        let Some(&start) = members.iter().min() else {
+            continue;
+        };
         let cycle = shortest_cycle(start, &members, deps);
         let names: Vec<&str> = cycle.iter().map(|&i| specs[i].0.value.as_str()).collect();
         let first_need = cycle
@@ -148,7 +159,10 @@ fn check_loops(
             } else if !deps.depends_on(g, i) {
                 errors.push(
                     Diagnostic::new(path, u.at, format!("grader `{}` does not run after `{}`", u.value, id.value))
-                        .hint(format!("add `{}` to the `needs` of `{}` (directly or through other stages)", id.value, u.value)),
+                        .hint(format!(
+                            "add `{}` to the `needs` of `{}` (directly or through other stages)",
+                            id.value, u.value
+                        )),
                 );
             }
         }
@@ -262,14 +276,19 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
             "inputs" => parts.get(1).filter(|n| !inputs.contains(n)).map(|n| {
                 (
                     format!("template reads `inputs.{n}`, but the pipeline declares no input `{n}`"),
-                    did_you_mean(n, inputs.iter().copied()).or_else(|| Some(format!("declare it under `inputs:` (`{n}: {{ type: string }}`)"))),
+                    did_you_mean(n, inputs.iter().copied())
+                        .or_else(|| Some(format!("declare it under `inputs:` (`{n}: {{ type: string }}`)"))),
                 )
             }),
             "ticket" => parts.get(1).filter(|f| !TICKET_FIELDS.contains(f)).map(|f| {
                 (
                     format!("`ticket` has no field `{f}`"),
-                    did_you_mean(f, TICKET_FIELDS.iter().copied())
-                        .or_else(|| Some(format!("ticket fields: {}; ticket-specific values are `ticket.fields.<name>`", TICKET_FIELDS.join(", ")))),
+                    did_you_mean(f, TICKET_FIELDS.iter().copied()).or_else(|| {
+                        Some(format!(
+                            "ticket fields: {}; ticket-specific values are `ticket.fields.<name>`",
+                            TICKET_FIELDS.join(", ")
+                        ))
+                    }),
                 )
             }),
             "stages" => stage_ref(&parts, stage, stages, deps),
@@ -280,7 +299,8 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
             "attempt" | "feedback" => None,
             other => Some((
                 format!("undefined template variable `{other}`"),
-                did_you_mean(other, ROOTS.iter().copied()).or_else(|| Some(format!("templates can read: {}", ROOTS.join(", ")))),
+                did_you_mean(other, ROOTS.iter().copied())
+                    .or_else(|| Some(format!("templates can read: {}", ROOTS.join(", ")))),
             )),
         };
         if let Some((msg, hint)) = problem {
@@ -292,7 +312,10 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
 fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Option<(String, Option<String>)> {
     let id = parts.get(1)?;
     let Some(&j) = deps.index.get(id) else {
-        return Some((format!("template reads `stages.{id}`, but there is no stage `{id}`"), did_you_mean(id, deps.index.keys().copied())));
+        return Some((
+            format!("template reads `stages.{id}`, but there is no stage `{id}`"),
+            did_you_mean(id, deps.index.keys().copied()),
+        ));
     };
     if !deps.depends_on(me, j) {
         return Some((
@@ -302,14 +325,18 @@ fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Op
     }
     let field = parts.get(2)?;
     if !STAGE_FIELDS.contains(field) {
-        return Some((format!("`stages.{id}` has no field `{field}`"), did_you_mean(field, STAGE_FIELDS.iter().copied())));
+        return Some((
+            format!("`stages.{id}` has no field `{field}`"),
+            did_you_mean(field, STAGE_FIELDS.iter().copied()),
+        ));
     }
     let out = parts.get(3)?;
     let declared = &stages[j].outputs;
     if *field == "outputs" && !declared.iter().any(|o| o == out) {
         return Some((
             format!("stage `{id}` declares no output `{out}`"),
-            did_you_mean(out, declared.iter().map(String::as_str)).or_else(|| Some(format!("add `{out}` to the `outputs` of `{id}`"))),
+            did_you_mean(out, declared.iter().map(String::as_str))
+                .or_else(|| Some(format!("add `{out}` to the `outputs` of `{id}`"))),
         ));
     }
     None
@@ -333,14 +360,20 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
             let gated = stages.iter().enumerate().any(|(j, g)| g.role == Role::Approve && deps.depends_on(i, j));
             if !gated {
                 errors.push(
-                    Diagnostic::new(path, specs[i].0.at, format!("`{}` ships without human approval", s.id))
-                        .hint(format!("policy requires approval for `{}` ({rule}); add a `uses: approve` stage to its needs", ctx.category)),
+                    Diagnostic::new(path, specs[i].0.at, format!("`{}` ships without human approval", s.id)).hint(
+                        format!(
+                            "policy requires approval for `{}` ({rule}); add a `uses: approve` stage to its needs",
+                            ctx.category
+                        ),
+                    ),
                 );
             }
         }
     }
     for (i, s) in stages.iter().enumerate().filter(|(_, s)| s.role == Role::Ship) {
-        let Some(branch) = s.with.get("branch").and_then(|b| b.as_str()) else { continue };
+        let Some(branch) = s.with.get("branch").and_then(|b| b.as_str()) else {
+            continue;
+        };
         if branch.contains("{{") {
             continue;
         }

@@ -90,7 +90,14 @@ pub const KINDS: &[Kind] = &[
         name: "context",
         role: Role::Context,
         summary: "assemble the ticket, matching files, git log and agent docs into one bundle",
-        params: &[opt("include", StrList), opt("exclude", StrList), opt("max_bytes", Int), opt("identifiers", Bool), opt("git_log", Int), opt("docs", Bool)],
+        params: &[
+            opt("include", StrList),
+            opt("exclude", StrList),
+            opt("max_bytes", Int),
+            opt("identifiers", Bool),
+            opt("git_log", Int),
+            opt("docs", Bool),
+        ],
     },
     Kind {
         name: "agent",
@@ -102,13 +109,24 @@ pub const KINDS: &[Kind] = &[
         name: "grade.tests",
         role: Role::Grader,
         summary: "run the tests; FAIL_TO_PASS must flip, PASS_TO_PASS must hold",
-        params: &[req("command", Str), opt("junit", Str), opt("fail_to_pass", StrList), opt("pass_to_pass", Bool), opt("test_files", StrList)],
+        params: &[
+            req("command", Str),
+            opt("junit", Str),
+            opt("fail_to_pass", StrList),
+            opt("pass_to_pass", Bool),
+            opt("test_files", StrList),
+        ],
     },
     Kind {
         name: "grade.diff",
         role: Role::Grader,
         summary: "protected paths untouched, change size under limits, no new dependencies or credentials",
-        params: &[opt("protect", StrList), opt("max_changed_files", Int), opt("max_changed_lines", Int), opt("allow_dependencies", Bool)],
+        params: &[
+            opt("protect", StrList),
+            opt("max_changed_files", Int),
+            opt("max_changed_lines", Int),
+            opt("allow_dependencies", Bool),
+        ],
     },
     Kind {
         name: "grade.jsonschema",
@@ -162,7 +180,14 @@ pub const KINDS: &[Kind] = &[
         name: "ship",
         role: Role::Ship,
         summary: "commit on a branch, push, open a pull request",
-        params: &[opt("branch", Str), opt("message", Str), opt("remote", Str), opt("pull_request", Bool), opt("comment", Bool), opt("flag", Str)],
+        params: &[
+            opt("branch", Str),
+            opt("message", Str),
+            opt("remote", Str),
+            opt("pull_request", Bool),
+            opt("comment", Bool),
+            opt("flag", Str),
+        ],
     },
 ];
 

@@ -1,12 +1,12 @@
 //! The compiler: a factory, its policy and a pipeline in; an immutable [`Plan`] out.
 //!
 //! Every check runs and every problem is collected, so one `validate` shows all of them, sorted,
-//! each with file:line:column, a reason and a hint.
+//! each with <file:line:column>, a reason and a hint.
 
+mod graph;
 pub mod kinds;
 mod route;
 mod stage;
-mod graph;
 pub mod templates;
 mod units;
 
@@ -70,22 +70,36 @@ impl Factory {
         for (name, agent) in &f.agents {
             if agent.preset.is_none() && agent.command.is_none() {
                 errors.push(
-                    Diagnostic::new(&self.path, name.at, format!("agent `{}` has neither `preset` nor `command`", name.value))
-                        .hint("set `preset: claude-code` (or codex, aider), or give the `command` to run"),
+                    Diagnostic::new(
+                        &self.path,
+                        name.at,
+                        format!("agent `{}` has neither `preset` nor `command`", name.value),
+                    )
+                    .hint("set `preset: claude-code` (or codex, aider), or give the `command` to run"),
                 );
             }
-            if let Some(cmd) = &agent.command {
-                if cmd.value.is_empty() {
-                    errors.push(Diagnostic::new(&self.path, cmd.at, format!("agent `{}` has an empty `command`", name.value)));
-                }
+            if let Some(cmd) = &agent.command
+                && cmd.value.is_empty()
+            {
+                errors.push(Diagnostic::new(
+                    &self.path,
+                    cmd.at,
+                    format!("agent `{}` has an empty `command`", name.value),
+                ));
             }
         }
         for (name, cat) in &f.categories {
             check_name(&self.path, name, "category", errors);
             if !self.dir.join(&cat.pipeline.value).is_file() {
                 errors.push(
-                    Diagnostic::new(&self.path, cat.pipeline.at, format!("pipeline file `{}` does not exist", cat.pipeline.value))
-                        .hint("fix the path (relative to factory.yaml), or run `lightsout init` for the built-in pipelines"),
+                    Diagnostic::new(
+                        &self.path,
+                        cat.pipeline.at,
+                        format!("pipeline file `{}` does not exist", cat.pipeline.value),
+                    )
+                    .hint(
+                        "fix the path (relative to factory.yaml), or run `lightsout init` for the built-in pipelines",
+                    ),
                 );
             }
         }
@@ -118,17 +132,20 @@ impl Factory {
         ticket: Option<&Ticket>,
     ) -> Result<Plan, Diagnostics> {
         let mut errors = Diagnostics::default();
-        if let Some(key) = category {
-            if key.value != pipeline.category.value {
-                errors.push(
-                    Diagnostic::new(
-                        path,
-                        pipeline.category.at,
-                        format!("this pipeline says `category: {}`, but factory.yaml uses it for `{}`", pipeline.category.value, key.value),
-                    )
-                    .hint("make the two names agree"),
-                );
-            }
+        if let Some(key) = category
+            && key.value != pipeline.category.value
+        {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    pipeline.category.at,
+                    format!(
+                        "this pipeline says `category: {}`, but factory.yaml uses it for `{}`",
+                        pipeline.category.value, key.value
+                    ),
+                )
+                .hint("make the two names agree"),
+            );
         }
         let cat_name = category.map_or(pipeline.category.value.as_str(), |k| k.value.as_str());
         let cat_spec = self.file.categories.get(cat_name);
@@ -155,7 +172,8 @@ impl Factory {
         // `graph::check` reported any cycle or dangling need, so sealing cannot fail here; if it
         // ever does, say so instead of panicking.
         plan.ok_or_else(|| {
-            Diagnostic::new(path, pipeline.category.at, "internal error: the stages do not form a DAG after checking").into()
+            Diagnostic::new(path, pipeline.category.at, "internal error: the stages do not form a DAG after checking")
+                .into()
         })
     }
 

@@ -41,11 +41,17 @@ pub fn route(factory: &Factory, ticket: &Ticket, forced: Option<&str>) -> Result
     for (name, cat) in &factory.file.categories {
         let Some(m) = &cat.matcher else { continue };
         if let Some(l) = m.labels.iter().find(|l| ticket.labels.iter().any(|t| t.eq_ignore_ascii_case(&l.value))) {
-            return Ok(Route { category: name.value.clone(), reason: format!("label `{}` matches categories.{}.match.labels", l.value, name.value) });
+            return Ok(Route {
+                category: name.value.clone(),
+                reason: format!("label `{}` matches categories.{}.match.labels", l.value, name.value),
+            });
         }
         let title = ticket.title.to_lowercase();
         if let Some(t) = m.title.iter().find(|t| title.contains(&t.value.to_lowercase())) {
-            return Ok(Route { category: name.value.clone(), reason: format!("title contains `{}` (categories.{}.match.title)", t.value, name.value) });
+            return Ok(Route {
+                category: name.value.clone(),
+                reason: format!("title contains `{}` (categories.{}.match.title)", t.value, name.value),
+            });
         }
     }
     Err(Diagnostic::new(
@@ -59,7 +65,11 @@ pub fn route(factory: &Factory, ticket: &Ticket, forced: Option<&str>) -> Result
 
 /// The pipeline's inputs from the ticket's fields (or their defaults), each checked for presence
 /// and type. Errors point at the input's declaration.
-pub fn fill_inputs(path: &Path, pipeline: &PipelineFile, ticket: &Ticket) -> Result<BTreeMap<String, Value>, Diagnostics> {
+pub fn fill_inputs(
+    path: &Path,
+    pipeline: &PipelineFile,
+    ticket: &Ticket,
+) -> Result<BTreeMap<String, Value>, Diagnostics> {
     let mut values = BTreeMap::new();
     let mut errors = Diagnostics::default();
     for (name, spec) in &pipeline.inputs {
@@ -101,7 +111,9 @@ fn coerce(ty: InputType, v: Value) -> Option<Value> {
         (InputType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
         (InputType::Integer, Value::String(s)) => s.trim().parse::<i64>().ok().map(Value::from),
         (InputType::Number, Value::Number(n)) => Some(Value::Number(n)),
-        (InputType::Number, Value::String(s)) => s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number),
+        (InputType::Number, Value::String(s)) => {
+            s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number)
+        }
         (InputType::Boolean, Value::Bool(b)) => Some(Value::Bool(b)),
         (InputType::Boolean, Value::String(s)) => match s.trim() {
             "true" => Some(Value::Bool(true)),
@@ -109,9 +121,13 @@ fn coerce(ty: InputType, v: Value) -> Option<Value> {
             _ => None,
         },
         (InputType::List, Value::Array(a)) => Some(Value::Array(a)),
-        (InputType::List, Value::String(s)) => {
-            Some(Value::Array(s.lines().map(|l| l.trim().trim_start_matches("- ")).filter(|l| !l.is_empty()).map(|l| Value::String(l.into())).collect()))
-        }
+        (InputType::List, Value::String(s)) => Some(Value::Array(
+            s.lines()
+                .map(|l| l.trim().trim_start_matches("- "))
+                .filter(|l| !l.is_empty())
+                .map(|l| Value::String(l.into()))
+                .collect(),
+        )),
         _ => None,
     }
 }

@@ -63,10 +63,11 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             let k = kinds::find(&uses.value);
             if k.is_none() {
                 errors.push(
-                    Diagnostic::new(path, uses.at, format!("unknown stage kind `{}`", uses.value))
-                        .maybe_hint(did_you_mean(&uses.value, kinds::names()).or_else(|| {
+                    Diagnostic::new(path, uses.at, format!("unknown stage kind `{}`", uses.value)).maybe_hint(
+                        did_you_mean(&uses.value, kinds::names()).or_else(|| {
                             Some(format!("known kinds: {}", kinds::names().collect::<Vec<_>>().join(", ")))
-                        })),
+                        }),
+                    ),
                 );
             }
             k
@@ -81,8 +82,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         None if s.run.is_some() => {
             if let Some((first, _)) = s.with.first() {
                 errors.push(
-                    Diagnostic::new(path, first.at, format!("stage `{}` has `with`, but `with` belongs to `uses` stages", id.value))
-                        .hint("pass values to a command through `env:` or the command line"),
+                    Diagnostic::new(
+                        path,
+                        first.at,
+                        format!("stage `{}` has `with`, but `with` belongs to `uses` stages", id.value),
+                    )
+                    .hint("pass values to a command through `env:` or the command line"),
                 );
             }
         }
@@ -95,10 +100,10 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             let found = factory.agents.get(name);
             if found.is_none() {
                 errors.push(
-                    Diagnostic::new(path, at, format!("agent `{name}` is not defined in factory.yaml"))
-                        .maybe_hint(did_you_mean(name, factory.agents.keys().map(Located::as_str)).or_else(|| {
-                            Some("define it under `agents:` in factory.yaml".into())
-                        })),
+                    Diagnostic::new(path, at, format!("agent `{name}` is not defined in factory.yaml")).maybe_hint(
+                        did_you_mean(name, factory.agents.keys().map(Located::as_str))
+                            .or_else(|| Some("define it under `agents:` in factory.yaml".into())),
+                    ),
                 );
             }
             found
@@ -127,10 +132,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             Some((img, from)) => {
                 let file = if from == "stage `image`" { path } else { ctx.factory.path.as_path() };
                 match policy.check_image(&img.value) {
-                    Ok(rule) => Some(Decided { value: img.value.clone(), from: format!("{from}; {rule}") }),
+                    Ok(decision) => Some(Decided { value: img.value.clone(), from: format!("{from}; {decision}") }),
                     Err(r) => {
                         let at = if file == path { img.at } else { id.at };
-                        errors.push(Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+                        errors.push(
+                            Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint),
+                        );
                         None
                     }
                 }
@@ -167,7 +174,9 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
     for host in s.network.iter().flat_map(|n| n.allow.iter()) {
         match policy.check_host(&host.value) {
             Ok(_) => network.push(host.value.clone()),
-            Err(r) => errors.push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint)),
+            Err(r) => {
+                errors.push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+            }
         }
     }
 
@@ -176,25 +185,35 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
 
     // Expectation, loop, workspace.
     let expect = s.expect.as_ref().map_or(Expect::Success, |e| e.value);
-    if let Some(e) = s.expect.as_ref().filter(|e| e.value == Expect::Failure) {
-        if !matches!(kind_name.as_str(), "run" | "grade.command") {
-            errors.push(
-                Diagnostic::new(path, e.at, format!("`expect: failure` is for commands, not `{kind_name}` stages"))
-                    .hint("use it on a `run` or `grade.command` stage, such as the reproducing test"),
-            );
-        }
+    if let Some(e) = s.expect.as_ref().filter(|e| e.value == Expect::Failure)
+        && !matches!(kind_name.as_str(), "run" | "grade.command")
+    {
+        errors.push(
+            Diagnostic::new(path, e.at, format!("`expect: failure` is for commands, not `{kind_name}` stages"))
+                .hint("use it on a `run` or `grade.command` stage, such as the reproducing test"),
+        );
     }
     let repeat = s.repeat.as_ref().map(|l| {
         if role != Role::Agent {
             errors.push(
-                Diagnostic::new(path, l.at, format!("`loop` re-runs an agent, but stage `{}` is `{kind_name}`", id.value))
-                    .hint("put `loop` on the `uses: agent` stage whose work the graders check"),
+                Diagnostic::new(
+                    path,
+                    l.at,
+                    format!("`loop` re-runs an agent, but stage `{}` is `{kind_name}`", id.value),
+                )
+                .hint("put `loop` on the `uses: agent` stage whose work the graders check"),
             );
         }
         if l.value.until.is_empty() {
-            errors.push(Diagnostic::new(path, l.at, "`loop.until` names no grader").hint("list the grader stages that must pass"));
+            errors.push(
+                Diagnostic::new(path, l.at, "`loop.until` names no grader")
+                    .hint("list the grader stages that must pass"),
+            );
         }
-        Loop { until: l.value.until.iter().map(|u| u.value.clone()).collect(), max_attempts: l.value.max_attempts.value }
+        Loop {
+            until: l.value.until.iter().map(|u| u.value.clone()).collect(),
+            max_attempts: l.value.max_attempts.value,
+        }
     });
     let workspace = match (&s.workspace, role) {
         (Some(w), Role::Grader) if w.value == Access::ReadWrite => {
@@ -216,8 +235,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             && key.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok || key.value.starts_with("LIGHTSOUT_") {
             errors.push(
-                Diagnostic::new(path, key.at, format!("`{}` cannot be set as an environment variable", key.value.escape_debug()))
-                    .hint("use letters, digits and `_`; names starting with LIGHTSOUT_ are reserved"),
+                Diagnostic::new(
+                    path,
+                    key.at,
+                    format!("`{}` cannot be set as an environment variable", key.value.escape_debug()),
+                )
+                .hint("use letters, digits and `_`; names starting with LIGHTSOUT_ are reserved"),
             );
         }
     }
@@ -264,15 +287,14 @@ fn check_with(
     for (key, value) in with {
         match kind.params.iter().find(|p| p.name == key.value) {
             None => errors.push(
-                Diagnostic::new(path, key.at, format!("`{}` takes no parameter `{}`", kind.name, key.value)).maybe_hint(
-                    did_you_mean(&key.value, kind.params.iter().map(|p| p.name)).or_else(|| {
+                Diagnostic::new(path, key.at, format!("`{}` takes no parameter `{}`", kind.name, key.value))
+                    .maybe_hint(did_you_mean(&key.value, kind.params.iter().map(|p| p.name)).or_else(|| {
                         Some(format!(
                             "`{}` takes: {}",
                             kind.name,
                             kind.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
                         ))
-                    }),
-                ),
+                    })),
             ),
             Some(p) if !p.ty.accepts(&value.value) => errors.push(Diagnostic::new(
                 path,
@@ -285,8 +307,12 @@ fn check_with(
     for p in kind.params.iter().filter(|p| p.required) {
         if !with.contains_key(p.name) {
             errors.push(
-                Diagnostic::new(path, id.at, format!("stage `{}` (`{}`) is missing `with.{}`", id.value, kind.name, p.name))
-                    .hint(format!("add `{}: ...` under `with:`", p.name)),
+                Diagnostic::new(
+                    path,
+                    id.at,
+                    format!("stage `{}` (`{}`) is missing `with.{}`", id.value, kind.name, p.name),
+                )
+                .hint(format!("add `{}: ...` under `with:`", p.name)),
             );
         }
     }
@@ -313,16 +339,15 @@ fn timeout(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) -> 
         }
         DEFAULT_TIMEOUT_SECS
     });
-    if let Some(max) = policy.ceiling_timeout() {
-        if let Ok(max_d) = units::duration(Path::new(""), max) {
-            if secs > max_d.as_secs() {
-                let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
-                errors.push(
-                    Diagnostic::new(ctx.path, at, format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value))
-                        .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-                );
-            }
-        }
+    if let Some(max) = policy.ceiling_timeout()
+        && let Ok(max_d) = units::duration(Path::new(""), max)
+        && secs > max_d.as_secs()
+    {
+        let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
+        errors.push(
+            Diagnostic::new(ctx.path, at, format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value))
+                .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+        );
     }
     secs
 }
@@ -352,31 +377,42 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
     let pids = pr.and_then(|r| r.pids.as_ref()).map_or(DEFAULT_PIDS, |p| p.value);
 
     let at_of = |f: fn(&Resources) -> Option<Pos>| own.and_then(f).unwrap_or(Pos::START);
-    if let Some(max) = policy.ceiling_memory() {
-        if let Ok(max_b) = units::size(Path::new(""), max) {
-            if memory_bytes > max_b {
-                errors.push(
-                    Diagnostic::new(path, at_of(|r| r.memory.as_ref().map(|m| m.at)), format!("memory limit exceeds the policy ceiling of {}", max.value))
-                        .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-                );
-            }
-        }
+    if let Some(max) = policy.ceiling_memory()
+        && let Ok(max_b) = units::size(Path::new(""), max)
+        && memory_bytes > max_b
+    {
+        errors.push(
+            Diagnostic::new(
+                path,
+                at_of(|r| r.memory.as_ref().map(|m| m.at)),
+                format!("memory limit exceeds the policy ceiling of {}", max.value),
+            )
+            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+        );
     }
-    if let Some(max) = policy.ceiling_cpus() {
-        if cpus > max.value {
-            errors.push(
-                Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), format!("{cpus} CPUs exceed the policy ceiling of {}", max.value))
-                    .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-            );
-        }
+    if let Some(max) = policy.ceiling_cpus()
+        && cpus > max.value
+    {
+        errors.push(
+            Diagnostic::new(
+                path,
+                at_of(|r| r.cpus.as_ref().map(|c| c.at)),
+                format!("{cpus} CPUs exceed the policy ceiling of {}", max.value),
+            )
+            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+        );
     }
-    if let Some(max) = policy.ceiling_pids() {
-        if pids > max.value {
-            errors.push(
-                Diagnostic::new(path, at_of(|r| r.pids.as_ref().map(|p| p.at)), format!("{pids} pids exceed the policy ceiling of {}", max.value))
-                    .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-            );
-        }
+    if let Some(max) = policy.ceiling_pids()
+        && pids > max.value
+    {
+        errors.push(
+            Diagnostic::new(
+                path,
+                at_of(|r| r.pids.as_ref().map(|p| p.at)),
+                format!("{pids} pids exceed the policy ceiling of {}", max.value),
+            )
+            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+        );
     }
     if !(cpus > 0.0 && cpus.is_finite()) {
         errors.push(Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0"));

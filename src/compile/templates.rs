@@ -54,12 +54,12 @@ fn shell_words(value: &Value) -> String {
     // with them gone `try_quote` cannot fail, and the fallback is never used.
     let quote = |s: &str| {
         let s = s.replace('\0', "");
-        shlex::try_quote(&s).map_or_else(|_| "''".to_owned(), |q| q.into_owned())
+        shlex::try_quote(&s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned)
     };
-    if value.kind() == minijinja::value::ValueKind::Seq {
-        if let Ok(items) = value.try_iter() {
-            return items.map(|v| quote(&plain(&v))).collect::<Vec<_>>().join(" ");
-        }
+    if value.kind() == minijinja::value::ValueKind::Seq
+        && let Ok(items) = value.try_iter()
+    {
+        return items.map(|v| quote(&plain(&v))).collect::<Vec<_>>().join(" ");
     }
     if value.is_none() || value.is_undefined() {
         return "''".into();
@@ -157,7 +157,11 @@ mod tests {
 
     #[test]
     fn runaway_templates_run_out_of_fuel() {
-        let r = render(Mode::Text, "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", &hostile());
+        let r = render(
+            Mode::Text,
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            &hostile(),
+        );
         assert!(r.is_err());
     }
 }

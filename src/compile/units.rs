@@ -9,7 +9,8 @@ use crate::spec::Located;
 pub fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic> {
     match humantime::parse_duration(v.value.trim()) {
         Ok(d) if d.as_secs() > 0 => Ok(d),
-        Ok(_) => Err(Diagnostic::new(path, v.at, "a timeout must be at least one second").hint("write e.g. `90s`, `20m` or `1h`")),
+        Ok(_) => Err(Diagnostic::new(path, v.at, "a timeout must be at least one second")
+            .hint("write e.g. `90s`, `20m` or `1h`")),
         Err(e) => Err(Diagnostic::new(path, v.at, format!("`{}` is not a duration: {e}", v.value.escape_debug()))
             .hint("write e.g. `90s`, `20m` or `1h`")),
     }

@@ -154,9 +154,8 @@ pub(crate) fn build_graph(stages: &[Stage]) -> Option<(DiGraph<usize, ()>, Vec<N
 fn topo_order(graph: &DiGraph<usize, ()>, n: usize) -> Option<Vec<usize>> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let mut indegree: Vec<usize> = (0..n)
-        .map(|i| graph.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
-        .collect();
+    let mut indegree: Vec<usize> =
+        (0..n).map(|i| graph.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count()).collect();
     let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {

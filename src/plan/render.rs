@@ -15,7 +15,12 @@ pub fn text(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "critical path: {} ({}s by timeouts)", plan.critical_path().join(" -> "), plan.critical_path_secs());
+    let _ = writeln!(
+        out,
+        "critical path: {} ({}s by timeouts)",
+        plan.critical_path().join(" -> "),
+        plan.critical_path_secs()
+    );
     out
 }
 

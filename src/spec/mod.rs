@@ -1,6 +1,6 @@
 //! The user's files as typed data, with the location of every value.
 //!
-//! Loading a file goes through four gates, each reporting what it finds with file:line:column:
+//! Loading a file goes through four gates, each reporting what it finds with <file:line:column>:
 //! the YAML itself (syntax, duplicate keys, budgets against alias bombs and deep nesting), the
 //! `version`, the JSON Schema (every violation at once, unknown keys with "did you mean"), and
 //! finally typed deserialization into [`FactoryFile`], [`PipelineFile`] or [`PolicyFile`].
@@ -60,19 +60,41 @@ fn check_size(path: &Path, len: usize) -> Result<(), Diagnostic> {
 }
 
 /// Reads and loads a file of the given kind.
-pub fn load_file<T: DeserializeOwned>(kind: FileKind, path: &Path) -> Result<T, Diagnostics> {
+pub fn load_file<T: DeserializeOwned + Send>(kind: FileKind, path: &Path) -> Result<T, Diagnostics> {
     let text = read_text(path)?;
     load_str(kind, path, &text)
 }
 
 /// Loads `text` (named `path` in diagnostics) as a file of the given kind.
-pub fn load_str<T: DeserializeOwned>(kind: FileKind, path: &Path, text: &str) -> Result<T, Diagnostics> {
+pub fn load_str<T: DeserializeOwned + Send>(kind: FileKind, path: &Path, text: &str) -> Result<T, Diagnostics> {
     check_size(path, text.len())?;
-    let root = parse_tree(path, text)?;
-    check_version(kind, path, &root)?;
-    schema::validate(kind, path, &root)?;
-    serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| yaml_error(path, &e).into())
+    let typed = || serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| yaml_error(path, &e).into());
+    let checked = || {
+        let root = parse_tree(path, text)?;
+        check_version(kind, path, &root)?;
+        schema::validate(kind, path, &root)
+    };
+    if text.len() < PARALLEL_LOAD_BYTES {
+        checked()?;
+        return typed();
+    }
+    // A large file is parsed twice at once: the located tree for the checks on one thread and
+    // the typed value on another. The checks' errors win; the typed value is used only when
+    // they pass.
+    let (checks, value) = std::thread::scope(|s| {
+        let value = s.spawn(typed);
+        let checks = checked();
+        (checks, value.join())
+    });
+    checks?;
+    match value {
+        Ok(v) => v,
+        Err(_) => Err(Diagnostic::new(path, Pos::START, "internal error: the YAML reader failed").into()),
+    }
 }
+
+/// Files at least this large are parsed on two threads (see [`load_str`]).
+const PARALLEL_LOAD_BYTES: usize = 256 * 1024;
 
 /// Parses YAML into a located tree. Also used for ticket front matter.
 pub fn parse_tree(path: &Path, text: &str) -> Result<Located<Node>, Diagnostics> {
@@ -90,7 +112,8 @@ fn options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     // Bounds chosen so that a 10,000-stage pipeline fits and an alias bomb does not.
     budget.max_depth = 32;
-    budget.max_nodes = 1_000_000;
+    budget.max_nodes = 400_000;
+    budget.max_events = 400_000;
     budget.max_aliases = 1_000;
     budget.max_anchors = 1_000;
     budget.max_documents = 1;
@@ -105,11 +128,9 @@ fn options() -> serde_saphyr::Options {
 
 /// Turns a YAML parser error into a located diagnostic with a hint for the common cases.
 fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostic {
-    let pos = e
-        .location()
-        .map_or(Pos::START, |l| {
-            Pos::new(u32::try_from(l.line()).unwrap_or(u32::MAX), u32::try_from(l.column()).unwrap_or(u32::MAX))
-        });
+    let pos = e.location().map_or(Pos::START, |l| {
+        Pos::new(u32::try_from(l.line()).unwrap_or(u32::MAX), u32::try_from(l.column()).unwrap_or(u32::MAX))
+    });
     let raw = e.without_snippet().to_string();
     let (message, hint) = explain_yaml_error(&strip_location(&raw));
     Diagnostic::new(path, pos, message).maybe_hint(hint.map(str::to_owned))
@@ -131,10 +152,9 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
                 "the file holds more than one YAML document",
                 "a lightsout file holds one YAML document; remove the extra `---`",
             ),
-            "Depth" => (
-                "the YAML is nested too deeply",
-                "lightsout reads at most 32 levels of nesting; flatten the structure",
-            ),
+            "Depth" => {
+                ("the YAML is nested too deeply", "lightsout reads at most 32 levels of nesting; flatten the structure")
+            }
             "Aliases" | "Anchors" | "RecordedAnchorEvents" | "RecordedAnchorBytes" => (
                 "the YAML uses too many aliases (a possible alias bomb)",
                 "lightsout bounds aliases to keep loading bounded; write the values out plainly",
@@ -155,7 +175,9 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
     } else if message.contains("quote") {
         Some("close the quote on the same line, or use a block scalar (`run: |`) for text over several lines")
     } else {
-        Some("check the indentation and brackets here and on the line before; quote values holding `: `, `#`, or starting with `{`, `[`, `*`, `&` or `!`")
+        Some(
+            "check the indentation and brackets here and on the line before; quote values holding `: `, `#`, or starting with `{`, `[`, `*`, `&` or `!`",
+        )
     };
     (format!("invalid YAML: {message}"), hint)
 }
@@ -163,10 +185,7 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
 fn strip_location(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg).trim();
     // e.g. "line 3 column 5: mapping values are not allowed" -> the part after the colon.
-    let rest = first
-        .strip_prefix("line ")
-        .and_then(|r| r.split_once(": "))
-        .map_or(first, |(_, m)| m);
+    let rest = first.strip_prefix("line ").and_then(|r| r.split_once(": ")).map_or(first, |(_, m)| m);
     // ...and sometimes suffixes " at line X, column Y".
     let rest = rest.find(" at line ").map_or(rest, |i| &rest[..i]);
     rest.trim_end_matches('.').to_owned()
@@ -191,20 +210,22 @@ fn check_version(kind: FileKind, path: &Path, root: &Located<Node>) -> Result<()
         Node::Int(1) | Node::UInt(1) => Ok(()),
         Node::Int(n) if *n > 1 => Err(newer(path, v.at, &n.to_string())),
         Node::UInt(n) if *n > 1 => Err(newer(path, v.at, &n.to_string())),
-        other => Err(Diagnostic::new(
-            path,
-            v.at,
-            format!("`version` must be the integer 1, found {}", describe(other)),
-        )
-        .hint("write `version: 1`")
-        .into()),
+        other => {
+            Err(Diagnostic::new(path, v.at, format!("`version` must be the integer 1, found {}", describe(other)))
+                .hint("write `version: 1`")
+                .into())
+        }
     }
 }
 
 fn newer(path: &Path, at: Pos, found: &str) -> Diagnostics {
-    Diagnostic::new(path, at, format!("this file is format version {found}, but this lightsout reads version {VERSION}"))
-        .hint("upgrade lightsout, or write the file in format version 1")
-        .into()
+    Diagnostic::new(
+        path,
+        at,
+        format!("this file is format version {found}, but this lightsout reads version {VERSION}"),
+    )
+    .hint("upgrade lightsout, or write the file in format version 1")
+    .into()
 }
 
 fn describe(node: &Node) -> String {

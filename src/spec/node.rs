@@ -35,9 +35,9 @@ impl Node {
             Node::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Node::Str(s) => Value::String(s.clone()),
             Node::Seq(items) => Value::Array(items.iter().map(|n| n.value.to_json()).collect()),
-            Node::Map(entries) => Value::Object(
-                entries.iter().map(|(k, v)| (k.value.clone(), v.value.to_json())).collect(),
-            ),
+            Node::Map(entries) => {
+                Value::Object(entries.iter().map(|(k, v)| (k.value.clone(), v.value.to_json())).collect())
+            }
         }
     }
 
@@ -154,9 +154,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Str(v))
     }
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Node, E> {
-        String::from_utf8(v.to_vec())
-            .map(Node::Str)
-            .map_err(|_| E::custom("binary values are not supported"))
+        String::from_utf8(v.to_vec()).map(Node::Str).map_err(|_| E::custom("binary values are not supported"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
         let mut items = Vec::new();

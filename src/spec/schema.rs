@@ -1,6 +1,7 @@
 //! The JSON Schema of each file kind: generated from the types, committed under `schema/`, and
 //! used to validate a user's file with every violation mapped back to its line and column.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -92,7 +93,7 @@ fn dotted(segs: &[String]) -> String {
     let mut s = String::new();
     for seg in segs {
         if seg.parse::<usize>().is_ok() {
-            s.push_str(&format!("[{seg}]"));
+            let _ = write!(s, "[{seg}]");
         } else {
             if !s.is_empty() {
                 s.push('.');
@@ -103,7 +104,13 @@ fn dotted(segs: &[String]) -> String {
     if s.is_empty() { "the file".into() } else { format!("`{s}`") }
 }
 
-fn report(out: &mut Diagnostics, path: &Path, root: &Located<Node>, schema: &Value, err: &jsonschema::ValidationError<'_>) {
+fn report(
+    out: &mut Diagnostics,
+    path: &Path,
+    root: &Located<Node>,
+    schema: &Value,
+    err: &jsonschema::ValidationError<'_>,
+) {
     let segs = segments(err.instance_path());
     let seg_refs = || segs.iter().map(String::as_str);
     let at = node::locate(root, seg_refs());
@@ -114,12 +121,10 @@ fn report(out: &mut Diagnostics, path: &Path, root: &Located<Node>, schema: &Val
             let allowed = allowed_properties(schema, err);
             for key in unexpected {
                 let key_at = node::locate(root, seg_refs().chain([key.as_str()]));
-                let hint = did_you_mean(key, allowed.iter().map(String::as_str)).or_else(|| {
-                    (!allowed.is_empty()).then(|| format!("allowed keys here: {}", allowed.join(", ")))
-                });
+                let hint = did_you_mean(key, allowed.iter().map(String::as_str))
+                    .or_else(|| (!allowed.is_empty()).then(|| format!("allowed keys here: {}", allowed.join(", "))));
                 out.push(
-                    Diagnostic::new(path, key_at, format!("unknown key `{key}` in {}", dotted(&segs)))
-                        .maybe_hint(hint),
+                    Diagnostic::new(path, key_at, format!("unknown key `{key}` in {}", dotted(&segs))).maybe_hint(hint),
                 );
             }
         }
@@ -154,8 +159,12 @@ fn report(out: &mut Diagnostics, path: &Path, root: &Located<Node>, schema: &Val
             let hint = did_you_mean(given, choices.iter().copied())
                 .or_else(|| Some(format!("use one of: {}", choices.join(", "))));
             out.push(
-                Diagnostic::new(path, value_at, format!("{} has an unknown value {}", dotted(&segs), short(err.instance())))
-                    .maybe_hint(hint),
+                Diagnostic::new(
+                    path,
+                    value_at,
+                    format!("{} has an unknown value {}", dotted(&segs), short(err.instance())),
+                )
+                .maybe_hint(hint),
             );
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {

@@ -25,9 +25,15 @@ fn validate_the_example() {
 
 #[test]
 fn validate_reports_json_and_exits_2() {
-    let (code, out, _) = output(
-        lightsout(root()).args(["validate", "--factory", "tests/fixtures/factory.yaml", "--pipeline", "tests/malformed/dangling-needs.yaml", "--format", "json"]),
-    );
+    let (code, out, _) = output(lightsout(root()).args([
+        "validate",
+        "--factory",
+        "tests/fixtures/factory.yaml",
+        "--pipeline",
+        "tests/malformed/dangling-needs.yaml",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["ok"], false);
@@ -64,26 +70,39 @@ fn graph_formats() {
 
 #[test]
 fn plan_for_the_example_ticket() {
-    let (code, out, err) = output(lightsout(&root().join("examples/bugfix")).args(["plan", "--ticket", "tickets/BUG-1.md"]));
+    let (code, out, err) =
+        output(lightsout(&root().join("examples/bugfix")).args(["plan", "--ticket", "tickets/BUG-1.md"]));
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!(out);
 }
 
 #[test]
 fn plan_json_is_machine_readable() {
-    let (code, out, err) =
-        output(lightsout(&root().join("examples/bugfix")).args(["plan", "--ticket", "tickets/BUG-1.md", "--format", "json"]));
+    let (code, out, err) = output(lightsout(&root().join("examples/bugfix")).args([
+        "plan",
+        "--ticket",
+        "tickets/BUG-1.md",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v["route"]["category"], "bugfix");
-    let ids: Vec<&str> = v["plan"]["stages"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        v["plan"]["stages"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(ids, ["context", "reproduce", "fix", "tests", "scope", "ship"]);
     assert_eq!(v["plan"]["stages"][3]["workspace"], "read-only");
 }
 
 #[test]
 fn init_detects_the_repository_and_never_overwrites() -> Result<(), Box<dyn std::error::Error>> {
-    for (marker, test_cmd) in [("Cargo.toml", "cargo test"), ("pyproject.toml", "python3 -m pytest"), ("package.json", "npm test"), ("go.mod", "go test ./..."), ("", "make test")] {
+    for (marker, test_cmd) in [
+        ("Cargo.toml", "cargo test"),
+        ("pyproject.toml", "python3 -m pytest"),
+        ("package.json", "npm test"),
+        ("go.mod", "go test ./..."),
+        ("", "make test"),
+    ] {
         let dir = tempfile::tempdir()?;
         if !marker.is_empty() {
             std::fs::write(dir.path().join(marker), "")?;

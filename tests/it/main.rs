@@ -1,3 +1,4 @@
+#![allow(clippy::panic, clippy::expect_used)]
 //! Integration tests: one binary, one module per area.
 
 mod cli;

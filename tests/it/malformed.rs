@@ -2,6 +2,7 @@
 //! a user reads. The file name says what it is: `factory-*` a factory, `policyfile-*` a policy,
 //! anything else a pipeline compiled against `tests/fixtures/factory.yaml`.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use lightsout::compile::Factory;
@@ -60,7 +61,7 @@ fn malformed_files() {
 
 #[test]
 fn there_are_at_least_thirty_cases() {
-    let n = std::fs::read_dir(super::root().join("tests/malformed")).map(Iterator::count).unwrap_or(0);
+    let n = std::fs::read_dir(super::root().join("tests/malformed")).map_or(0, Iterator::count);
     assert!(n >= 30, "only {n} malformed cases");
 }
 
@@ -71,7 +72,7 @@ fn a_ten_megabyte_file_is_refused_before_parsing() -> Result<(), Box<dyn std::er
     let mut text = String::from("version: 1\ncategory: misc\nstages:\n");
     let mut i = 0;
     while text.len() < 10 * 1024 * 1024 {
-        text.push_str(&format!("  s{i}: {{ run: echo {i} }}\n"));
+        let _ = writeln!(text, "  s{i}: {{ run: echo {i} }}");
         i += 1;
     }
     std::fs::write(&path, &text)?;

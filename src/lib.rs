@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod compile;
 pub mod diag;
+pub mod exec;
 pub mod plan;
 pub mod policy;
+pub mod run;
 pub mod spec;
 pub mod ticket;

@@ -31,6 +31,11 @@ impl Policy {
         Ok(Policy { file: Some(path.to_path_buf()), rules: Some(rules) })
     }
 
+    /// Whether stages may run as plain host processes, with no sandbox.
+    pub fn allows_unsandboxed(&self) -> bool {
+        self.rules.as_ref().is_some_and(|r| r.allow_unsandboxed)
+    }
+
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
     }

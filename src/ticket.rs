@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::spec::{self, Node};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Ticket {
     pub id: String,
     pub title: String,

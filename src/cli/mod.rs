@@ -3,6 +3,7 @@
 
 mod exit;
 mod init;
+mod runs;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,6 +36,14 @@ enum Command {
     Graph(GraphArgs),
     /// Show what a ticket would run: category, stages in order, image, secrets, network, timeout.
     Plan(PlanArgs),
+    /// Run a ticket's pipeline for real, in containers (or a local sandbox).
+    Run(runs::RunArgs),
+    /// Continue a run whose runner was killed, from the stages that had not completed.
+    Resume(runs::ResumeArgs),
+    /// List the runs of this repository (or show one).
+    Runs(runs::RunsArgs),
+    /// Print a stage's log from a run.
+    Logs(runs::LogsArgs),
     /// Print the JSON Schema of a file kind (or write all of them to a directory).
     Schema(SchemaArgs),
     /// Print shell completions.
@@ -144,8 +153,12 @@ pub fn main() -> Exit {
             report(&ds, format);
             Exit::Invalid
         }
+        Err(Failure::Message(msg)) => {
+            eprintln!("error: {}", crate::diag::printable(&msg));
+            Exit::Invalid
+        }
         Err(Failure::Io(msg)) => {
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", crate::diag::printable(&msg));
             Exit::Infra
         }
     }
@@ -153,6 +166,8 @@ pub fn main() -> Exit {
 
 enum Failure {
     Invalid(Diagnostics, DiagFormat),
+    /// Invalid input that has no file position (exit 2).
+    Message(String),
     Io(String),
 }
 
@@ -173,10 +188,14 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Init(a) => init::run(&a.dir, a.force),
         Command::Validate(a) => validate(&a).map_err(|f| match f {
             Failure::Invalid(ds, _) => Failure::Invalid(ds, a.format),
-            io @ Failure::Io(_) => io,
+            other @ (Failure::Io(_) | Failure::Message(_)) => other,
         }),
         Command::Graph(a) => graph(&a),
         Command::Plan(a) => plan(&a),
+        Command::Run(a) => runs::run_cmd(&a),
+        Command::Resume(a) => runs::resume_cmd(&a),
+        Command::Runs(a) => runs::runs_cmd(&a),
+        Command::Logs(a) => runs::logs_cmd(&a),
         Command::Schema(a) => schema(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());

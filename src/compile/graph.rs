@@ -190,6 +190,19 @@ fn check_templates(
     let mut prompt_files: Vec<(std::path::PathBuf, String, Pos)> = Vec::new();
     for (i, (_, s)) in specs.iter().enumerate() {
         let mut uses: Vec<Use<'_>> = Vec::new();
+        let shell_sources = s.run.iter().map(|l| (l.value.as_str(), l.at)).chain(
+            s.with.iter().filter(|(k, _)| k.value == "command").filter_map(|(_, v)| v.value.as_str().map(|t| (t, v.at))),
+        );
+        for (text, at) in shell_sources {
+            if let Some((q, tag)) = templates::quoted_placeholder(text) {
+                let what = if q == '"' { "double" } else { "single" };
+                errors.push(
+                    Diagnostic::new(path, at, format!("`{tag}` is inside {what} quotes in a shell command")).hint(
+                        "remove the quotes around it: lightsout shell-quotes every value itself, and quoting it again would let its text run as code",
+                    ),
+                );
+            }
+        }
         for l in s.run.iter().chain(s.env.values()) {
             if is_template(&l.value) {
                 uses.push(Use { source: &l.value, file: path, at: l.at, whole_file: false });

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// What a stage is for; decides where it runs and how the compiler checks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A plain `run:` command.

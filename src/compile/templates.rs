@@ -100,6 +100,44 @@ pub fn render(mode: Mode, source: &str, ctx: &serde_json::Value) -> Result<Strin
     tmpl.render(Value::from(minijinja::value::Serde(ctx)))
 }
 
+/// The first `{{ ... }}` in a shell command template that sits inside quotes, with the quote
+/// character. lightsout quotes every value itself; inside the user's own double quotes that
+/// quoting would be undone (`"$(...)"` runs), so such templates are refused at compile time.
+pub fn quoted_placeholder(source: &str) -> Option<(char, String)> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut quote: Option<char> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' && chars.get(i + 1) == Some(&'{') {
+            let end = (i + 2..chars.len().saturating_sub(1)).find(|&j| chars[j] == '}' && chars[j + 1] == '}');
+            let stop = end.map_or(chars.len(), |e| e + 2);
+            if let Some(q) = quote {
+                return Some((q, chars[i..stop].iter().collect()));
+            }
+            i = stop;
+            continue;
+        }
+        match (quote, c) {
+            (None | Some('"'), '\\') => i += 1,
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Evaluates a stage's `if:` (an expression, with or without `{{ }}`) to true or false.
+pub fn eval_condition(expr: &str, ctx: &serde_json::Value) -> Result<bool, minijinja::Error> {
+    let expr = expr.trim();
+    let inner = expr.strip_prefix("{{").and_then(|e| e.strip_suffix("}}")).map_or(expr, str::trim);
+    let env = environment(Mode::Text);
+    let compiled = env.compile_expression(inner)?;
+    Ok(compiled.eval(Value::from(minijinja::value::Serde(ctx)))?.is_true())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +179,22 @@ mod tests {
         let out = render(Mode::Text, "{{ ticket.title }}", &hostile())?;
         assert!(out.contains("{{ 7*7 }}"), "{out}");
         assert!(!out.contains("49"));
+        Ok(())
+    }
+
+    #[test]
+    fn placeholders_inside_quotes_are_found() {
+        assert_eq!(quoted_placeholder("echo {{ a }} 'x' \"y\""), None);
+        assert_eq!(quoted_placeholder("echo \"hi {{ t }}\"").map(|q| q.0), Some('"'));
+        assert_eq!(quoted_placeholder("echo 'hi {{ t }}'").map(|q| q.0), Some('\''));
+        assert_eq!(quoted_placeholder("echo \\\" {{ t }}"), None);
+    }
+
+    #[test]
+    fn conditions() -> Result<(), Box<dyn std::error::Error>> {
+        let ctx = json!({"inputs": {"n": 3}, "stages": {"a": {"outputs": {"ok": "yes"}}}});
+        assert!(eval_condition("inputs.n > 2", &ctx)?);
+        assert!(!eval_condition("{{ stages.a.outputs.ok == 'no' }}", &ctx)?);
         Ok(())
     }
 

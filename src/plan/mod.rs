@@ -10,13 +10,13 @@ use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compile::kinds::Role;
 use crate::spec::pipeline::{Access, Expect};
 
 /// One resolved stage.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stage {
     pub id: String,
     /// `run` for a command, or the `uses` kind.
@@ -48,20 +48,20 @@ pub struct Stage {
 }
 
 /// A value with the rule that decided it, for `plan` to show.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Decided<T> {
     pub value: T,
     pub from: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Loop {
     pub until: Vec<String>,
     pub max_attempts: u32,
 }
 
 /// Resource limits of one stage's container.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: u64,
     pub cpus: f64,
@@ -69,7 +69,7 @@ pub struct Limits {
 }
 
 /// The immutable, compiled plan of one pipeline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
     factory: String,
     category: String,
@@ -102,6 +102,14 @@ impl Plan {
         let (graph, _) = build_graph(&stages)?;
         let (critical_path, critical_path_secs) = critical_path(&graph, &stages);
         Some(Plan { factory, category, pipeline, stages, critical_path, critical_path_secs, inputs, graph })
+    }
+
+    /// Reads back a plan written by a run record (`plan.json`), rebuilding its graph.
+    pub fn from_record(json: &str) -> Result<Plan, String> {
+        let mut plan: Plan = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let (graph, _) = build_graph(&plan.stages).ok_or("the recorded plan names a stage it does not have")?;
+        plan.graph = graph;
+        Ok(plan)
     }
 
     pub fn factory(&self) -> &str {

@@ -36,6 +36,10 @@ pub struct PolicyFile {
     /// Paths and branches agents must not touch.
     #[serde(default)]
     pub protected: Option<Protected>,
+    /// Whether `--executor local --unsandboxed` may run stages as plain host processes
+    /// (no sandbox at all). Off unless set.
+    #[serde(default)]
+    pub allow_unsandboxed: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

@@ -1,0 +1,314 @@
+//! The commands that execute: `run`, `resume`, `runs`, `runs show`, `logs`.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+
+use super::{Failure, FactoryArg, load_factory};
+use crate::cli::exit::Exit;
+use crate::compile::route;
+use crate::exec::{Executor, docker, local};
+use crate::run::event::{Event, RunStatus};
+use crate::run::record::{self, RunDir};
+use crate::run::{self, Options, Output, RunError};
+use crate::ticket::Ticket;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorChoice {
+    /// One hardened container per stage.
+    Docker,
+    /// A bubblewrap sandbox on the host.
+    Local,
+    /// Docker when the engine answers, else bubblewrap.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// A live view on a terminal; timestamped lines otherwise.
+    Human,
+    /// One JSON event per line.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The ticket: a Markdown file with front matter, or a GitHub `issues` event (.json).
+    #[arg(long, value_name = "PATH")]
+    ticket: PathBuf,
+    /// Use this category instead of the match rules.
+    #[arg(long)]
+    category: Option<String>,
+    /// Stages run at once [default: the number of cores].
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    #[arg(long, value_enum, default_value_t = ExecutorChoice::Auto)]
+    executor: ExecutorChoice,
+    /// With `--executor local`: run stages as plain processes, without a sandbox (the policy
+    /// must set `allow_unsandboxed: true`).
+    #[arg(long)]
+    unsandboxed: bool,
+    /// After a stage fails, go on with the stages that do not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+    /// Keep the run's worktree afterwards, for inspection.
+    #[arg(long)]
+    keep_workspace: bool,
+    /// The revision the workspace starts from.
+    #[arg(long, default_value = "HEAD")]
+    base: String,
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    format: RunFormat,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The run to continue (see `lightsout runs`).
+    run: String,
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    format: RunFormat,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    #[command(subcommand)]
+    command: Option<RunsCommand>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RunsCommand {
+    /// One run: its stages, their outcomes, times and outputs.
+    Show {
+        run: String,
+        #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+        format: RunFormat,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    run: String,
+    stage: String,
+    /// Which attempt [default: the last].
+    #[arg(long)]
+    attempt: Option<u32>,
+    /// Keep printing while the stage runs.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+fn output(format: RunFormat) -> Output {
+    match format {
+        RunFormat::Human => Output::Human,
+        RunFormat::Json => Output::Json,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
+}
+
+fn run_error(e: RunError) -> Failure {
+    match e {
+        RunError::Invalid(m) => Failure::Message(m),
+        RunError::Infra(m) => Failure::Io(m),
+    }
+}
+
+async fn pick_executor(choice: ExecutorChoice, unsandboxed: bool, policy_allows: bool) -> Result<Executor, RunError> {
+    if unsandboxed {
+        if choice != ExecutorChoice::Local {
+            return Err(RunError::Invalid("--unsandboxed goes with --executor local".into()));
+        }
+        if !policy_allows {
+            return Err(RunError::Invalid(
+                "the policy does not allow unsandboxed stages; set `allow_unsandboxed: true` in policy.yaml if you mean it".into(),
+            ));
+        }
+        eprintln!("warning: stages will run as plain processes on this machine, with no sandbox");
+        return Ok(Executor::Local(local::Local::unsandboxed()));
+    }
+    match choice {
+        ExecutorChoice::Docker => docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra),
+        ExecutorChoice::Local => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid),
+        ExecutorChoice::Auto => match docker::Docker::connect().await {
+            Ok(d) => Ok(Executor::Docker(d)),
+            Err(e) => local::Local::bubblewrap()
+                .map(Executor::Local)
+                .map_err(|l| RunError::Infra(format!("no executor: {e}; and {l}"))),
+        },
+    }
+}
+
+fn exit_for(f: &run::Finished) -> Exit {
+    match f.status {
+        RunStatus::Succeeded => Exit::Ok,
+        RunStatus::Cancelled => Exit::Cancelled,
+        _ if f.fault => Exit::Infra,
+        _ => Exit::Failed,
+    }
+}
+
+pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
+    let factory = load_factory(&a.factory)?;
+    let ticket = Ticket::load(&a.ticket)?;
+    let route = route(&factory, &ticket, a.category.as_deref())?;
+    let plan = factory.compile(&route.category, Some(&ticket))?;
+    run::check_runnable(&plan).map_err(run_error)?;
+    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let opts = Options {
+        jobs,
+        keep_going: a.keep_going,
+        keep_workspace: a.keep_workspace,
+        base: a.base.clone(),
+        output: output(a.format),
+    };
+    let dir = factory.dir.clone();
+    let rt = runtime()?;
+    let finished = rt.block_on(async {
+        let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed()).await?;
+        run::start(&absolute(&dir), plan, ticket, executor, &opts).await
+    });
+    let finished = finished.map_err(run_error)?;
+    if a.format == RunFormat::Human {
+        eprintln!("run {}: {}", finished.run_id, format!("{:?}", finished.status).to_lowercase());
+    }
+    Ok(exit_for(&finished))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The repository the factory lives in.
+fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
+    let factory = super::factory_path(arg)?;
+    let dir = factory.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    run::repo_of(&absolute(&dir)).map_err(run_error)
+}
+
+pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
+    let repo = repo(&a.factory)?;
+    let rt = runtime()?;
+    let finished = rt.block_on(async {
+        let executor = match RunDir::open(&repo, &a.run).and_then(|d| d.meta().ok()).map(|m| m.executor) {
+            Some(name) if name == "docker" => docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?,
+            Some(name) if name == "local" => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?,
+            Some(_) => Executor::Local(local::Local::unsandboxed()),
+            None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
+        };
+        run::resume(&repo, &a.run, |_| Ok(executor), output(a.format)).await
+    });
+    let finished = finished.map_err(run_error)?;
+    Ok(exit_for(&finished))
+}
+
+pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
+    let repo = repo(&a.factory)?;
+    match &a.command {
+        None => {
+            let runs = record::list(&repo);
+            if runs.is_empty() {
+                println!("no runs yet");
+            }
+            for dir in runs {
+                let state = dir.state();
+                let status = match state.status {
+                    Some(s) => format!("{s:?}").to_lowercase(),
+                    None if dir.owner_alive() => "running".into(),
+                    None => "interrupted (lightsout resume)".into(),
+                };
+                let started = dir.events().first().map(|e| e.at.clone()).unwrap_or_default();
+                println!(
+                    "{}  {}  {:<10} {:<12} {}",
+                    state.run_id,
+                    started,
+                    state.category,
+                    crate::diag::printable(&state.ticket),
+                    status
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Some(RunsCommand::Show { run, format }) => {
+            let dir = RunDir::open(&repo, run).ok_or_else(|| Failure::Message(format!("there is no run `{run}`")))?;
+            let state = dir.state();
+            if *format == RunFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+                return Ok(Exit::Ok);
+            }
+            println!("run       {}", state.run_id);
+            println!("ticket    {}", crate::diag::printable(&state.ticket));
+            println!("category  {}", state.category);
+            println!("status    {}", state.status.map_or("not finished".into(), |s| format!("{s:?}").to_lowercase()));
+            for (id, st) in &state.stages {
+                let what = match (&st.skipped, st.outcome) {
+                    (Some(r), _) => format!("skipped ({r})"),
+                    (None, Some(o)) => format!("{o:?}").to_lowercase(),
+                    (None, None) if st.running => "running".into(),
+                    (None, None) => "pending".into(),
+                };
+                println!("  {id:<14} {what:<12} attempts {}  {} ms  {}", st.attempts, st.duration_ms, st.reason);
+                for (k, v) in &st.outputs {
+                    println!("  {:<14}   output {k} = {}", "", crate::diag::printable(v));
+                }
+            }
+            for e in dir.events() {
+                if let Event::RunFinished { diff_stat: Some(stat), .. } = e.event {
+                    println!("{stat}");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let repo = repo(&a.factory)?;
+    let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;
+    let state = dir.state();
+    let Some(st) = state.stages.get(&a.stage) else {
+        let names: Vec<&str> = state.stages.keys().map(String::as_str).collect();
+        return Err(Failure::Message(format!("run `{}` has no started stage `{}` (started: {})", a.run, a.stage, names.join(", "))));
+    };
+    let attempt = a.attempt.unwrap_or(st.attempts.max(1));
+    let path = dir.log_path(&a.stage, attempt);
+    let mut file = std::fs::File::open(&path).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        file.read_to_end(&mut buf).map_err(|e| Failure::Io(e.to_string()))?;
+        // The log is masked already; control characters are escaped for the terminal.
+        let text = String::from_utf8_lossy(&buf);
+        for line in text.split_inclusive('\n') {
+            let body = line.strip_suffix('\n');
+            let _ = write!(out, "{}", crate::diag::printable(body.unwrap_or(line)));
+            if body.is_some() {
+                let _ = writeln!(out);
+            }
+        }
+        let _ = out.flush();
+        let running = dir.state().stages.get(&a.stage).is_some_and(|s| s.running) && dir.owner_alive();
+        if !a.follow || !running {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = file.stream_position();
+    }
+    Ok(Exit::Ok)
+}

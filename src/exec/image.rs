@@ -1,0 +1,217 @@
+//! Stage images: a name already on the machine, or one built through the Engine API from a
+//! Dockerfile (`image: build:<path to Dockerfile>`) or from a dev container definition
+//! (`image: devcontainer` or `devcontainer:<path to devcontainer.json>`; its `image` or its
+//! `build.dockerfile` and `build.context`). Built images are tagged by the hash of their build
+//! context, so an unchanged context is never built twice. Nothing is ever pulled.
+
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt as _;
+
+use super::docker::Docker;
+
+/// What a stage's `image:` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSpec {
+    Named(String),
+    Dockerfile(PathBuf),
+    DevContainer(PathBuf),
+}
+
+impl ImageSpec {
+    pub fn parse(value: &str) -> ImageSpec {
+        if let Some(path) = value.strip_prefix("build:") {
+            ImageSpec::Dockerfile(PathBuf::from(path))
+        } else if value == "devcontainer" {
+            ImageSpec::DevContainer(PathBuf::from(".devcontainer/devcontainer.json"))
+        } else if let Some(path) = value.strip_prefix("devcontainer:") {
+            ImageSpec::DevContainer(PathBuf::from(path))
+        } else {
+            ImageSpec::Named(value.to_owned())
+        }
+    }
+}
+
+/// Removes `//` and `/* */` comments and trailing commas outside strings (devcontainer.json is
+/// JSON with comments).
+fn strip_jsonc(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let mut in_str = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            out.push(c);
+            if c == b'\\' && i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 1;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+            out.push(c);
+        } else if c == b'/' && b.get(i + 1) == Some(&b'/') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                i += 1;
+            }
+            i += 2;
+            continue;
+        } else if c == b',' {
+            let next = b[i + 1..].iter().find(|x| !x.is_ascii_whitespace());
+            if !matches!(next, Some(b'}' | b']')) {
+                out.push(c);
+            }
+        } else {
+            out.push(c);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a devcontainer.json: an image name, or a Dockerfile and its context.
+fn devcontainer(root: &Path, file: &Path) -> Result<ImageSpec, String> {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&strip_jsonc(&text)).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+    if let Some(image) = json.get("image").and_then(|v| v.as_str()) {
+        return Ok(ImageSpec::Named(image.to_owned()));
+    }
+    let build = json.get("build").or_else(|| json.get("dockerFile").map(|_| &json));
+    let dockerfile = build
+        .and_then(|b| b.get("dockerfile").or_else(|| b.get("dockerFile")))
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| format!("{}: has neither `image` nor `build.dockerfile`", path.display()))?;
+    let base = file.parent().unwrap_or(Path::new(""));
+    Ok(ImageSpec::Dockerfile(base.join(dockerfile)))
+}
+
+/// A tar of `context` with fixed metadata (so equal contexts give equal bytes and tags).
+fn context_tar(context: &Path, dockerfile_name: &str, dockerfile: &[u8]) -> Result<Vec<u8>, String> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let mut files: Vec<PathBuf> = Vec::new();
+    collect(context, context, &mut files)?;
+    files.sort();
+    for rel in files {
+        let full = context.join(&rel);
+        let data = std::fs::read(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+        append(&mut builder, &rel.to_string_lossy(), &data)?;
+    }
+    append(&mut builder, dockerfile_name, dockerfile)?;
+    builder.into_inner().map_err(|e| e.to_string())
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> Result<(), String> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, name, data).map_err(|e| e.to_string())
+}
+
+/// Regular files under `dir`, relative to `root`; skips `.git`, `.lightsout` and symlinks.
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name();
+        if name == ".git" || name == ".lightsout" {
+            continue;
+        }
+        let kind = entry.file_type().map_err(|e| e.to_string())?;
+        if kind.is_dir() {
+            collect(root, &entry.path(), out)?;
+        } else if kind.is_file() {
+            out.push(entry.path().strip_prefix(root).map_err(|e| e.to_string())?.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a stage's image to a name on the machine, building it if needed. `root` is the
+/// directory build paths are relative to (the workspace).
+pub async fn ensure(docker: &Docker, root: &Path, value: &str) -> Result<String, String> {
+    let spec = match ImageSpec::parse(value) {
+        ImageSpec::DevContainer(file) => devcontainer(root, &file)?,
+        other => other,
+    };
+    match spec {
+        ImageSpec::Named(name) => match docker.client().inspect_image(&name).await {
+            Ok(_) => Ok(name),
+            Err(_) => Err(format!(
+                "docker: image `{name}` is not on this machine, and lightsout never pulls; build or load it first"
+            )),
+        },
+        ImageSpec::Dockerfile(rel) => build(docker, root, &rel).await,
+        ImageSpec::DevContainer(_) => Err("a devcontainer.json may not point at another one".into()),
+    }
+}
+
+async fn build(docker: &Docker, root: &Path, rel: &Path) -> Result<String, String> {
+    let dockerfile_path = root.join(rel);
+    if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) || rel.is_absolute() {
+        return Err(format!("the Dockerfile `{}` must be inside the repository", rel.display()));
+    }
+    let dockerfile = std::fs::read(&dockerfile_path).map_err(|e| format!("{}: {e}", dockerfile_path.display()))?;
+    let context = dockerfile_path.parent().unwrap_or(root).to_path_buf();
+    let name = ".lightsout.Dockerfile";
+    let tar = context_tar(&context, name, &dockerfile)?;
+    let tag = format!("lightsout-build/{}:latest", short_hash(&tar));
+    if docker.client().inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    let opts = BuildImageOptionsBuilder::new().dockerfile(name).t(&tag).rm(true).forcerm(true).pull("false").build();
+    let mut stream = docker.client().build_image(opts, None, Some(bollard::body_full(tar.into())));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    return Err(format!("docker build of {}: {err}", rel.display()));
+                }
+            }
+            Err(e) => return Err(format!("docker build of {}: {e}", rel.display())),
+        }
+    }
+    Ok(tag)
+}
+
+/// FNV-1a, 64 bits, hex: a cache key for build contexts, not a security boundary.
+fn short_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_values() {
+        assert_eq!(ImageSpec::parse("acme/ci:1"), ImageSpec::Named("acme/ci:1".into()));
+        assert_eq!(ImageSpec::parse("build:ci/Dockerfile"), ImageSpec::Dockerfile("ci/Dockerfile".into()));
+        assert_eq!(ImageSpec::parse("devcontainer"), ImageSpec::DevContainer(".devcontainer/devcontainer.json".into()));
+    }
+
+    #[test]
+    fn jsonc_comments_and_trailing_commas() {
+        let text = "{\n // a comment\n \"image\": \"a//b\", /* more */\n \"x\": [1, 2,],\n}";
+        let v: serde_json::Value = serde_json::from_str(&strip_jsonc(text)).unwrap_or_default();
+        assert_eq!(v["image"], "a//b");
+        assert_eq!(v["x"], serde_json::json!([1, 2]));
+    }
+}

@@ -1,0 +1,132 @@
+//! Observers of the event stream: a live view on a terminal, plain timestamped lines without
+//! one (or under `CI=true`), JSON lines for machines. Everything shown is already masked and
+//! has its control characters escaped.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use super::Output;
+use super::event::{Event, Outcome, Stamped};
+use crate::diag::printable;
+use crate::plan::Plan;
+
+/// Whether to draw the live view: a terminal on stderr and not CI.
+fn live() -> bool {
+    std::io::stderr().is_terminal() && std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false")
+}
+
+pub async fn show(output: Output, plan: Plan, mut events: mpsc::Receiver<Stamped>) {
+    match output {
+        Output::Quiet => while events.recv().await.is_some() {},
+        Output::Json => {
+            while let Some(e) = events.recv().await {
+                if let Ok(line) = serde_json::to_string(&e) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        Output::Human if live() => live_view(&plan, &mut events).await,
+        Output::Human => {
+            while let Some(e) = events.recv().await {
+                for line in lines(&e) {
+                    eprintln!("{} {line}", &e.at.get(11..19).unwrap_or(&e.at));
+                }
+            }
+        }
+    }
+}
+
+/// The human lines for one event.
+fn lines(e: &Stamped) -> Vec<String> {
+    match &e.event {
+        Event::RunStarted { run_id, category, ticket, executor, .. } => {
+            vec![format!("run {run_id}: ticket {} as {category}, on {executor}", printable(ticket))]
+        }
+        Event::RunResumed { .. } => vec!["resumed".into()],
+        Event::StageSkipped { stage, reason } => vec![format!("{stage:<12} skipped: {reason}")],
+        Event::StageStarted { stage, attempt, on } => {
+            let on = on.as_ref().map(|o| format!(" in {o}")).unwrap_or_default();
+            let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            vec![format!("{stage:<12} started{retry}{on}")]
+        }
+        Event::StageLog { stage, text, .. } => {
+            text.lines().map(|l| format!("{stage:<12} | {}", printable(l))).collect()
+        }
+        Event::StageFinished { stage, outcome, reason, duration_ms, retrying, .. } => {
+            let word = match outcome {
+                Outcome::Succeeded => "ok",
+                Outcome::Failed => "FAILED",
+                Outcome::TimedOut => "TIMED OUT",
+                Outcome::Fault => "FAULT",
+                Outcome::Cancelled => "cancelled",
+            };
+            let again = if *retrying { ", retrying" } else { "" };
+            #[allow(clippy::cast_precision_loss)] // seconds for display
+            let secs = *duration_ms as f64 / 1000.0;
+            vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
+        }
+        Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::RunFinished { status, diff_stat } => {
+            let mut v = vec![format!("run {status:?}").to_lowercase()];
+            if let Some(stat) = diff_stat.as_ref().filter(|s| !s.is_empty()) {
+                v.extend(stat.lines().map(|l| format!("  {}", printable(l))));
+            }
+            v
+        }
+    }
+}
+
+async fn live_view(plan: &Plan, events: &mut mpsc::Receiver<Stamped>) {
+    let mp = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let total = plan.stages().len() as u64;
+    let overall = mp.add(ProgressBar::new(total));
+    overall.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} stages {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    while let Some(e) = events.recv().await {
+        match &e.event {
+            Event::StageStarted { stage, .. } => {
+                let bar = mp.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(stage.clone());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bars.insert(stage.clone(), bar);
+            }
+            Event::StageLog { stage, text, .. } => {
+                if let (Some(bar), Some(last)) = (bars.get(stage), text.lines().last()) {
+                    bar.set_message(printable(last).into_owned());
+                }
+            }
+            Event::StageFinished { stage, retrying, .. } => {
+                if let Some(bar) = bars.remove(stage) {
+                    bar.finish_and_clear();
+                }
+                if !retrying {
+                    overall.inc(1);
+                }
+                for l in lines(&e) {
+                    let _ = mp.println(l);
+                }
+            }
+            Event::StageSkipped { .. } => {
+                overall.inc(1);
+                for l in lines(&e) {
+                    let _ = mp.println(l);
+                }
+            }
+            _ => {
+                for l in lines(&e) {
+                    let _ = mp.println(l);
+                }
+            }
+        }
+    }
+    overall.finish_and_clear();
+}

@@ -1,0 +1,220 @@
+//! Secret masking for streamed output.
+//!
+//! Every value of every secret given to a run is replaced by `***` in terminal output, logs and
+//! records, also when it arrives split across writes (the masker holds back a tail as long as
+//! the longest possible match), on several lines (each line of a multi-line secret is a needle,
+//! and a needle matches with line breaks between its bytes), or base64-encoded (standard and
+//! URL-safe alphabets, at each of the three alignments a secret can take inside a longer text).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
+/// What replaces a secret.
+pub const MASK: &[u8] = b"***";
+/// Shortest needle masked: shorter fragments would mask ordinary text without protecting much.
+const MIN_NEEDLE: usize = 4;
+/// Line breaks allowed between two bytes of a secret for it still to match.
+const MAX_BREAKS: usize = 2;
+
+/// The set of byte strings to mask, derived from secret values.
+#[derive(Clone, Debug, Default)]
+pub struct Needles {
+    needles: Vec<Vec<u8>>,
+    /// Longest span a match can take in the stream (needle bytes plus allowed line breaks).
+    max_span: usize,
+}
+
+impl Needles {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Needles {
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for secret in secrets {
+            let secret = secret.trim_end_matches(['\n', '\r']);
+            let mut add = |n: &[u8]| {
+                if n.len() >= MIN_NEEDLE && !needles.iter().any(|m| m == n) {
+                    needles.push(n.to_vec());
+                }
+            };
+            add(secret.as_bytes());
+            for line in secret.lines() {
+                add(line.trim().as_bytes());
+            }
+            for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                for (offset, skip) in [(0usize, 0usize), (1, 2), (2, 3)] {
+                    // Base64 of the secret preceded by `offset` unknown bytes: the first `skip`
+                    // characters depend on those bytes, and the last may depend on what follows.
+                    let mut padded = vec![0u8; offset];
+                    padded.extend_from_slice(secret.as_bytes());
+                    let enc = engine.encode(&padded);
+                    let stable_end = enc.len() - usize::from((padded.len() % 3) != 0);
+                    if stable_end > skip {
+                        add(&enc.as_bytes()[skip..stable_end]);
+                    }
+                }
+            }
+        }
+        // Longest first, so that a secret is masked whole rather than by one of its lines.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let max_span = needles.iter().map(|n| n.len() + (n.len() - 1) * MAX_BREAKS).max().unwrap_or(0);
+        Needles { needles, max_span }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Length of a match of `needle` at `text[at..]`, allowing line breaks between its bytes.
+    fn match_len(needle: &[u8], text: &[u8], at: usize) -> Option<usize> {
+        let mut i = at;
+        for (k, &b) in needle.iter().enumerate() {
+            if k > 0 {
+                let mut breaks = 0;
+                while i < text.len() && (text[i] == b'\n' || text[i] == b'\r') && text[i] != b && breaks < MAX_BREAKS {
+                    i += 1;
+                    breaks += 1;
+                }
+            }
+            if i >= text.len() || text[i] != b {
+                return None;
+            }
+            i += 1;
+        }
+        Some(i - at)
+    }
+
+    /// Masks every complete match in `text`.
+    pub fn mask(&self, text: &[u8]) -> Vec<u8> {
+        if self.needles.is_empty() {
+            return text.to_vec();
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            let hit = self
+                .needles
+                .iter()
+                .filter(|n| n[0] == text[i])
+                .find_map(|n| Self::match_len(n, text, i));
+            match hit {
+                Some(len) => {
+                    out.extend_from_slice(MASK);
+                    i += len;
+                }
+                None => {
+                    out.push(text[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn mask_str(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.mask(text.as_bytes())).into_owned()
+    }
+}
+
+/// A streaming masker: feed chunks as they arrive, get back what is safe to show.
+#[derive(Debug)]
+pub struct Masker {
+    needles: std::sync::Arc<Needles>,
+    pending: Vec<u8>,
+}
+
+impl Masker {
+    pub fn new(needles: std::sync::Arc<Needles>) -> Masker {
+        Masker { needles, pending: Vec::new() }
+    }
+
+    /// Takes a chunk; returns the masked bytes that can no longer be part of a match.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.needles.is_empty() {
+            return chunk.to_vec();
+        }
+        self.pending.extend_from_slice(chunk);
+        // Mask complete matches; keep back the last `max_span - 1` bytes, which may begin a
+        // match that the next chunk completes. A match beginning before that tail would
+        // already be complete, so it has been masked.
+        let hold = self.needles.max_span.saturating_sub(1);
+        if self.pending.len() <= hold {
+            return Vec::new();
+        }
+        let masked = self.mask_pending();
+        self.pending = masked;
+        let cut = self.safe_cut(hold);
+        let rest = self.pending.split_off(cut);
+        std::mem::replace(&mut self.pending, rest)
+    }
+
+    /// Everything still held back, masked: call at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let masked = self.needles.mask(&self.pending);
+        self.pending.clear();
+        masked
+    }
+
+    fn mask_pending(&self) -> Vec<u8> {
+        self.needles.mask(&self.pending)
+    }
+
+    /// Where to cut so the held tail is `hold` bytes, not splitting a mask just written.
+    fn safe_cut(&self, hold: usize) -> usize {
+        let mut cut = self.pending.len() - hold;
+        // Do not leave part of a `***` in the tail, where it could join a later match.
+        while cut > 0 && cut < self.pending.len() && self.pending[cut] == b'*' && self.pending[cut - 1] == b'*' {
+            cut += 1;
+        }
+        cut.min(self.pending.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const SECRET: &str = "hunter2-s3cr3t-value";
+
+    fn stream(chunks: &[&[u8]]) -> String {
+        let mut m = Masker::new(Arc::new(Needles::new([SECRET, "line-one-key\nline-two-key"])));
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(m.push(c));
+        }
+        out.extend(m.finish());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn whole_and_split_across_writes() {
+        assert_eq!(stream(&[b"token=hunter2-s3cr3t-value done"]), "token=*** done");
+        let bytes = format!("a {SECRET} b");
+        let chunks: Vec<&[u8]> = bytes.as_bytes().chunks(1).collect();
+        assert_eq!(stream(&chunks), "a *** b");
+    }
+
+    #[test]
+    fn spread_over_lines() {
+        let spread: String = SECRET.chars().map(|c| format!("{c}\n")).collect();
+        assert!(!stream(&[spread.as_bytes()]).contains("hunter"), "{}", stream(&[spread.as_bytes()]));
+        assert_eq!(stream(&[b"x line-two-key y"]), "x *** y");
+    }
+
+    #[test]
+    fn base64_at_every_alignment() {
+        for prefix in ["", "a", "ab", "abc"] {
+            for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                let enc = engine.encode(format!("{prefix}{SECRET}!"));
+                let out = stream(&[enc.as_bytes()]);
+                assert!(out.contains("***"), "{prefix:?}: {enc} -> {out}");
+                let inner = engine.encode(SECRET);
+                assert!(!out.contains(&inner[4..inner.len() - 4]), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_text_passes_unchanged() {
+        assert_eq!(stream(&[b"nothing secret here\n", b"at all\n"]), "nothing secret here\nat all\n");
+    }
+}

@@ -1,0 +1,656 @@
+//! Running a plan: one owning async loop schedules ready stages up to `--jobs`, each attempt
+//! runs on an executor, every fact becomes an [`Event`] that is recorded (fsynced) before the
+//! loop acts on it, and observers (the display) see the same events.
+
+pub mod display;
+pub mod event;
+pub mod mask;
+pub mod record;
+pub mod workspace;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::compile::kinds::Role;
+use crate::compile::templates::{self, Mode};
+use crate::exec::{Ended, Executor, Job};
+use crate::plan::{Plan, Stage};
+use crate::spec::pipeline::{Access, Expect};
+use crate::ticket::Ticket;
+use event::{Event, Outcome, RunStatus, Stamped};
+use mask::{Masker, Needles};
+use record::{Recorder, RunDir, RunMeta, RunState};
+use workspace::Workspace;
+
+/// Largest outputs file read back from a stage.
+const MAX_OUTPUT_FILE: u64 = 1024 * 1024;
+/// First delay before retrying an infrastructure fault; doubles each time.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How the run reports what happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A live view on a terminal, plain timestamped lines otherwise (or under `CI=true`).
+    Human,
+    /// One JSON event per line on stdout.
+    Json,
+    /// Nothing (tests, benchmarks).
+    Quiet,
+}
+
+/// Choices the user makes for a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub keep_workspace: bool,
+    pub base: String,
+    pub output: Output,
+}
+
+/// Why a run could not be carried out (as opposed to a stage failing).
+#[derive(Debug)]
+pub enum RunError {
+    /// The input is wrong (exit 2).
+    Invalid(String),
+    /// Docker, git or the file system failed (exit 3).
+    Infra(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Invalid(m) | RunError::Infra(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How a run ended, for the exit code.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// Whether a stage failed for an infrastructure fault (exit 3 rather than 1).
+    pub fault: bool,
+}
+
+/// Stage kinds this engine runs, and the command each runs.
+fn command_of(stage: &Stage) -> Option<&str> {
+    match stage.role {
+        Role::Command => stage.run.as_deref(),
+        Role::Grader if matches!(stage.kind.as_str(), "grade.command" | "grade.tests") => {
+            stage.with.get("command").and_then(|v| v.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// Refuses a plan with stage kinds this engine does not run yet, before anything starts.
+pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
+    let missing: Vec<String> =
+        plan.stages().iter().filter(|s| command_of(s).is_none()).map(|s| format!("{} (`{}`)", s.id, s.kind)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Invalid(format!(
+            "this version of lightsout cannot run these stages yet: {}; `lightsout plan` shows the plan without running it",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Secret values from the runner's environment, by name.
+fn secret_values(plan: &Plan) -> BTreeMap<String, String> {
+    plan.stages()
+        .iter()
+        .flat_map(|s| s.secrets.iter())
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .collect()
+}
+
+/// Everything a run needs while it runs.
+struct Ctx {
+    plan: Plan,
+    ticket: Ticket,
+    meta: RunMeta,
+    dir: RunDir,
+    workspace: Workspace,
+    executor: Executor,
+    needles: Arc<Needles>,
+    secrets: BTreeMap<String, String>,
+    output: Output,
+}
+
+/// Starts a new run of `plan` for `ticket` in the repository holding `repo`.
+pub async fn start(repo: &Path, plan: Plan, ticket: Ticket, executor: Executor, opts: &Options) -> Result<Finished, RunError> {
+    check_runnable(&plan)?;
+    let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
+    let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
+    if let Executor::Docker(d) = &executor {
+        d.remove_orphans().await.map_err(RunError::Infra)?;
+    }
+    let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
+    let dir = RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
+    let workspace = Workspace::create(&repo, &run_id, &base).map_err(RunError::Infra)?;
+    let secrets = secret_values(&plan);
+    let meta = RunMeta {
+        run_id: run_id.clone(),
+        repo: repo.clone(),
+        workspace: workspace.dir.clone(),
+        base: base.clone(),
+        executor: executor.name().to_owned(),
+        jobs: opts.jobs.max(1),
+        keep_going: opts.keep_going,
+        keep_workspace: opts.keep_workspace,
+        secrets: secrets.keys().cloned().collect(),
+    };
+    let infra = |e: std::io::Error| RunError::Infra(format!("cannot write the run record: {e}"));
+    dir.write_json("plan.json", &plan).map_err(infra)?;
+    dir.write_json("ticket.json", &ticket).map_err(infra)?;
+    dir.write_json("run.json", &meta).map_err(infra)?;
+    dir.claim().map_err(infra)?;
+    let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
+    let first = Event::RunStarted {
+        run_id: run_id.clone(),
+        factory: plan.factory().to_owned(),
+        category: plan.category().to_owned(),
+        ticket: ticket.id.clone(),
+        base,
+        executor: executor.name().to_owned(),
+        pid: std::process::id(),
+    };
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output: opts.output };
+    drive(ctx, RunState::default(), vec![first]).await
+}
+
+/// Continues a run whose runner died, from the stages that had not completed.
+pub async fn resume(repo: &Path, run_id: &str, executor_for: impl FnOnce(&str) -> Result<Executor, RunError>, output: Output) -> Result<Finished, RunError> {
+    let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
+    let dir = RunDir::open(&repo, run_id).ok_or_else(|| RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them")))?;
+    if dir.owner_alive() {
+        return Err(RunError::Invalid(format!("run `{run_id}` is still running (its runner is alive)")));
+    }
+    let state = dir.state();
+    if let Some(status) = state.status {
+        return Err(RunError::Invalid(format!("run `{run_id}` already ended ({status:?}); nothing to resume")));
+    }
+    let meta = dir.meta().map_err(RunError::Infra)?;
+    let plan_text = std::fs::read_to_string(dir.path.join("plan.json")).map_err(|e| RunError::Infra(e.to_string()))?;
+    let plan = Plan::from_record(&plan_text).map_err(RunError::Infra)?;
+    let ticket: Ticket = dir.read_json("ticket.json").map_err(RunError::Infra)?;
+    let executor = executor_for(&meta.executor)?;
+    if let Executor::Docker(d) = &executor {
+        d.remove_orphans().await.map_err(RunError::Infra)?;
+    }
+    dir.claim().map_err(|e| RunError::Infra(e.to_string()))?;
+    let workspace = Workspace::open(&repo, &meta.workspace, &meta.base).map_err(RunError::Infra)?;
+    // Back to the state after the last stage that completed: anything a stage wrote before
+    // the runner died is dropped, and that stage runs again.
+    let snapshot = state.snapshot.clone().unwrap_or_else(|| meta.base.clone());
+    workspace.restore(&snapshot).map_err(RunError::Infra)?;
+    let secrets: BTreeMap<String, String> =
+        meta.secrets.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect();
+    let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output };
+    drive(ctx, state, vec![Event::RunResumed { pid: std::process::id() }]).await
+}
+
+/// What a stage task reports back to the loop.
+struct Done {
+    index: usize,
+    attempt: u32,
+    outcome: Outcome,
+    exit_code: Option<i64>,
+    reason: String,
+    duration: Duration,
+    outputs: BTreeMap<String, String>,
+}
+
+/// The owning loop.
+async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finished, RunError> {
+    let ctx = Arc::new(ctx);
+    let mut recorder = Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
+    let (obs_tx, obs_rx) = mpsc::channel::<Stamped>(256);
+    let display = tokio::spawn(display::show(ctx.output, ctx.plan.clone(), obs_rx));
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    ownership::prepare(&ctx.workspace.dir);
+
+    let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
+        let stamped = Stamped::now(e);
+        if stamped.event.is_recorded() {
+            recorder.append(&stamped).map_err(|e| RunError::Infra(format!("cannot append to the event log: {e}")))?;
+        }
+        state.apply(&stamped.event);
+        let _ = obs_tx.try_send(stamped);
+        Ok(())
+    };
+    for e in first {
+        emit(e, &mut state)?;
+    }
+    if let Executor::Local(l) = &ctx.executor {
+        if !l.sandboxed() {
+            emit(Event::Warning { message: "stages run as plain processes on the host, without a sandbox".into() }, &mut state)?;
+        }
+    }
+
+    let stages = ctx.plan.stages();
+    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let mut running: JoinSet<Done> = JoinSet::new();
+    let mut in_flight: Vec<bool> = vec![false; stages.len()];
+    let mut stop_reason: Option<String> = None;
+    let (log_tx, mut log_rx) = mpsc::channel::<Event>(256);
+    let jobs = ctx.meta.jobs.max(1);
+
+    loop {
+        // Settle what can be settled, start what can be started.
+        if stop_reason.is_none() && !cancel.is_cancelled() {
+            for (i, s) in stages.iter().enumerate() {
+                let st = state.stages.get(&s.id);
+                if in_flight[i] || st.is_some_and(record::StageState::settled) {
+                    continue;
+                }
+                let needs: Vec<&record::StageState> =
+                    s.needs.iter().filter_map(|n| state.stages.get(n.as_str())).collect();
+                if needs.len() < s.needs.len() || needs.iter().any(|n| !n.settled()) {
+                    continue;
+                }
+                if let Some(bad) = s.needs.iter().find(|n| {
+                    state.stages.get(n.as_str()).is_some_and(|n| n.skipped.is_some() || n.outcome != Some(Outcome::Succeeded))
+                }) {
+                    emit(Event::StageSkipped { stage: s.id.clone(), reason: format!("`{bad}` did not succeed") }, &mut state)?;
+                    continue;
+                }
+                let tctx = template_ctx(&ctx, &state);
+                if let Some(cond) = &s.condition {
+                    match templates::eval_condition(cond, &tctx) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            emit(Event::StageSkipped { stage: s.id.clone(), reason: format!("`if: {cond}` is false") }, &mut state)?;
+                            continue;
+                        }
+                        Err(e) => {
+                            emit(finished(&s.id, 1, Outcome::Failed, None, format!("`if: {cond}` failed: {e}")), &mut state)?;
+                            continue;
+                        }
+                    }
+                }
+                if running.len() >= jobs {
+                    break;
+                }
+                let attempt = state.stages.get(&s.id).map_or(0, |st| st.attempts) + 1;
+                emit(Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) }, &mut state)?;
+                in_flight[i] = true;
+                running.spawn(run_stage(Arc::clone(&ctx), i, attempt, tctx, log_tx.clone(), cancel.clone()));
+            }
+            // Stages the loop skipped may unblock others: go round again before waiting.
+            if running.is_empty() && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(record::StageState::settled)) {
+                let progress = stages.iter().enumerate().any(|(i, s)| {
+                    !in_flight[i]
+                        && !state.stages.get(&s.id).is_some_and(record::StageState::settled)
+                        && s.needs.iter().all(|n| state.stages.get(n.as_str()).is_some_and(record::StageState::settled))
+                });
+                if progress {
+                    continue;
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(log) = log_rx.recv() => { emit(log, &mut state)?; }
+            Some(joined) = running.join_next() => {
+                let done = match joined {
+                    Ok(d) => d,
+                    Err(e) => return Err(RunError::Infra(format!("a stage task failed: {e}"))),
+                };
+                // Drain the logs the task sent before it finished, so they come first.
+                while let Ok(log) = log_rx.try_recv() { emit(log, &mut state)?; }
+                let s = &stages[done.index];
+                in_flight[done.index] = false;
+                let retry = done.outcome == Outcome::Fault && done.attempt <= s.retries && !cancel.is_cancelled();
+                let snapshot = if done.outcome.is_success() && s.workspace == Access::ReadWrite {
+                    Some(ctx.workspace.snapshot(&format!("lightsout: after stage {}", s.id)).map_err(RunError::Infra)?)
+                } else {
+                    None
+                };
+                emit(Event::StageFinished {
+                    stage: s.id.clone(),
+                    attempt: done.attempt,
+                    outcome: done.outcome,
+                    exit_code: done.exit_code,
+                    reason: done.reason,
+                    duration_ms: u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX),
+                    outputs: done.outputs,
+                    snapshot,
+                    retrying: retry,
+                }, &mut state)?;
+                if retry {
+                    tokio::time::sleep(RETRY_BACKOFF * 2u32.saturating_pow(done.attempt - 1)).await;
+                } else if !done.outcome.is_success() && !ctx.meta.keep_going && stop_reason.is_none() && done.outcome != Outcome::Cancelled {
+                    stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+    let _ = index;
+
+    // Stages that never ran.
+    let reason = if let Some(r) = &stop_reason { r.clone() } else { "the run was cancelled".to_owned() };
+    for s in stages {
+        if !state.stages.get(&s.id).is_some_and(record::StageState::settled) {
+            emit(Event::StageSkipped { stage: s.id.clone(), reason: reason.clone() }, &mut state)?;
+        }
+    }
+    let interrupted = cancel.is_cancelled() && stop_reason.is_none();
+    let failed = stages.iter().any(|s| {
+        state.stages.get(&s.id).is_some_and(|st| st.outcome.is_some_and(|o| !o.is_success()))
+    });
+    let fault = stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.outcome == Some(Outcome::Fault)));
+    let status = if interrupted {
+        RunStatus::Cancelled
+    } else if failed {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);
+    let diff_stat = match ctx.workspace.diff() {
+        Ok((stat, patch)) => {
+            let _ = ctx.dir.write_text("diff.patch", &ctx.needles.mask_str(&patch));
+            Some(stat)
+        }
+        Err(_) => None,
+    };
+    emit(Event::RunFinished { status, diff_stat }, &mut state)?;
+    if !ctx.meta.keep_workspace {
+        let _ = ctx.workspace.remove();
+    }
+    drop(emit);
+    drop(obs_tx);
+    let _ = display.await;
+    Ok(Finished { run_id: ctx.meta.run_id.clone(), status, fault })
+}
+
+fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>, reason: String) -> Event {
+    Event::StageFinished {
+        stage: stage.to_owned(),
+        attempt,
+        outcome,
+        exit_code,
+        reason,
+        duration_ms: 0,
+        outputs: BTreeMap::new(),
+        snapshot: None,
+        retrying: false,
+    }
+}
+
+fn on_name(ctx: &Ctx, stage: &str, attempt: u32) -> Option<String> {
+    match &ctx.executor {
+        Executor::Docker(_) => Some(crate::exec::docker::container_name(&ctx.meta.run_id, stage, attempt)),
+        Executor::Local(_) => None,
+    }
+}
+
+/// What templates see: the ticket, the inputs, and the outputs of stages that completed.
+fn template_ctx(ctx: &Ctx, state: &RunState) -> serde_json::Value {
+    let stages: serde_json::Map<String, serde_json::Value> = state
+        .stages
+        .iter()
+        .map(|(id, st)| {
+            let status = match (&st.skipped, st.outcome) {
+                (Some(_), _) => "skipped",
+                (None, Some(Outcome::Succeeded)) => "succeeded",
+                (None, Some(_)) => "failed",
+                (None, None) => "pending",
+            };
+            (id.clone(), json!({ "outputs": st.outputs, "status": status }))
+        })
+        .collect();
+    let t = &ctx.ticket;
+    json!({
+        "ticket": {
+            "id": t.id, "title": t.title, "body": t.body, "labels": t.labels, "url": t.url,
+            "author": t.author, "fields": t.fields, "category": ctx.plan.category(),
+        },
+        "inputs": ctx.plan.inputs(),
+        "stages": stages,
+        "attempt": 1,
+        "feedback": "",
+    })
+}
+
+/// Runs one attempt of one stage.
+async fn run_stage(
+    ctx: Arc<Ctx>,
+    index: usize,
+    attempt: u32,
+    tctx: serde_json::Value,
+    logs: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> Done {
+    let started = Instant::now();
+    let stage = &ctx.plan.stages()[index];
+    let done = |outcome, exit_code, reason: String, outputs| Done {
+        index,
+        attempt,
+        outcome,
+        exit_code,
+        reason,
+        duration: started.elapsed(),
+        outputs,
+    };
+    let Some(source) = command_of(stage) else {
+        return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
+    };
+    // Ticket text reaches the command only as shell-quoted values.
+    let script = match templates::render(Mode::Shell, source, &tctx) {
+        Ok(s) => s,
+        Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
+    };
+    let mut env: Vec<(String, String)> = stage.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for name in &stage.secrets {
+        match ctx.secrets.get(name) {
+            Some(v) => env.push((name.clone(), v.clone())),
+            None => {
+                return done(Outcome::Failed, None, format!("secret `{name}` is not set in the runner's environment"), BTreeMap::new());
+            }
+        }
+    }
+    let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
+    if let Err(e) = std::fs::create_dir_all(&io_dir) {
+        return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
+    }
+    ownership::prepare(&io_dir);
+    let image = match (&ctx.executor, &stage.image) {
+        (Executor::Docker(d), Some(img)) => match crate::exec::image::ensure(d, &ctx.workspace.dir, &img.value).await {
+            Ok(name) => name,
+            Err(e) => return done(Outcome::Fault, None, e, BTreeMap::new()),
+        },
+        (_, img) => img.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+    };
+    let job = Job {
+        run_id: ctx.meta.run_id.clone(),
+        stage: stage.id.clone(),
+        attempt,
+        image,
+        script,
+        env,
+        workspace: ctx.workspace.dir.clone(),
+        writable: stage.workspace == Access::ReadWrite,
+        io_dir: io_dir.clone(),
+        limits: stage.resources,
+        timeout: Duration::from_secs(stage.timeout_secs.max(1)),
+    };
+    let log_path = ctx.dir.log_path(&stage.id, attempt);
+    let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
+    let writer = {
+        let needles = Arc::clone(&ctx.needles);
+        let stage_id = stage.id.clone();
+        let logs = logs.clone();
+        tokio::spawn(async move { write_log(&log_path, &stage_id, needles, &mut chunk_rx, &logs).await })
+    };
+    let ended = ctx.executor.run(&job, &chunk_tx, &cancel).await;
+    drop(chunk_tx);
+    let log_ok = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    let outputs = read_outputs(&io_dir.join("output"), &ctx.needles);
+    let (outcome, code, reason) = match ended {
+        Err(fault) => (Outcome::Fault, None, fault),
+        Ok(Ended::TimedOut) => (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs)),
+        Ok(Ended::Cancelled) => (Outcome::Cancelled, None, "cancelled".to_owned()),
+        Ok(Ended::Exited(code)) => match (stage.expect, code) {
+            (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
+            (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
+            (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
+            (Expect::Failure, c) => (Outcome::Succeeded, Some(c), format!("exited {c}, as `expect: failure` wants")),
+        },
+    };
+    let (outcome, reason) = match (outcome, log_ok) {
+        (o, Ok(())) => (o, reason),
+        (_, Err(e)) => (Outcome::Fault, format!("cannot write the stage log: {e}")),
+    };
+    let outputs = match outputs {
+        Ok(o) => o,
+        Err(e) if outcome.is_success() => return done(Outcome::Failed, code, e, BTreeMap::new()),
+        Err(_) => BTreeMap::new(),
+    };
+    done(outcome, code, ctx.needles.mask_str(&reason), outputs)
+}
+
+/// Writes a stage's output, masked, to its log file and to the observers.
+async fn write_log(
+    path: &Path,
+    stage: &str,
+    needles: Arc<Needles>,
+    chunks: &mut mpsc::Receiver<(event::Stream, bytes::Bytes)>,
+    logs: &mpsc::Sender<Event>,
+) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
+    let mut out = Masker::new(Arc::clone(&needles));
+    let mut err = Masker::new(needles);
+    let send = |which, bytes: Vec<u8>| {
+        let event = Event::StageLog { stage: stage.to_owned(), stream: which, text: String::from_utf8_lossy(&bytes).into_owned() };
+        // The display is best effort: a full channel drops lines rather than slowing the stage.
+        let _ = logs.try_send(event);
+    };
+    while let Some((which, chunk)) = chunks.recv().await {
+        let m = if which == event::Stream::Stdout { &mut out } else { &mut err };
+        let safe = m.push(&chunk);
+        if !safe.is_empty() {
+            file.write_all(&safe).await.map_err(|e| e.to_string())?;
+            send(which, safe);
+        }
+    }
+    for (which, m) in [(event::Stream::Stdout, &mut out), (event::Stream::Stderr, &mut err)] {
+        let rest = m.finish();
+        if !rest.is_empty() {
+            file.write_all(&rest).await.map_err(|e| e.to_string())?;
+            send(which, rest);
+        }
+    }
+    file.sync_data().await.map_err(|e| e.to_string())
+}
+
+/// Reads `$LIGHTSOUT_OUTPUT`: a JSON object, or `key=value` lines.
+fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, String>, String> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(BTreeMap::new()) };
+    if !meta.is_file() {
+        return Err("$LIGHTSOUT_OUTPUT is not a regular file".into());
+    }
+    if meta.len() > MAX_OUTPUT_FILE {
+        return Err(format!("$LIGHTSOUT_OUTPUT is larger than {MAX_OUTPUT_FILE} bytes"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("$LIGHTSOUT_OUTPUT: {e}"))?;
+    let mut out = BTreeMap::new();
+    if text.trim_start().starts_with('{') {
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| format!("$LIGHTSOUT_OUTPUT is not a JSON object: {e}"))?;
+        for (k, v) in obj {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            out.insert(k, needles.mask_str(&v));
+        }
+    } else {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (k, v) = line.split_once('=').ok_or_else(|| format!("$LIGHTSOUT_OUTPUT: `{line}` is not `key=value`"))?;
+            out.insert(k.trim().to_owned(), needles.mask_str(v));
+        }
+    }
+    Ok(out)
+}
+
+/// Ctrl-C and SIGTERM cancel the run.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        cancel.cancel();
+    });
+}
+
+/// File ownership between the host and the sandbox: when the runner is root, stages run as an
+/// unprivileged user, so the workspace is handed to that user for the run and back after.
+mod ownership {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::path::Path;
+
+    use crate::exec::docker::FALLBACK_UID;
+
+    fn chown_tree(path: &Path, uid: u32, gid: u32) {
+        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(path) {
+                    for e in entries.flatten() {
+                        chown_tree(&e.path(), uid, gid);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_root() -> bool {
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    pub fn prepare(path: &Path) {
+        if is_root() {
+            chown_tree(path, FALLBACK_UID, FALLBACK_UID);
+        }
+    }
+
+    pub fn restore(path: &Path, repo: &Path) {
+        if is_root() {
+            let (uid, gid) = std::fs::metadata(repo).map_or((0, 0), |m| (m.uid(), m.gid()));
+            chown_tree(path, uid, gid);
+        }
+    }
+}
+
+/// The repository a run record lives in, from a directory inside it.
+pub fn repo_of(dir: &Path) -> Result<PathBuf, RunError> {
+    workspace::repo_root(dir).map_err(RunError::Invalid)
+}

@@ -1,0 +1,135 @@
+//! A run's workspace: its own git worktree of the repository at the base revision.
+//!
+//! Every git command the runner issues names the worktree's git directory and work tree
+//! explicitly and disables hooks, so that files a stage writes into the workspace (a `.git`
+//! file pointing elsewhere, a hook) cannot redirect what the runner does on the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A git worktree owned by one run.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The repository's main working tree.
+    pub repo: PathBuf,
+    /// The worktree's directory, mounted at `/workspace`.
+    pub dir: PathBuf,
+    /// The worktree's private git directory (inside the main repository's `.git`).
+    git_dir: PathBuf,
+    /// The base revision, a full commit id.
+    pub base: String,
+}
+
+fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
+    let mut cmd = Command::new("git");
+    // Hooks off; and the worktree may belong to the sandbox user while the runner is root.
+    cmd.args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"]).args(args);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    cmd.env("GIT_TERMINAL_PROMPT", "0").env_remove("GIT_DIR").env_remove("GIT_WORK_TREE");
+    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    } else {
+        Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The top of the git repository holding `dir`.
+pub fn repo_root(dir: &Path) -> Result<PathBuf, String> {
+    run_git(&["rev-parse", "--show-toplevel"], Some(dir))
+        .map(PathBuf::from)
+        .map_err(|_| format!("{} is not inside a git repository; lightsout runs in a worktree of one", dir.display()))
+}
+
+/// The full commit id `rev` names in `repo`.
+pub fn resolve(repo: &Path, rev: &str) -> Result<String, String> {
+    if rev.starts_with('-') {
+        return Err(format!("`{rev}` is not a revision"));
+    }
+    run_git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")], Some(repo))
+        .map_err(|_| format!("`{rev}` names no commit in {}", repo.display()))
+}
+
+impl Workspace {
+    /// Adds a detached worktree at `base` under `<repo>/.lightsout/worktrees/<name>`.
+    pub fn create(repo: &Path, name: &str, base: &str) -> Result<Workspace, String> {
+        let root = repo.join(".lightsout");
+        std::fs::create_dir_all(root.join("worktrees")).map_err(|e| format!("{}: {e}", root.display()))?;
+        // The runner's own directory never shows up in the user's `git status`.
+        let ignore = root.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(&ignore, "*\n").map_err(|e| format!("{}: {e}", ignore.display()))?;
+        }
+        let dir = root.join("worktrees").join(name);
+        let dir_s = dir.to_string_lossy().into_owned();
+        run_git(&["worktree", "add", "--quiet", "--detach", &dir_s, base], Some(repo))?;
+        Workspace::open(repo, &dir, base)
+    }
+
+    /// An existing worktree (for resume).
+    pub fn open(repo: &Path, dir: &Path, base: &str) -> Result<Workspace, String> {
+        let common = run_git(&["rev-parse", "--path-format=absolute", "--git-common-dir"], Some(repo))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let git_dir = PathBuf::from(common).join("worktrees").join(name);
+        if !git_dir.is_dir() || !dir.is_dir() {
+            return Err(format!("the workspace {} is gone", dir.display()));
+        }
+        Ok(Workspace { repo: repo.to_path_buf(), dir: dir.to_path_buf(), git_dir, base: base.to_owned() })
+    }
+
+    /// Runs git on this worktree with its git directory named explicitly.
+    fn git(&self, args: &[&str]) -> Result<String, String> {
+        let gd = format!("--git-dir={}", self.git_dir.display());
+        let wt = format!("--work-tree={}", self.dir.display());
+        let mut all = vec![gd.as_str(), wt.as_str()];
+        all.extend_from_slice(args);
+        run_git(&all, Some(&self.repo))
+    }
+
+    /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
+    pub fn snapshot(&self, label: &str) -> Result<String, String> {
+        self.git(&["add", "--all", "--force", "--", "."])?;
+        self.git(&[
+            "-c",
+            "user.name=lightsout",
+            "-c",
+            "user.email=lightsout@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "--allow-empty",
+            "-m",
+            label,
+        ])?;
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Puts the workspace back to a snapshot (or the base), dropping anything newer.
+    pub fn restore(&self, commit: &str) -> Result<(), String> {
+        self.git(&["reset", "--quiet", "--hard", commit])?;
+        self.git(&["clean", "--quiet", "-d", "--force", "-x"])?;
+        Ok(())
+    }
+
+    /// The change against the base revision, as `git diff --stat` and as a patch.
+    pub fn diff(&self) -> Result<(String, String), String> {
+        self.git(&["add", "--all", "--force", "--", "."])?;
+        let stat = self.git(&["diff", "--cached", "--stat", &self.base])?;
+        let patch = self.git(&["diff", "--cached", "--binary", &self.base])?;
+        Ok((stat, patch))
+    }
+
+    /// Removes the worktree and its git directory.
+    pub fn remove(&self) -> Result<(), String> {
+        let dir = self.dir.to_string_lossy().into_owned();
+        run_git(&["worktree", "remove", "--force", "--force", &dir], Some(&self.repo))
+            .map(|_| ())
+            .or_else(|_| std::fs::remove_dir_all(&self.dir).map_err(|e| e.to_string()))?;
+        let _ = run_git(&["worktree", "prune"], Some(&self.repo));
+        Ok(())
+    }
+}

@@ -124,7 +124,7 @@ impl Docker {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,size=512m".to_owned())])),
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,size=512m,mode=1777".to_owned())])),
             memory: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
             // Swap would let a stage exceed its memory limit.
             memory_swap: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),

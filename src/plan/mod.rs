@@ -23,16 +23,16 @@ pub struct Stage {
     pub kind: String,
     pub role: Role,
     pub needs: Vec<String>,
-    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub with: IndexMap<String, serde_json::Value>,
     /// The image and where it came from; `None` for stages that run on the host.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Decided<String>>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
     pub secrets: Vec<String>,
     /// Hosts reachable through the egress proxy; empty means no network.
@@ -40,7 +40,7 @@ pub struct Stage {
     pub timeout_secs: u64,
     pub retries: u32,
     pub expect: Expect,
-    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Loop>,
     pub outputs: Vec<String>,
     pub resources: Limits,

@@ -140,6 +140,9 @@ impl Masker {
         }
         let masked = self.mask_pending();
         self.pending = masked;
+        if self.pending.len() <= hold {
+            return Vec::new();
+        }
         let cut = self.safe_cut(hold);
         let rest = self.pending.split_off(cut);
         std::mem::replace(&mut self.pending, rest)

@@ -222,7 +222,10 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     let display = tokio::spawn(display::show(ctx.output, ctx.plan.clone(), obs_rx));
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    ownership::prepare(&ctx.workspace.dir);
+    let docker = matches!(ctx.executor, Executor::Docker(_));
+    if docker {
+        ownership::prepare(&ctx.workspace.dir);
+    }
 
     let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
         let stamped = Stamped::now(e);
@@ -472,7 +475,9 @@ async fn run_stage(
     if let Err(e) = std::fs::create_dir_all(&io_dir) {
         return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
     }
-    ownership::prepare(&io_dir);
+    if matches!(ctx.executor, Executor::Docker(_)) {
+        ownership::prepare(&io_dir);
+    }
     let image = match (&ctx.executor, &stage.image) {
         (Executor::Docker(d), Some(img)) => match crate::exec::image::ensure(d, &ctx.workspace.dir, &img.value).await {
             Ok(name) => name,
@@ -611,8 +616,9 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// File ownership between the host and the sandbox: when the runner is root, stages run as an
-/// unprivileged user, so the workspace is handed to that user for the run and back after.
+/// File ownership between the host and a container: when the runner is root, container stages
+/// run as an unprivileged user, so the workspace is handed to that user for the run and back
+/// after. (The bubblewrap sandbox runs as the invoking user, with every capability dropped.)
 mod ownership {
     use std::os::unix::fs::MetadataExt as _;
     use std::path::Path;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod malformed;
+mod run;
 mod schema;
 mod tickets;
 

@@ -1,0 +1,373 @@
+//! `lightsout run` against the real Docker Engine (and bubblewrap): hardening, outputs,
+//! failures, timeouts, masking, cancellation, resume after SIGKILL, cleanup.
+//!
+//! These tests need Docker and the locally built test images (`scripts/test-images`, run
+//! automatically when an image is missing). They fail, never skip, when Docker is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{lightsout, output, root};
+
+const BUSYBOX: &str = "lightsout-test/busybox:latest";
+
+/// Makes sure Docker answers and the test images exist; panics with what to do otherwise.
+fn images() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        let ok = |args: &[&str]| Command::new("docker").args(args).output().is_ok_and(|o| o.status.success());
+        if !ok(&["info"]) {
+            return Err("Docker is not running: these tests need the Docker Engine (.ci/run starts it)".into());
+        }
+        if !ok(&["image", "inspect", BUSYBOX]) || !ok(&["image", "inspect", "lightsout-test/debian:bookworm"]) {
+            let st = Command::new(root().join("scripts/test-images")).status().map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err("scripts/test-images failed".into());
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// A throwaway git repository holding a factory with one pipeline.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(stages: &str) -> Repo {
+        Repo::with_policy(stages, None)
+    }
+
+    fn with_policy(stages: &str, policy: Option<&str>) -> Repo {
+        images();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("pipelines")).expect("mkdir");
+        let policy_line = if policy.is_some() { "policy: policy.yaml\n" } else { "" };
+        std::fs::write(
+            p.join("factory.yaml"),
+            format!(
+                "version: 1\nname: t\ndefaults: {{ image: \"{BUSYBOX}\", timeout: 1m }}\ncategories:\n  misc: {{ pipeline: pipelines/misc.yaml }}\n{policy_line}"
+            ),
+        )
+        .expect("factory");
+        if let Some(pol) = policy {
+            std::fs::write(p.join("policy.yaml"), pol).expect("policy");
+        }
+        std::fs::write(p.join("pipelines/misc.yaml"), format!("version: 1\ncategory: misc\nstages:\n{stages}")).expect("pipeline");
+        std::fs::write(p.join("t.md"), "---\nid: T-1\ntitle: \"it $(touch /workspace/pwned) `id` works\"\n---\nbody\n").expect("ticket");
+        std::fs::write(p.join("README"), "base\n").expect("readme");
+        let git = |args: &[&str]| {
+            let st = Command::new("git").args(args).current_dir(p).output().expect("git");
+            assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        };
+        git(&["init", "-q"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
+        Repo { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, extra: &[&str]) -> Command {
+        let mut c = lightsout(self.path());
+        c.args(["run", "--ticket", "t.md", "--category", "misc", "--format", "json"]).args(extra);
+        c.env("CI", "true");
+        c
+    }
+
+    /// Runs and returns (exit code, events, stderr).
+    fn run(&self, extra: &[&str]) -> (i32, Vec<Value>, String) {
+        let (code, out, err) = output(&mut self.cmd(extra));
+        (code, events(&out), err)
+    }
+
+    fn run_ids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.path().join(".lightsout/runs")) else { return Vec::new() };
+        entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    fn record(&self, run: &str) -> PathBuf {
+        self.path().join(".lightsout/runs").join(run)
+    }
+
+    fn recorded_events(&self, run: &str) -> Vec<Value> {
+        events(&std::fs::read_to_string(self.record(run).join("events.jsonl")).unwrap_or_default())
+    }
+}
+
+fn events(text: &str) -> Vec<Value> {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn finished<'a>(events: &'a [Value], stage: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == "stage_finished" && e["stage"] == stage).collect()
+}
+
+fn outcome(events: &[Value], stage: &str) -> String {
+    finished(events, stage).last().map(|e| e["outcome"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
+}
+
+fn log_text(events: &[Value], stage: &str) -> String {
+    events.iter().filter(|e| e["event"] == "stage_log" && e["stage"] == stage).filter_map(|e| e["text"].as_str()).collect()
+}
+
+/// Containers of a run still known to Docker.
+fn containers_of(run: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("label=dev.lightsout.run={run}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_stage_runs_in_a_hardened_container_and_leaves_nothing() {
+    let repo = Repo::new(
+        r#"  probe:
+    run: >-
+      echo uid=$(id -u);
+      grep CapEff /proc/self/status;
+      grep NoNewPrivs /proc/self/status;
+      (touch /etc/x 2>/dev/null && echo rootfs=writable) || echo rootfs=read-only;
+      touch /tmp/ok && echo tmp=writable;
+      echo ifaces=$(ls /sys/class/net | tr '\n' ' ');
+      (nc -w 2 10.0.0.1 80 </dev/null 2>/dev/null && echo net=open) || echo net=none;
+      test -S /var/run/docker.sock && echo sock=present || echo sock=absent;
+      echo v=42 > $LIGHTSOUT_OUTPUT;
+      echo {{ ticket.title }} > title.txt
+    outputs: [v]
+  after:
+    needs: [probe]
+    run: echo got {{ stages.probe.outputs.v }}
+"#,
+    );
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "probe");
+    assert!(!log.contains("uid=0"), "{log}");
+    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(log.contains("rootfs=read-only") && log.contains("tmp=writable"), "{log}");
+    assert!(log.contains("ifaces=lo\n"), "{log}");
+    assert!(log.contains("net=none") && log.contains("sock=absent"), "{log}");
+    assert!(log_text(&ev, "after").contains("got 42"));
+    // The ticket's title arrived as data: nothing ran, and the text is intact.
+    let run = repo.run_ids().pop().expect("a run record");
+    let patch = std::fs::read_to_string(repo.record(&run).join("diff.patch")).expect("diff.patch");
+    assert!(patch.contains("+it $(touch /workspace/pwned) `id` works"), "{patch}");
+    assert!(!patch.contains("pwned\n+++"), "{patch}");
+    assert!(containers_of(&run).is_empty(), "containers left behind");
+    assert!(!repo.path().join(".lightsout/worktrees").join(&run).exists(), "workspace left behind");
+    for f in ["plan.json", "ticket.json", "run.json", "events.jsonl", "stages/probe/1.log"] {
+        assert!(repo.record(&run).join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn failures_fail_fast_and_expect_failure_inverts() {
+    let repo = Repo::new(
+        "  repro:\n    run: exit 3\n    expect: failure\n  broken:\n    needs: [repro]\n    run: exit 4\n  slow:\n    needs: [repro]\n    run: sleep 20\n  later:\n    needs: [broken]\n    run: echo never\n",
+    );
+    let started = Instant::now();
+    let (code, ev, err) = repo.run(&["--jobs", "4"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(outcome(&ev, "repro"), "succeeded");
+    assert_eq!(outcome(&ev, "broken"), "failed");
+    assert_eq!(finished(&ev, "broken")[0]["exit_code"], 4);
+    // Fail-fast stops the sibling that was running and skips the rest.
+    assert_eq!(outcome(&ev, "slow"), "cancelled");
+    assert!(ev.iter().any(|e| e["event"] == "stage_skipped" && e["stage"] == "later"));
+    assert!(started.elapsed() < Duration::from_secs(15), "fail-fast did not stop `slow`");
+
+    let (code, ev, _) = repo.run(&["--keep-going", "--jobs", "4"]);
+    assert_eq!(code, 1);
+    assert_eq!(outcome(&ev, "slow"), "succeeded", "--keep-going lets the sibling finish");
+}
+
+#[test]
+fn keep_going_runs_what_does_not_depend_on_the_failure() {
+    let repo = Repo::new("  a:\n    run: exit 1\n  b:\n    run: echo fine\n  c:\n    needs: [a]\n    run: echo never\n");
+    let (code, ev, _) = repo.run(&["--keep-going", "--jobs", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(outcome(&ev, "b"), "succeeded");
+    let skipped: Vec<&Value> = ev.iter().filter(|e| e["event"] == "stage_skipped").collect();
+    assert_eq!(skipped.len(), 1, "{skipped:#?}");
+    assert_eq!(skipped[0]["stage"], "c");
+}
+
+#[test]
+fn a_stage_past_its_timeout_is_stopped() {
+    let repo = Repo::new("  sleepy:\n    run: sleep 60\n    timeout: 2s\n");
+    let started = Instant::now();
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(outcome(&ev, "sleepy"), "timed_out");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty());
+}
+
+#[test]
+fn if_false_skips_with_the_reason() {
+    let repo = Repo::new("  a:\n    run: echo go=no > $LIGHTSOUT_OUTPUT\n    outputs: [go]\n  b:\n    needs: [a]\n    if: stages.a.outputs.go == \"yes\"\n    run: echo never\n");
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 0);
+    let skip = ev.iter().find(|e| e["event"] == "stage_skipped" && e["stage"] == "b").expect("b skipped");
+    assert!(skip["reason"].as_str().unwrap_or_default().contains("is false"));
+}
+
+#[test]
+fn secrets_are_masked_everywhere() {
+    let secret = "s3cr3t-Value-9137";
+    let repo = Repo::with_policy(
+        r#"  leak:
+    secrets: [LEAKY_TOKEN]
+    run: >-
+      echo plain $LEAKY_TOKEN;
+      printf '%s' "$LEAKY_TOKEN" | head -c 6; sleep 0.3; printf '%s\n' "$LEAKY_TOKEN" | tail -c +7;
+      printf 'x%s' "$LEAKY_TOKEN" | base64;
+      echo "$LEAKY_TOKEN" | sed 's/./&\n/g';
+      echo tok=$LEAKY_TOKEN > $LIGHTSOUT_OUTPUT
+    outputs: [tok]
+"#,
+        Some("version: 1\nimages: { allow: [\"lightsout-test/*\"] }\nsecrets: { LEAKY_TOKEN: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&[]);
+    c.env("LEAKY_TOKEN", secret);
+    let (code, out, err) = output(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(secret) && !out.contains("s3cr3t"), "{out}");
+    assert!(out.contains("***"));
+    let run = repo.run_ids().pop().expect("run");
+    for f in ["events.jsonl", "stages/leak/1.log", "plan.json", "run.json"] {
+        let text = std::fs::read_to_string(repo.record(&run).join(f)).unwrap_or_default();
+        assert!(!text.contains(secret), "{f} holds the secret");
+        let b64 = base64_of(&format!("x{secret}"));
+        assert!(!text.contains(&b64[4..b64.len() - 4]), "{f} holds it base64-encoded");
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Starts a run in the background and returns the child and the run id once `stage` started.
+fn start_and_wait_for(repo: &Repo, stage: &str, event: &str) -> (Child, String) {
+    let mut c = repo.cmd(&["--jobs", "1"]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "{stage} never reached {event}");
+        if let Some(run) = repo.run_ids().pop() {
+            let ev = repo.recorded_events(&run);
+            if ev.iter().any(|e| e["event"] == event && e["stage"] == stage) {
+                return (child, run);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn resume_after_sigkill_ends_as_an_uninterrupted_run() {
+    let stages = "  first:\n    run: echo n=1 > $LIGHTSOUT_OUTPUT; echo one >> log.txt\n    outputs: [n]\n  second:\n    needs: [first]\n    run: sleep 2; echo two >> log.txt\n  third:\n    needs: [second]\n    run: echo n={{ stages.first.outputs.n }} > $LIGHTSOUT_OUTPUT; cat log.txt\n    outputs: [n]\n";
+    // Killed at several points: as `first` starts, while `second` runs, after `second` ended.
+    for (stage, event) in [("first", "stage_started"), ("second", "stage_started"), ("second", "stage_finished")] {
+        let repo = Repo::new(stages);
+        let (mut child, run) = start_and_wait_for(&repo, stage, event);
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let (code, listing, _) = output(lightsout(repo.path()).arg("runs"));
+        assert_eq!(code, 0);
+        assert!(listing.contains("interrupted"), "{listing}");
+        let (code, out, err) = output(lightsout(repo.path()).args(["resume", &run, "--format", "json"]).env("CI", "true"));
+        assert_eq!(code, 0, "killed at {stage} {event}: {err}\n{out}");
+        let ev = repo.recorded_events(&run);
+        assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("succeeded")), "{ev:#?}");
+        for s in ["first", "second", "third"] {
+            assert_eq!(outcome(&ev, s), "succeeded", "{s} after a kill at {stage} {event}");
+        }
+        // Completed stages are not run again; the workspace holds each line once.
+        let firsts = ev.iter().filter(|e| e["event"] == "stage_finished" && e["stage"] == "first").count();
+        assert_eq!(firsts, 1, "`first` ran twice");
+        let third = finished(&ev, "third")[0];
+        assert_eq!(third["outputs"]["n"], "1");
+        let attempt = third["attempt"].as_u64().unwrap_or(1);
+        let log = std::fs::read_to_string(repo.record(&run).join(format!("stages/third/{attempt}.log"))).unwrap_or_default();
+        assert_eq!(log, "one\ntwo\n", "killed at {stage} {event}");
+        assert!(containers_of(&run).is_empty(), "containers left after resume");
+    }
+}
+
+#[test]
+fn sigterm_cancels_removes_containers_and_exits_130() {
+    let repo = Repo::new("  long:\n    run: sleep 60\n");
+    let (child, run) = start_and_wait_for(&repo, "long", "stage_started");
+    std::thread::sleep(Duration::from_millis(500));
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    let ev = repo.recorded_events(&run);
+    assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("cancelled")));
+    assert!(containers_of(&run).is_empty());
+}
+
+#[test]
+fn an_image_is_built_from_a_dockerfile_and_cached() {
+    let repo = Repo::new("  built:\n    image: build:ci/Dockerfile\n    run: cat /marker\n");
+    std::fs::create_dir_all(repo.path().join("ci")).expect("mkdir");
+    std::fs::write(repo.path().join("ci/Dockerfile"), format!("FROM {BUSYBOX}\nCOPY marker /marker\n")).expect("df");
+    std::fs::write(repo.path().join("ci/marker"), "built-by-lightsout\n").expect("marker");
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(repo.path()).output().expect("git");
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "df"]);
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert!(log_text(&ev, "built").contains("built-by-lightsout"));
+}
+
+#[test]
+fn the_local_executor_sandboxes_with_bubblewrap() {
+    let repo = Repo::new(
+        "  here:\n    run: >-\n      echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ');\n      (touch /usr/x 2>/dev/null && echo host=writable) || echo host=read-only;\n      ls /home >/dev/null 2>&1 && echo home=visible || echo home=hidden;\n      echo v=7 > $LIGHTSOUT_OUTPUT; echo w > written.txt\n    outputs: [v]\n",
+    );
+    let (code, ev, err) = repo.run(&["--executor", "local", "--keep-workspace"]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "here");
+    assert!(log.contains("ifaces=lo\n"), "{log}");
+    assert!(log.contains("host=read-only") && log.contains("home=hidden"), "{log}");
+    assert_eq!(finished(&ev, "here")[0]["outputs"]["v"], "7");
+    // Files the stage wrote belong to the invoking user.
+    let run = repo.run_ids().pop().expect("run");
+    let written = repo.path().join(".lightsout/worktrees").join(&run).join("written.txt");
+    let meta = std::fs::metadata(&written).expect("kept workspace");
+    let me = std::fs::metadata(repo.path()).expect("repo");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(meta.uid(), me.uid());
+}
+
+#[test]
+fn unsandboxed_needs_the_policy() {
+    let repo = Repo::new("  a:\n    run: echo hi\n");
+    let (code, _, err) = repo.run(&["--executor", "local", "--unsandboxed"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("allow_unsandboxed"), "{err}");
+    let repo = Repo::with_policy("  a:\n    run: echo hi\n", Some("version: 1\nallow_unsandboxed: true\n"));
+    let (code, ev, err) = repo.run(&["--executor", "local", "--unsandboxed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ev.iter().any(|e| e["event"] == "warning"), "no warning");
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use super::{Failure, FactoryArg, load_factory};
+use super::{FactoryArg, Failure, load_factory};
 use crate::cli::exit::Exit;
 use crate::compile::route;
 use crate::exec::{Executor, docker, local};
@@ -205,8 +205,12 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = match RunDir::open(&repo, &a.run).and_then(|d| d.meta().ok()).map(|m| m.executor) {
-            Some(name) if name == "docker" => docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?,
-            Some(name) if name == "local" => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?,
+            Some(name) if name == "docker" => {
+                docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?
+            }
+            Some(name) if name == "local" => {
+                local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?
+            }
             Some(_) => Executor::Local(local::Local::unsandboxed()),
             None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
         };
@@ -283,7 +287,12 @@ pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
     let state = dir.state();
     let Some(st) = state.stages.get(&a.stage) else {
         let names: Vec<&str> = state.stages.keys().map(String::as_str).collect();
-        return Err(Failure::Message(format!("run `{}` has no started stage `{}` (started: {})", a.run, a.stage, names.join(", "))));
+        return Err(Failure::Message(format!(
+            "run `{}` has no started stage `{}` (started: {})",
+            a.run,
+            a.stage,
+            names.join(", ")
+        )));
     };
     let attempt = a.attempt.unwrap_or(st.attempts.max(1));
     let path = dir.log_path(&a.stage, attempt);

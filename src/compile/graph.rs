@@ -191,7 +191,10 @@ fn check_templates(
     for (i, (_, s)) in specs.iter().enumerate() {
         let mut uses: Vec<Use<'_>> = Vec::new();
         let shell_sources = s.run.iter().map(|l| (l.value.as_str(), l.at)).chain(
-            s.with.iter().filter(|(k, _)| k.value == "command").filter_map(|(_, v)| v.value.as_str().map(|t| (t, v.at))),
+            s.with
+                .iter()
+                .filter(|(k, _)| k.value == "command")
+                .filter_map(|(_, v)| v.value.as_str().map(|t| (t, v.at))),
         );
         for (text, at) in shell_sources {
             if let Some((q, tag)) = templates::quoted_placeholder(text) {

@@ -175,7 +175,8 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         match policy.check_host(&host.value) {
             Ok(_) => network.push(host.value.clone()),
             Err(r) => {
-                errors.push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+                errors
+                    .push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
             }
         }
     }

@@ -52,9 +52,10 @@ impl Docker {
     /// Connects to the local engine and negotiates the API version.
     pub async fn connect() -> Result<Docker, String> {
         let client = bollard::Docker::connect_with_local_defaults().map_err(|e| fault("cannot connect", &e))?;
-        let client = client.negotiate_version().await.map_err(|e| {
-            format!("docker: the engine does not answer ({e}); start it, or run with --executor local")
-        })?;
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| format!("docker: the engine does not answer ({e}); start it, or run with --executor local"))?;
         Ok(Docker { client })
     }
 
@@ -81,6 +82,20 @@ impl Docker {
             }
         }
         Ok(removed)
+    }
+
+    /// Removes every container of one run (a last sweep when the run ends: a container a killed
+    /// runner asked for may have been created after the start-up sweep).
+    pub async fn remove_run(&self, run_id: &str) -> Result<(), String> {
+        let label = format!("{LABEL_RUN}={run_id}");
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.client.list_containers(Some(opts)).await.map_err(|e| fault("listing containers", &e))?;
+        for id in list.into_iter().filter_map(|c| c.id) {
+            let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+            self.client.remove_container(&id, Some(opts)).await.map_err(|e| fault("removing a container", &e))?;
+        }
+        Ok(())
     }
 
     /// Runs one job in a fresh container, streaming its output to `logs`; the container is
@@ -117,7 +132,8 @@ impl Docker {
             format!("{}:{WORKSPACE}:{mode}", job.workspace.display()),
             format!("{}:{IO_DIR}:rw", job.io_dir.display()),
         ];
-        let env: Vec<String> = base_env(job).into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
+        let env: Vec<String> =
+            base_env(job).into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
         let host = HostConfig {
             binds: Some(binds),
             network_mode: Some("none".into()),
@@ -157,17 +173,27 @@ impl Docker {
         })
     }
 
-    async fn start_and_wait(&self, job: &Job, name: &str, logs: &LogSink, cancel: &CancellationToken) -> Result<Ended, String> {
-        self.client.start_container(name, None::<bollard::query_parameters::StartContainerOptions>).await.map_err(|e| fault("starting the container", &e))?;
+    async fn start_and_wait(
+        &self,
+        job: &Job,
+        name: &str,
+        logs: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, String> {
+        self.client
+            .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| fault("starting the container", &e))?;
         let log_opts = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build();
         let mut stream = self.client.logs(name, Some(log_opts));
         let pump = async {
             while let Some(item) = stream.next().await {
                 let (which, bytes) = match item {
                     Ok(bollard::container::LogOutput::StdErr { message }) => (Stream::Stderr, message),
-                    Ok(bollard::container::LogOutput::StdOut { message } | bollard::container::LogOutput::Console { message }) => {
-                        (Stream::Stdout, message)
-                    }
+                    Ok(
+                        bollard::container::LogOutput::StdOut { message }
+                        | bollard::container::LogOutput::Console { message },
+                    ) => (Stream::Stdout, message),
                     Ok(bollard::container::LogOutput::StdIn { .. }) => continue,
                     Err(_) => break,
                 };

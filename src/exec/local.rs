@@ -51,39 +51,36 @@ impl Local {
 
     fn command(&self, job: &Job) -> Command {
         let env: Vec<(String, String)> = base_env(job).into_iter().chain(job.env.iter().cloned()).collect();
-        match &self.bwrap {
-            Some(bwrap) => {
-                let mut c = Command::new(bwrap);
-                c.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]);
-                for d in SYSTEM_DIRS {
-                    c.args(["--ro-bind-try", d, d]);
-                }
-                c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
-                let ws = job.workspace.to_string_lossy().into_owned();
-                c.args([if job.writable { "--bind" } else { "--ro-bind" }, &ws, WORKSPACE]);
-                c.args(["--bind", &job.io_dir.to_string_lossy(), IO_DIR]);
-                c.args(["--chdir", WORKSPACE]);
-                for (k, v) in &env {
-                    c.args(["--setenv", k, v]);
-                }
-                c.args(["--", "sh", "-c", &job.script]);
-                c
+        if let Some(bwrap) = &self.bwrap {
+            let mut c = Command::new(bwrap);
+            c.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]);
+            for d in SYSTEM_DIRS {
+                c.args(["--ro-bind-try", d, d]);
             }
-            None => {
-                let mut c = Command::new("sh");
-                c.args(["-c", &job.script]).current_dir(&job.workspace).env_clear();
-                for (k, v) in env {
-                    // Paths inside the sandbox mean host paths here.
-                    let v = match k.as_str() {
-                        "LIGHTSOUT_OUTPUT" => job.io_dir.join("output").to_string_lossy().into_owned(),
-                        "LIGHTSOUT_WORKSPACE" => job.workspace.to_string_lossy().into_owned(),
-                        _ => v,
-                    };
-                    c.env(k, v);
-                }
-                c.process_group(0);
-                c
+            c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+            let ws = job.workspace.to_string_lossy().into_owned();
+            c.args([if job.writable { "--bind" } else { "--ro-bind" }, &ws, WORKSPACE]);
+            c.args(["--bind", &job.io_dir.to_string_lossy(), IO_DIR]);
+            c.args(["--chdir", WORKSPACE]);
+            for (k, v) in &env {
+                c.args(["--setenv", k, v]);
             }
+            c.args(["--", "sh", "-c", &job.script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &job.script]).current_dir(&job.workspace).env_clear();
+            for (k, v) in env {
+                // Paths inside the sandbox mean host paths here.
+                let v = match k.as_str() {
+                    "LIGHTSOUT_OUTPUT" => job.io_dir.join("output").to_string_lossy().into_owned(),
+                    "LIGHTSOUT_WORKSPACE" => job.workspace.to_string_lossy().into_owned(),
+                    _ => v,
+                };
+                c.env(k, v);
+            }
+            c.process_group(0);
+            c
         }
     }
 

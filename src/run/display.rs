@@ -87,7 +87,8 @@ async fn live_view(plan: &Plan, events: &mut mpsc::Receiver<Stamped>) {
     let total = plan.stages().len() as u64;
     let overall = mp.add(ProgressBar::new(total));
     overall.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} stages {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} stages {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     while let Some(e) = events.recv().await {

@@ -58,8 +58,13 @@ pub enum Event {
         pid: u32,
     },
     /// `lightsout resume` took the run over.
-    RunResumed { pid: u32 },
-    StageSkipped { stage: String, reason: String },
+    RunResumed {
+        pid: u32,
+    },
+    StageSkipped {
+        stage: String,
+        reason: String,
+    },
     StageStarted {
         stage: String,
         attempt: u32,
@@ -68,7 +73,11 @@ pub enum Event {
         on: Option<String>,
     },
     /// Output of a stage, masked. Not written to the event log: each stage has a log file.
-    StageLog { stage: String, stream: Stream, text: String },
+    StageLog {
+        stage: String,
+        stream: Stream,
+        text: String,
+    },
     StageFinished {
         stage: String,
         attempt: u32,
@@ -88,7 +97,9 @@ pub enum Event {
         retrying: bool,
     },
     /// A warning the user should see (e.g. an unsandboxed local executor).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
     RunFinished {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -89,20 +89,13 @@ impl Needles {
         let mut out = Vec::with_capacity(text.len());
         let mut i = 0;
         while i < text.len() {
-            let hit = self
-                .needles
-                .iter()
-                .filter(|n| n[0] == text[i])
-                .find_map(|n| Self::match_len(n, text, i));
-            match hit {
-                Some(len) => {
-                    out.extend_from_slice(MASK);
-                    i += len;
-                }
-                None => {
-                    out.push(text[i]);
-                    i += 1;
-                }
+            let hit = self.needles.iter().filter(|n| n[0] == text[i]).find_map(|n| Self::match_len(n, text, i));
+            if let Some(len) = hit {
+                out.extend_from_slice(MASK);
+                i += len;
+            } else {
+                out.push(text[i]);
+                i += 1;
             }
         }
         out
@@ -198,7 +191,7 @@ mod tests {
 
     #[test]
     fn spread_over_lines() {
-        let spread: String = SECRET.chars().map(|c| format!("{c}\n")).collect();
+        let spread: String = SECRET.chars().flat_map(|c| [c, '\n']).collect();
         assert!(!stream(&[spread.as_bytes()]).contains("hunter"), "{}", stream(&[spread.as_bytes()]));
         assert_eq!(stream(&[b"x line-two-key y"]), "x *** y");
     }

@@ -130,7 +130,13 @@ struct Ctx {
 }
 
 /// Starts a new run of `plan` for `ticket` in the repository holding `repo`.
-pub async fn start(repo: &Path, plan: Plan, ticket: Ticket, executor: Executor, opts: &Options) -> Result<Finished, RunError> {
+pub async fn start(
+    repo: &Path,
+    plan: Plan,
+    ticket: Ticket,
+    executor: Executor,
+    opts: &Options,
+) -> Result<Finished, RunError> {
     check_runnable(&plan)?;
     let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
     let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
@@ -138,7 +144,8 @@ pub async fn start(repo: &Path, plan: Plan, ticket: Ticket, executor: Executor, 
         d.remove_orphans().await.map_err(RunError::Infra)?;
     }
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    let dir = RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
+    let dir =
+        RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
     let workspace = Workspace::create(&repo, &run_id, &base).map_err(RunError::Infra)?;
     let secrets = secret_values(&plan);
     let meta = RunMeta {
@@ -172,9 +179,15 @@ pub async fn start(repo: &Path, plan: Plan, ticket: Ticket, executor: Executor, 
 }
 
 /// Continues a run whose runner died, from the stages that had not completed.
-pub async fn resume(repo: &Path, run_id: &str, executor_for: impl FnOnce(&str) -> Result<Executor, RunError>, output: Output) -> Result<Finished, RunError> {
+pub async fn resume(
+    repo: &Path,
+    run_id: &str,
+    executor_for: impl FnOnce(&str) -> Result<Executor, RunError>,
+    output: Output,
+) -> Result<Finished, RunError> {
     let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
-    let dir = RunDir::open(&repo, run_id).ok_or_else(|| RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them")))?;
+    let dir = RunDir::open(&repo, run_id)
+        .ok_or_else(|| RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them")))?;
     if dir.owner_alive() {
         return Err(RunError::Invalid(format!("run `{run_id}` is still running (its runner is alive)")));
     }
@@ -217,7 +230,8 @@ struct Done {
 /// The owning loop.
 async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finished, RunError> {
     let ctx = Arc::new(ctx);
-    let mut recorder = Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
+    let mut recorder =
+        Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
     let (obs_tx, obs_rx) = mpsc::channel::<Stamped>(256);
     let display = tokio::spawn(display::show(ctx.output, ctx.plan.clone(), obs_rx));
     let cancel = CancellationToken::new();
@@ -239,10 +253,13 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     for e in first {
         emit(e, &mut state)?;
     }
-    if let Executor::Local(l) = &ctx.executor {
-        if !l.sandboxed() {
-            emit(Event::Warning { message: "stages run as plain processes on the host, without a sandbox".into() }, &mut state)?;
-        }
+    if let Executor::Local(l) = &ctx.executor
+        && !l.sandboxed()
+    {
+        emit(
+            Event::Warning { message: "stages run as plain processes on the host, without a sandbox".into() },
+            &mut state,
+        )?;
     }
 
     let stages = ctx.plan.stages();
@@ -267,9 +284,15 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                     continue;
                 }
                 if let Some(bad) = s.needs.iter().find(|n| {
-                    state.stages.get(n.as_str()).is_some_and(|n| n.skipped.is_some() || n.outcome != Some(Outcome::Succeeded))
+                    state
+                        .stages
+                        .get(n.as_str())
+                        .is_some_and(|n| n.skipped.is_some() || n.outcome != Some(Outcome::Succeeded))
                 }) {
-                    emit(Event::StageSkipped { stage: s.id.clone(), reason: format!("`{bad}` did not succeed") }, &mut state)?;
+                    emit(
+                        Event::StageSkipped { stage: s.id.clone(), reason: format!("`{bad}` did not succeed") },
+                        &mut state,
+                    )?;
                     continue;
                 }
                 let tctx = template_ctx(&ctx, &state);
@@ -277,11 +300,17 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                     match templates::eval_condition(cond, &tctx) {
                         Ok(true) => {}
                         Ok(false) => {
-                            emit(Event::StageSkipped { stage: s.id.clone(), reason: format!("`if: {cond}` is false") }, &mut state)?;
+                            emit(
+                                Event::StageSkipped { stage: s.id.clone(), reason: format!("`if: {cond}` is false") },
+                                &mut state,
+                            )?;
                             continue;
                         }
                         Err(e) => {
-                            emit(finished(&s.id, 1, Outcome::Failed, None, format!("`if: {cond}` failed: {e}")), &mut state)?;
+                            emit(
+                                finished(&s.id, 1, Outcome::Failed, None, format!("`if: {cond}` failed: {e}")),
+                                &mut state,
+                            )?;
                             continue;
                         }
                     }
@@ -290,12 +319,17 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                     break;
                 }
                 let attempt = state.stages.get(&s.id).map_or(0, |st| st.attempts) + 1;
-                emit(Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) }, &mut state)?;
+                emit(
+                    Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) },
+                    &mut state,
+                )?;
                 in_flight[i] = true;
                 running.spawn(run_stage(Arc::clone(&ctx), i, attempt, tctx, log_tx.clone(), cancel.clone()));
             }
             // Stages the loop skipped may unblock others: go round again before waiting.
-            if running.is_empty() && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(record::StageState::settled)) {
+            if running.is_empty()
+                && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(record::StageState::settled))
+            {
                 let progress = stages.iter().enumerate().any(|(i, s)| {
                     !in_flight[i]
                         && !state.stages.get(&s.id).is_some_and(record::StageState::settled)
@@ -356,9 +390,8 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
         }
     }
     let interrupted = cancel.is_cancelled() && stop_reason.is_none();
-    let failed = stages.iter().any(|s| {
-        state.stages.get(&s.id).is_some_and(|st| st.outcome.is_some_and(|o| !o.is_success()))
-    });
+    let failed =
+        stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.outcome.is_some_and(|o| !o.is_success())));
     let fault = stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.outcome == Some(Outcome::Fault)));
     let status = if interrupted {
         RunStatus::Cancelled
@@ -367,6 +400,11 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     } else {
         RunStatus::Succeeded
     };
+    if let Executor::Docker(d) = &ctx.executor {
+        if let Err(e) = d.remove_run(&ctx.meta.run_id).await {
+            emit(Event::Warning { message: e }, &mut state)?;
+        }
+    }
     ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);
     let diff_stat = match ctx.workspace.diff() {
         Ok((stat, patch)) => {
@@ -379,7 +417,6 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     if !ctx.meta.keep_workspace {
         let _ = ctx.workspace.remove();
     }
-    drop(emit);
     drop(obs_tx);
     let _ = display.await;
     Ok(Finished { run_id: ctx.meta.run_id.clone(), status, fault })
@@ -467,7 +504,12 @@ async fn run_stage(
         match ctx.secrets.get(name) {
             Some(v) => env.push((name.clone(), v.clone())),
             None => {
-                return done(Outcome::Failed, None, format!("secret `{name}` is not set in the runner's environment"), BTreeMap::new());
+                return done(
+                    Outcome::Failed,
+                    None,
+                    format!("secret `{name}` is not set in the runner's environment"),
+                    BTreeMap::new(),
+                );
             }
         }
     }
@@ -512,7 +554,9 @@ async fn run_stage(
     let outputs = read_outputs(&io_dir.join("output"), &ctx.needles);
     let (outcome, code, reason) = match ended {
         Err(fault) => (Outcome::Fault, None, fault),
-        Ok(Ended::TimedOut) => (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs)),
+        Ok(Ended::TimedOut) => {
+            (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs))
+        }
         Ok(Ended::Cancelled) => (Outcome::Cancelled, None, "cancelled".to_owned()),
         Ok(Ended::Exited(code)) => match (stage.expect, code) {
             (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
@@ -548,7 +592,11 @@ async fn write_log(
     let mut out = Masker::new(Arc::clone(&needles));
     let mut err = Masker::new(needles);
     let send = |which, bytes: Vec<u8>| {
-        let event = Event::StageLog { stage: stage.to_owned(), stream: which, text: String::from_utf8_lossy(&bytes).into_owned() };
+        let event = Event::StageLog {
+            stage: stage.to_owned(),
+            stream: which,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        };
         // The display is best effort: a full channel drops lines rather than slowing the stage.
         let _ = logs.try_send(event);
     };
@@ -590,7 +638,8 @@ fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, Strin
         }
     } else {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let (k, v) = line.split_once('=').ok_or_else(|| format!("$LIGHTSOUT_OUTPUT: `{line}` is not `key=value`"))?;
+            let (k, v) =
+                line.split_once('=').ok_or_else(|| format!("$LIGHTSOUT_OUTPUT: `{line}` is not `key=value`"))?;
             out.insert(k.trim().to_owned(), needles.mask_str(v));
         }
     }
@@ -627,13 +676,12 @@ mod ownership {
 
     fn chown_tree(path: &Path, uid: u32, gid: u32) {
         let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.is_dir() {
-                if let Ok(entries) = std::fs::read_dir(path) {
-                    for e in entries.flatten() {
-                        chown_tree(&e.path(), uid, gid);
-                    }
-                }
+        if let Ok(meta) = std::fs::symlink_metadata(path)
+            && meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(path)
+        {
+            for e in entries.flatten() {
+                chown_tree(&e.path(), uid, gid);
             }
         }
     }

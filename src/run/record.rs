@@ -224,7 +224,17 @@ impl RunState {
                 st.attempts = *attempt;
                 st.outcome = None;
             }
-            Event::StageFinished { stage, outcome, exit_code, reason, duration_ms, outputs, snapshot, retrying, .. } => {
+            Event::StageFinished {
+                stage,
+                outcome,
+                exit_code,
+                reason,
+                duration_ms,
+                outputs,
+                snapshot,
+                retrying,
+                ..
+            } => {
                 let st = self.stages.entry(stage.clone()).or_default();
                 st.running = false;
                 if !retrying {
@@ -247,8 +257,11 @@ impl RunState {
 /// Every run of a repository, newest first.
 pub fn list(repo: &Path) -> Vec<RunDir> {
     let Ok(entries) = fs::read_dir(runs_root(repo)) else { return Vec::new() };
-    let mut runs: Vec<RunDir> =
-        entries.filter_map(Result::ok).map(|e| RunDir { path: e.path() }).filter(|d| d.path.join("run.json").is_file()).collect();
+    let mut runs: Vec<RunDir> = entries
+        .filter_map(Result::ok)
+        .map(|e| RunDir { path: e.path() })
+        .filter(|d| d.path.join("run.json").is_file())
+        .collect();
     // Run ids are ULIDs: lexical order is time order.
     runs.sort_by(|a, b| b.path.cmp(&a.path));
     runs

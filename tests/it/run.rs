@@ -62,8 +62,10 @@ impl Repo {
         if let Some(pol) = policy {
             std::fs::write(p.join("policy.yaml"), pol).expect("policy");
         }
-        std::fs::write(p.join("pipelines/misc.yaml"), format!("version: 1\ncategory: misc\nstages:\n{stages}")).expect("pipeline");
-        std::fs::write(p.join("t.md"), "---\nid: T-1\ntitle: \"it $(touch /workspace/pwned) `id` works\"\n---\nbody\n").expect("ticket");
+        std::fs::write(p.join("pipelines/misc.yaml"), format!("version: 1\ncategory: misc\nstages:\n{stages}"))
+            .expect("pipeline");
+        std::fs::write(p.join("t.md"), "---\nid: T-1\ntitle: \"it $(touch /workspace/pwned) `id` works\"\n---\nbody\n")
+            .expect("ticket");
         std::fs::write(p.join("README"), "base\n").expect("readme");
         let git = |args: &[&str]| {
             let st = Command::new("git").args(args).current_dir(p).output().expect("git");
@@ -119,7 +121,11 @@ fn outcome(events: &[Value], stage: &str) -> String {
 }
 
 fn log_text(events: &[Value], stage: &str) -> String {
-    events.iter().filter(|e| e["event"] == "stage_log" && e["stage"] == stage).filter_map(|e| e["text"].as_str()).collect()
+    events
+        .iter()
+        .filter(|e| e["event"] == "stage_log" && e["stage"] == stage)
+        .filter_map(|e| e["text"].as_str())
+        .collect()
 }
 
 /// Containers of a run still known to Docker.
@@ -134,7 +140,7 @@ fn containers_of(run: &str) -> Vec<String> {
 #[test]
 fn a_stage_runs_in_a_hardened_container_and_leaves_nothing() {
     let repo = Repo::new(
-        r#"  probe:
+        r"  probe:
     run: >-
       echo uid=$(id -u);
       grep CapEff /proc/self/status;
@@ -150,7 +156,7 @@ fn a_stage_runs_in_a_hardened_container_and_leaves_nothing() {
   after:
     needs: [probe]
     run: echo got {{ stages.probe.outputs.v }}
-"#,
+",
     );
     let (code, ev, err) = repo.run(&[]);
     assert_eq!(code, 0, "{err}\n{ev:#?}");
@@ -197,7 +203,8 @@ fn failures_fail_fast_and_expect_failure_inverts() {
 
 #[test]
 fn keep_going_runs_what_does_not_depend_on_the_failure() {
-    let repo = Repo::new("  a:\n    run: exit 1\n  b:\n    run: echo fine\n  c:\n    needs: [a]\n    run: echo never\n");
+    let repo =
+        Repo::new("  a:\n    run: exit 1\n  b:\n    run: echo fine\n  c:\n    needs: [a]\n    run: echo never\n");
     let (code, ev, _) = repo.run(&["--keep-going", "--jobs", "1"]);
     assert_eq!(code, 1);
     assert_eq!(outcome(&ev, "b"), "succeeded");
@@ -220,7 +227,9 @@ fn a_stage_past_its_timeout_is_stopped() {
 
 #[test]
 fn if_false_skips_with_the_reason() {
-    let repo = Repo::new("  a:\n    run: echo go=no > $LIGHTSOUT_OUTPUT\n    outputs: [go]\n  b:\n    needs: [a]\n    if: stages.a.outputs.go == \"yes\"\n    run: echo never\n");
+    let repo = Repo::new(
+        "  a:\n    run: echo go=no > $LIGHTSOUT_OUTPUT\n    outputs: [go]\n  b:\n    needs: [a]\n    if: stages.a.outputs.go == \"yes\"\n    run: echo never\n",
+    );
     let (code, ev, _) = repo.run(&[]);
     assert_eq!(code, 0);
     let skip = ev.iter().find(|e| e["event"] == "stage_skipped" && e["stage"] == "b").expect("b skipped");
@@ -264,6 +273,7 @@ fn base64_of(s: &str) -> String {
 }
 
 /// Starts a run in the background and returns the child and the run id once `stage` started.
+#[allow(clippy::zombie_processes)] // the caller waits for the child
 fn start_and_wait_for(repo: &Repo, stage: &str, event: &str) -> (Child, String) {
     let mut c = repo.cmd(&["--jobs", "1"]);
     c.stdout(Stdio::null()).stderr(Stdio::null());
@@ -293,7 +303,8 @@ fn resume_after_sigkill_ends_as_an_uninterrupted_run() {
         let (code, listing, _) = output(lightsout(repo.path()).arg("runs"));
         assert_eq!(code, 0);
         assert!(listing.contains("interrupted"), "{listing}");
-        let (code, out, err) = output(lightsout(repo.path()).args(["resume", &run, "--format", "json"]).env("CI", "true"));
+        let (code, out, err) =
+            output(lightsout(repo.path()).args(["resume", &run, "--format", "json"]).env("CI", "true"));
         assert_eq!(code, 0, "killed at {stage} {event}: {err}\n{out}");
         let ev = repo.recorded_events(&run);
         assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("succeeded")), "{ev:#?}");
@@ -306,7 +317,8 @@ fn resume_after_sigkill_ends_as_an_uninterrupted_run() {
         let third = finished(&ev, "third")[0];
         assert_eq!(third["outputs"]["n"], "1");
         let attempt = third["attempt"].as_u64().unwrap_or(1);
-        let log = std::fs::read_to_string(repo.record(&run).join(format!("stages/third/{attempt}.log"))).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(repo.record(&run).join(format!("stages/third/{attempt}.log"))).unwrap_or_default();
         assert_eq!(log, "one\ntwo\n", "killed at {stage} {event}");
         assert!(containers_of(&run).is_empty(), "containers left after resume");
     }
@@ -342,6 +354,7 @@ fn an_image_is_built_from_a_dockerfile_and_cached() {
 
 #[test]
 fn the_local_executor_sandboxes_with_bubblewrap() {
+    use std::os::unix::fs::MetadataExt as _;
     let repo = Repo::new(
         "  here:\n    run: >-\n      echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ');\n      (touch /usr/x 2>/dev/null && echo host=writable) || echo host=read-only;\n      ls /home >/dev/null 2>&1 && echo home=visible || echo home=hidden;\n      echo v=7 > $LIGHTSOUT_OUTPUT; echo w > written.txt\n    outputs: [v]\n",
     );
@@ -356,7 +369,6 @@ fn the_local_executor_sandboxes_with_bubblewrap() {
     let written = repo.path().join(".lightsout/worktrees").join(&run).join("written.txt");
     let meta = std::fs::metadata(&written).expect("kept workspace");
     let me = std::fs::metadata(repo.path()).expect("repo");
-    use std::os::unix::fs::MetadataExt as _;
     assert_eq!(meta.uid(), me.uid());
 }
 
@@ -370,4 +382,77 @@ fn unsandboxed_needs_the_policy() {
     let (code, ev, err) = repo.run(&["--executor", "local", "--unsandboxed"]);
     assert_eq!(code, 0, "{err}");
     assert!(ev.iter().any(|e| e["event"] == "warning"), "no warning");
+}
+
+#[test]
+fn containers_of_dead_runs_are_removed_at_start() {
+    images();
+    let ghost = format!("lightsout-ghost-{}", std::process::id());
+    let st = Command::new("docker")
+        .args([
+            "create",
+            "--name",
+            &ghost,
+            "--label",
+            "dev.lightsout.run=ghost",
+            "--label",
+            "dev.lightsout.runner=1 1",
+            BUSYBOX,
+            "true",
+        ])
+        .output()
+        .expect("docker create");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let repo = Repo::new("  a:\n    run: echo hi\n");
+    let (code, _, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}");
+    let left = Command::new("docker").args(["inspect", &ghost]).output().expect("inspect");
+    assert!(!left.status.success(), "the orphan container is still there");
+}
+
+#[test]
+fn infrastructure_faults_are_retried_and_each_attempt_recorded() {
+    let repo = Repo::new("  a:\n    image: lightsout-test/not-built:1\n    retries: 2\n    run: echo hi\n");
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 3, "{err}");
+    let attempts = finished(&ev, "a");
+    assert_eq!(attempts.len(), 3, "{attempts:#?}");
+    assert!(attempts.iter().all(|a| a["outcome"] == "fault"));
+    assert_eq!(attempts.iter().filter(|a| a["retrying"] == true).count(), 2);
+    assert!(attempts[0]["reason"].as_str().unwrap_or_default().contains("never pulls"), "{attempts:#?}");
+}
+
+#[test]
+fn plain_timestamped_lines_without_a_terminal_and_the_record_commands() {
+    let repo = Repo::new("  hello:\n    run: echo hello from the stage\n");
+    let (code, _, err) =
+        output(lightsout(repo.path()).args(["run", "--ticket", "t.md", "--category", "misc"]).env("CI", "true"));
+    assert_eq!(code, 0, "{err}");
+    let line = err.lines().find(|l| l.contains("hello from the stage")).unwrap_or_else(|| panic!("{err}"));
+    let stamp = line.split(' ').next().unwrap_or_default();
+    assert!(stamp.len() == 8 && stamp.as_bytes()[2] == b':' && stamp.as_bytes()[5] == b':', "{line}");
+    assert!(line.contains("hello        | hello from the stage"), "{line}");
+
+    let run = repo.run_ids().pop().expect("run");
+    let (code, list, _) = output(lightsout(repo.path()).arg("runs"));
+    assert_eq!(code, 0);
+    assert!(list.contains(&run) && list.contains("succeeded"), "{list}");
+    let (code, show, _) = output(lightsout(repo.path()).args(["runs", "show", &run]));
+    assert_eq!(code, 0);
+    assert!(show.contains("hello") && show.contains("succeeded"), "{show}");
+    let (code, log, _) = output(lightsout(repo.path()).args(["logs", &run, "hello"]));
+    assert_eq!(code, 0);
+    assert_eq!(log, "hello from the stage\n");
+    let (code, _, err) = output(lightsout(repo.path()).args(["logs", &run, "nope"]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn logs_follow_streams_a_running_stage() {
+    let repo = Repo::new("  slow:\n    run: echo first; sleep 2; echo second\n");
+    let (mut child, run) = start_and_wait_for(&repo, "slow", "stage_started");
+    let (code, log, err) = output(lightsout(repo.path()).args(["logs", &run, "slow", "--follow"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(log, "first\nsecond\n");
+    let _ = child.wait();
 }

@@ -15,14 +15,15 @@ use super::docker::Docker;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageSpec {
     Named(String),
-    Dockerfile(PathBuf),
+    /// A Dockerfile and its build context (default: the Dockerfile's directory).
+    Dockerfile(PathBuf, Option<PathBuf>),
     DevContainer(PathBuf),
 }
 
 impl ImageSpec {
     pub fn parse(value: &str) -> ImageSpec {
         if let Some(path) = value.strip_prefix("build:") {
-            ImageSpec::Dockerfile(PathBuf::from(path))
+            ImageSpec::Dockerfile(PathBuf::from(path), None)
         } else if value == "devcontainer" {
             ImageSpec::DevContainer(PathBuf::from(".devcontainer/devcontainer.json"))
         } else if let Some(path) = value.strip_prefix("devcontainer:") {
@@ -93,7 +94,23 @@ fn devcontainer(root: &Path, file: &Path) -> Result<ImageSpec, String> {
         .and_then(|v| v.as_str())
         .ok_or_else(|| format!("{}: has neither `image` nor `build.dockerfile`", path.display()))?;
     let base = file.parent().unwrap_or(Path::new(""));
-    Ok(ImageSpec::Dockerfile(base.join(dockerfile)))
+    let context = build.and_then(|b| b.get("context")).and_then(|v| v.as_str()).map(|c| normalize(&base.join(c)));
+    Ok(ImageSpec::Dockerfile(normalize(&base.join(dockerfile)), context))
+}
+
+/// `a/b/../c` as `a/c`, lexically; `..` above the start is kept (and refused later).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out: Vec<std::path::Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if matches!(out.last(), Some(std::path::Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
 }
 
 /// A tar of `context` with fixed metadata (so equal contexts give equal bytes and tags).
@@ -153,18 +170,26 @@ pub async fn ensure(docker: &Docker, root: &Path, value: &str) -> Result<String,
                 "docker: image `{name}` is not on this machine, and lightsout never pulls; build or load it first"
             )),
         },
-        ImageSpec::Dockerfile(rel) => build(docker, root, &rel).await,
+        ImageSpec::Dockerfile(rel, context) => build(docker, root, &rel, context.as_deref()).await,
         ImageSpec::DevContainer(_) => Err("a devcontainer.json may not point at another one".into()),
     }
 }
 
-async fn build(docker: &Docker, root: &Path, rel: &Path) -> Result<String, String> {
+async fn build(docker: &Docker, root: &Path, rel: &Path, context: Option<&Path>) -> Result<String, String> {
+    let outside = |p: &Path| p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir));
+    if outside(rel) || context.is_some_and(outside) {
+        return Err(format!("the Dockerfile `{}` and its context must be inside the repository", rel.display()));
+    }
     let dockerfile_path = root.join(rel);
-    if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) || rel.is_absolute() {
-        return Err(format!("the Dockerfile `{}` must be inside the repository", rel.display()));
+    // Never read through a symlink planted in the workspace.
+    if std::fs::symlink_metadata(&dockerfile_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!("the Dockerfile `{}` is a symbolic link; lightsout does not follow it", rel.display()));
     }
     let dockerfile = std::fs::read(&dockerfile_path).map_err(|e| format!("{}: {e}", dockerfile_path.display()))?;
-    let context = dockerfile_path.parent().unwrap_or(root).to_path_buf();
+    let context = match context {
+        Some(c) => root.join(c),
+        None => dockerfile_path.parent().unwrap_or(root).to_path_buf(),
+    };
     let name = ".lightsout.Dockerfile";
     let tar = context_tar(&context, name, &dockerfile)?;
     let tag = format!("lightsout-build/{}:latest", short_hash(&tar));
@@ -203,7 +228,8 @@ mod tests {
     #[test]
     fn image_values() {
         assert_eq!(ImageSpec::parse("acme/ci:1"), ImageSpec::Named("acme/ci:1".into()));
-        assert_eq!(ImageSpec::parse("build:ci/Dockerfile"), ImageSpec::Dockerfile("ci/Dockerfile".into()));
+        assert_eq!(ImageSpec::parse("build:ci/Dockerfile"), ImageSpec::Dockerfile("ci/Dockerfile".into(), None));
+        assert_eq!(normalize(Path::new(".devcontainer/../ci/./Dockerfile")), PathBuf::from("ci/Dockerfile"));
         assert_eq!(ImageSpec::parse("devcontainer"), ImageSpec::DevContainer(".devcontainer/devcontainer.json".into()));
     }
 

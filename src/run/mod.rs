@@ -8,7 +8,7 @@ pub mod mask;
 pub mod record;
 pub mod workspace;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -263,7 +263,6 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     }
 
     let stages = ctx.plan.stages();
-    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     let mut running: JoinSet<Done> = JoinSet::new();
     let mut in_flight: Vec<bool> = vec![false; stages.len()];
     let mut stop_reason: Option<String> = None;
@@ -346,41 +345,59 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
         tokio::select! {
             Some(log) = log_rx.recv() => { emit(log, &mut state)?; }
             Some(joined) = running.join_next() => {
-                let done = match joined {
-                    Ok(d) => d,
-                    Err(e) => return Err(RunError::Infra(format!("a stage task failed: {e}"))),
-                };
-                // Drain the logs the task sent before it finished, so they come first.
+                // Take every stage that has finished by now, so that one workspace snapshot
+                // covers them all (a snapshot is a git commit: not free).
+                let mut dones = vec![joined.map_err(|e| RunError::Infra(format!("a stage task failed: {e}")))?];
+                while let Some(more) = running.try_join_next() {
+                    dones.push(more.map_err(|e| RunError::Infra(format!("a stage task failed: {e}")))?);
+                }
+                // Drain the logs the tasks sent before they finished, so they come first.
                 while let Ok(log) = log_rx.try_recv() { emit(log, &mut state)?; }
-                let s = &stages[done.index];
-                in_flight[done.index] = false;
-                let retry = done.outcome == Outcome::Fault && done.attempt <= s.retries && !cancel.is_cancelled();
-                let snapshot = if done.outcome.is_success() && s.workspace == Access::ReadWrite {
-                    Some(ctx.workspace.snapshot(&format!("lightsout: after stage {}", s.id)).map_err(RunError::Infra)?)
-                } else {
+                let writers: Vec<&str> = dones
+                    .iter()
+                    .filter(|d| d.outcome.is_success() && stages[d.index].workspace == Access::ReadWrite)
+                    .map(|d| stages[d.index].id.as_str())
+                    .collect();
+                let snapshot = if writers.is_empty() {
                     None
+                } else {
+                    Some(ctx.workspace.snapshot(&format!("lightsout: after {}", writers.join(", "))).map_err(RunError::Infra)?)
                 };
-                emit(Event::StageFinished {
-                    stage: s.id.clone(),
-                    attempt: done.attempt,
-                    outcome: done.outcome,
-                    exit_code: done.exit_code,
-                    reason: done.reason,
-                    duration_ms: u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX),
-                    outputs: done.outputs,
-                    snapshot,
-                    retrying: retry,
-                }, &mut state)?;
-                if retry {
-                    tokio::time::sleep(RETRY_BACKOFF * 2u32.saturating_pow(done.attempt - 1)).await;
-                } else if !done.outcome.is_success() && !ctx.meta.keep_going && stop_reason.is_none() && done.outcome != Outcome::Cancelled {
-                    stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
-                    cancel.cancel();
+                for done in dones {
+                    let s = &stages[done.index];
+                    in_flight[done.index] = false;
+                    let retry = done.outcome == Outcome::Fault && done.attempt <= s.retries && !cancel.is_cancelled();
+                    let wrote = done.outcome.is_success() && s.workspace == Access::ReadWrite;
+                    emit(Event::StageFinished {
+                        stage: s.id.clone(),
+                        attempt: done.attempt,
+                        outcome: done.outcome,
+                        exit_code: done.exit_code,
+                        reason: done.reason,
+                        duration_ms: u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX),
+                        outputs: done.outputs,
+                        snapshot: if wrote { snapshot.clone() } else { None },
+                        retrying: retry,
+                    }, &mut state)?;
+                    if retry {
+                        // The next attempt waits out its backoff in its own task, not in the loop.
+                        let attempt = done.attempt + 1;
+                        let delay = RETRY_BACKOFF * 2u32.saturating_pow(done.attempt - 1);
+                        emit(Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) }, &mut state)?;
+                        in_flight[done.index] = true;
+                        let task = run_stage(Arc::clone(&ctx), done.index, attempt, template_ctx(&ctx, &state), log_tx.clone(), cancel.clone());
+                        running.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            task.await
+                        });
+                    } else if !done.outcome.is_success() && !ctx.meta.keep_going && stop_reason.is_none() && done.outcome != Outcome::Cancelled {
+                        stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
+                        cancel.cancel();
+                    }
                 }
             }
         }
     }
-    let _ = index;
 
     // Stages that never ran.
     let reason = if let Some(r) = &stop_reason { r.clone() } else { "the run was cancelled".to_owned() };
@@ -400,10 +417,10 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     } else {
         RunStatus::Succeeded
     };
-    if let Executor::Docker(d) = &ctx.executor {
-        if let Err(e) = d.remove_run(&ctx.meta.run_id).await {
-            emit(Event::Warning { message: e }, &mut state)?;
-        }
+    if let Executor::Docker(d) = &ctx.executor
+        && let Err(e) = d.remove_run(&ctx.meta.run_id).await
+    {
+        emit(Event::Warning { message: e }, &mut state)?;
     }
     ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);
     let diff_stat = match ctx.workspace.diff() {

@@ -89,8 +89,13 @@ impl Workspace {
     }
 
     /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
+    /// When nothing changed since HEAD, HEAD itself is the snapshot (no new commit).
     pub fn snapshot(&self, label: &str) -> Result<String, String> {
         self.git(&["add", "--all", "--force", "--", "."])?;
+        // `diff --cached --quiet` exits 1 when the index differs from HEAD.
+        if self.git(&["diff", "--cached", "--quiet", "HEAD"]).is_ok() {
+            return self.git(&["rev-parse", "HEAD"]);
+        }
         self.git(&[
             "-c",
             "user.name=lightsout",

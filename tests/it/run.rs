@@ -456,3 +456,23 @@ fn logs_follow_streams_a_running_stage() {
     assert_eq!(log, "first\nsecond\n");
     let _ = child.wait();
 }
+
+#[test]
+fn an_image_is_built_from_a_devcontainer_definition() {
+    let repo = Repo::new("  dev:\n    image: devcontainer\n    run: cat /from-devcontainer\n");
+    std::fs::create_dir_all(repo.path().join(".devcontainer")).expect("mkdir");
+    std::fs::write(
+        repo.path().join(".devcontainer/devcontainer.json"),
+        "{\n  // JSON with comments, as VS Code writes it\n  \"name\": \"t\",\n  \"build\": { \"dockerfile\": \"../ci/dev.Dockerfile\", \"context\": \"..\" },\n}\n",
+    )
+    .expect("devcontainer.json");
+    std::fs::create_dir_all(repo.path().join("ci")).expect("mkdir");
+    std::fs::write(repo.path().join("ci/dev.Dockerfile"), format!("FROM {BUSYBOX}\nCOPY README /from-devcontainer\n"))
+        .expect("dockerfile");
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(repo.path()).output().expect("git");
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dev"]);
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert!(log_text(&ev, "dev").contains("base"), "{ev:#?}");
+}

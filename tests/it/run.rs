@@ -476,3 +476,24 @@ fn an_image_is_built_from_a_devcontainer_definition() {
     assert_eq!(code, 0, "{err}\n{ev:#?}");
     assert!(log_text(&ev, "dev").contains("base"), "{ev:#?}");
 }
+
+#[test]
+fn a_terminal_gets_the_live_view() {
+    let repo = Repo::new("  a:\n    run: echo one; sleep 1; echo two\n  b:\n    needs: [a]\n    run: echo three\n");
+    // `script` gives the run a pseudo-terminal, as a user's shell would.
+    let cmdline = format!("{} run --ticket t.md --category misc", env!("CARGO_BIN_EXE_lightsout"));
+    let out = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .current_dir(repo.path())
+        .env_remove("CI")
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (bsdutils) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // The progress bar over the DAG, and the finished stages printed above it.
+    assert!(text.contains("stages"), "{text}");
+    assert!(text.contains("a            ok") && text.contains("b            ok"), "{text}");
+    // The live view does not print timestamped lines.
+    assert!(!text.lines().any(|l| l.len() > 8 && l.as_bytes()[2] == b':' && l.as_bytes()[5] == b':'), "{text}");
+}

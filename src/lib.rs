@@ -12,4 +12,5 @@ pub mod plan;
 pub mod policy;
 pub mod run;
 pub mod spec;
+pub mod stages;
 pub mod ticket;

@@ -246,6 +246,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         }
     }
 
+    let implied = super::kinds::implied_outputs(&kind_name);
     Stage {
         id: id.value.clone(),
         kind: kind_name,
@@ -262,7 +263,15 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         retries: s.retries.as_ref().map_or(0, |r| r.value),
         expect,
         repeat,
-        outputs: s.outputs.iter().map(|o| o.value.clone()).collect(),
+        outputs: {
+            let mut outs: Vec<String> = s.outputs.iter().map(|o| o.value.clone()).collect();
+            for implied in implied {
+                if !outs.iter().any(|o| o == implied) {
+                    outs.push((*implied).to_owned());
+                }
+            }
+            outs
+        },
         resources,
         workspace,
     }

@@ -95,8 +95,12 @@ fn command_of(stage: &Stage) -> Option<&str> {
 
 /// Refuses a plan with stage kinds this engine does not run yet, before anything starts.
 pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
-    let missing: Vec<String> =
-        plan.stages().iter().filter(|s| command_of(s).is_none()).map(|s| format!("{} (`{}`)", s.id, s.kind)).collect();
+    let missing: Vec<String> = plan
+        .stages()
+        .iter()
+        .filter(|s| command_of(s).is_none() && !crate::stages::is_host_kind(&s.kind))
+        .map(|s| format!("{} (`{}`)", s.id, s.kind))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -508,6 +512,13 @@ async fn run_stage(
         duration: started.elapsed(),
         outputs,
     };
+    if crate::stages::is_host_kind(&stage.kind) {
+        let result = run_host_stage(&ctx, stage, attempt, &logs).await;
+        return match result {
+            Ok(outputs) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
+            Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
+        };
+    }
     let Some(source) = command_of(stage) else {
         return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
     };
@@ -592,6 +603,35 @@ async fn run_stage(
         Err(_) => BTreeMap::new(),
     };
     done(outcome, code, ctx.needles.mask_str(&reason), outputs)
+}
+
+/// Runs a built-in kind on the host (in a blocking thread): its outputs, artifacts and summary
+/// are masked and recorded like a container stage's.
+async fn run_host_stage(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    logs: &mpsc::Sender<Event>,
+) -> Result<BTreeMap<String, String>, String> {
+    let work = {
+        let ctx = Arc::clone(ctx);
+        let with = stage.with.clone();
+        let kind = stage.kind.clone();
+        tokio::task::spawn_blocking(move || match kind.as_str() {
+            "context" => crate::stages::context::assemble(&ctx.workspace, &ctx.ticket, &crate::stages::context::Params::from_with(&with)),
+            other => Err(format!("`{other}` does not run on the host")),
+        })
+    };
+    let result = work.await.map_err(|e| format!("the stage failed: {e}"))??;
+    let dir = ctx.dir.path.join("stages").join(&stage.id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in &result.artifacts {
+        std::fs::write(dir.join(name), ctx.needles.mask_str(text)).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let summary = ctx.needles.mask_str(&result.summary);
+    std::fs::write(ctx.dir.log_path(&stage.id, attempt), format!("{summary}\n")).map_err(|e| e.to_string())?;
+    let _ = logs.try_send(Event::StageLog { stage: stage.id.clone(), stream: event::Stream::Stdout, text: format!("{summary}\n") });
+    Ok(result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect())
 }
 
 /// Writes a stage's output, masked, to its log file and to the observers.

@@ -88,6 +88,29 @@ impl Workspace {
         run_git(&all, Some(&self.repo))
     }
 
+    /// Runs git inside the worktree directory (paths relative to its top).
+    fn git_here(&self, args: &[&str]) -> Result<String, String> {
+        let gd = format!("--git-dir={}", self.git_dir.display());
+        let wt = format!("--work-tree={}", self.dir.display());
+        let mut all = vec![gd.as_str(), wt.as_str()];
+        all.extend_from_slice(args);
+        run_git(&all, Some(&self.dir))
+    }
+
+    /// Files of the workspace, tracked and untracked, without those .gitignore excludes.
+    pub fn files(&self) -> Result<Vec<String>, String> {
+        let out = self.git_here(&["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
+        let mut files: Vec<String> = out.split('\0').filter(|f| !f.is_empty()).map(str::to_owned).collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    /// The last `n` commits of the base revision, one line each.
+    pub fn log(&self, n: usize) -> Result<String, String> {
+        self.git(&["log", &format!("-n{n}"), "--format=%h %ad %s", "--date=short", &self.base])
+    }
+
     /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
     /// When nothing changed since HEAD, HEAD itself is the snapshot (no new commit).
     pub fn snapshot(&self, label: &str) -> Result<String, String> {

@@ -497,3 +497,36 @@ fn a_terminal_gets_the_live_view() {
     // The live view does not print timestamped lines.
     assert!(!text.lines().any(|l| l.len() > 8 && l.as_bytes()[2] == b':' && l.as_bytes()[5] == b':'), "{text}");
 }
+
+#[test]
+fn context_bundles_docs_files_and_mentions_never_following_symlinks() {
+    let repo = Repo::new(
+        "  ctx:\n    uses: context\n    with: { include: [\"src/**\"], max_bytes: 20000, git_log: 5 }\n  after:\n    needs: [ctx]\n    run: echo files={{ stages.ctx.outputs.files }}\n",
+    );
+    let p = repo.path();
+    std::fs::create_dir_all(p.join("src")).expect("mkdir");
+    std::fs::create_dir_all(p.join("lib")).expect("mkdir");
+    std::fs::write(p.join("AGENTS.md"), "Run the tests with make test.\n").expect("agents");
+    std::fs::write(p.join("src/main.py"), "print('hi')\n").expect("src");
+    std::fs::write(p.join("lib/util.py"), "def parse_config():\n    pass\n").expect("lib");
+    std::fs::write(p.join(".gitignore"), "secret.env\n").expect("ignore");
+    std::fs::write(p.join("secret.env"), "TOKEN=do-not-bundle\n").expect("env");
+    std::os::unix::fs::symlink("/etc/passwd", p.join("src/passwd")).expect("symlink");
+    std::fs::write(p.join("t.md"), "---\nid: T-2\ntitle: parse_config() crashes\n---\nIt crashes.\n").expect("ticket");
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(p).output().expect("git");
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files"]);
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let run = repo.run_ids().pop().expect("run");
+    let bundle = std::fs::read_to_string(repo.record(&run).join("stages/ctx/context.md")).expect("context.md");
+    assert!(bundle.contains("# Ticket T-2") && bundle.contains("It crashes."), "{bundle}");
+    assert!(bundle.contains("### AGENTS.md") && bundle.contains("make test"), "{bundle}");
+    assert!(bundle.contains("### src/main.py"), "{bundle}");
+    assert!(bundle.contains("mention parse_config") && bundle.contains("### lib/util.py"), "{bundle}");
+    assert!(bundle.contains("- src/passwd: a symbolic link (not followed)"), "{bundle}");
+    assert!(!bundle.contains("root:x:0:0"), "the symlink was followed");
+    assert!(!bundle.contains("do-not-bundle"), "a .gitignored file was bundled");
+    assert!(bundle.contains("## Recent history"), "{bundle}");
+    assert!(log_text(&ev, "after").contains("files=4"), "{ev:#?}");
+}

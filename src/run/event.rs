@@ -95,6 +95,9 @@ pub enum Event {
         /// Whether another attempt follows (an infrastructure fault with retries left).
         #[serde(default)]
         retrying: bool,
+        /// A grader's structured verdict.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdict: Option<crate::stages::Verdict>,
     },
     /// A warning the user should see (e.g. an unsandboxed local executor).
     Warning {

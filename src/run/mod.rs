@@ -229,6 +229,7 @@ struct Done {
     reason: String,
     duration: Duration,
     outputs: BTreeMap<String, String>,
+    verdict: Option<crate::stages::Verdict>,
 }
 
 /// The owning loop.
@@ -382,6 +383,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                         outputs: done.outputs,
                         snapshot: if wrote { snapshot.clone() } else { None },
                         retrying: retry,
+                        verdict: done.verdict,
                     }, &mut state)?;
                     if retry {
                         // The next attempt waits out its backoff in its own task, not in the loop.
@@ -454,6 +456,7 @@ fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>,
         outputs: BTreeMap::new(),
         snapshot: None,
         retrying: false,
+        verdict: None,
     }
 }
 
@@ -511,11 +514,20 @@ async fn run_stage(
         reason,
         duration: started.elapsed(),
         outputs,
+        verdict: None,
     };
     if crate::stages::is_host_kind(&stage.kind) {
         let result = run_host_stage(&ctx, stage, attempt, &logs).await;
         return match result {
-            Ok(outputs) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
+            Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
+            Ok((outputs, Some(v))) => {
+                let (outcome, reason) = if v.pass {
+                    (Outcome::Succeeded, "pass".to_owned())
+                } else {
+                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
+                };
+                Done { verdict: Some(v), ..done(outcome, None, reason, outputs) }
+            }
             Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
         };
     }
@@ -612,13 +624,18 @@ async fn run_host_stage(
     stage: &Stage,
     attempt: u32,
     logs: &mpsc::Sender<Event>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
     let work = {
         let ctx = Arc::clone(ctx);
         let with = stage.with.clone();
         let kind = stage.kind.clone();
         tokio::task::spawn_blocking(move || match kind.as_str() {
-            "context" => crate::stages::context::assemble(&ctx.workspace, &ctx.ticket, &crate::stages::context::Params::from_with(&with)),
+            "context" => crate::stages::context::assemble(
+                &ctx.workspace,
+                &ctx.ticket,
+                &crate::stages::context::Params::from_with(&with),
+            ),
+            "grade.diff" => crate::stages::diff::grade(&ctx.workspace, &crate::stages::diff::Params::from_with(&with)),
             other => Err(format!("`{other}` does not run on the host")),
         })
     };
@@ -630,8 +647,17 @@ async fn run_host_stage(
     }
     let summary = ctx.needles.mask_str(&result.summary);
     std::fs::write(ctx.dir.log_path(&stage.id, attempt), format!("{summary}\n")).map_err(|e| e.to_string())?;
-    let _ = logs.try_send(Event::StageLog { stage: stage.id.clone(), stream: event::Stream::Stdout, text: format!("{summary}\n") });
-    Ok(result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect())
+    let _ = logs.try_send(Event::StageLog {
+        stage: stage.id.clone(),
+        stream: event::Stream::Stdout,
+        text: format!("{summary}\n"),
+    });
+    let outputs = result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect();
+    let verdict = result.verdict.map(|mut v| {
+        v.reasons = v.reasons.iter().map(|r| ctx.needles.mask_str(r)).collect();
+        v
+    });
+    Ok((outputs, verdict))
 }
 
 /// Writes a stage's output, masked, to its log file and to the observers.

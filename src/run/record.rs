@@ -176,6 +176,8 @@ pub struct StageState {
     pub reason: String,
     pub duration_ms: u64,
     pub outputs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::stages::Verdict>,
 }
 
 impl StageState {
@@ -233,6 +235,7 @@ impl RunState {
                 outputs,
                 snapshot,
                 retrying,
+                verdict,
                 ..
             } => {
                 let st = self.stages.entry(stage.clone()).or_default();
@@ -244,6 +247,7 @@ impl RunState {
                 st.reason.clone_from(reason);
                 st.duration_ms = *duration_ms;
                 st.outputs.clone_from(outputs);
+                st.verdict.clone_from(verdict);
                 if snapshot.is_some() {
                     self.snapshot.clone_from(snapshot);
                 }

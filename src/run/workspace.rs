@@ -151,6 +151,38 @@ impl Workspace {
         Ok((stat, patch))
     }
 
+    /// Per changed file against the base: (path, added lines, removed lines); binary files
+    /// count as one line each way.
+    pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
+        self.git(&["add", "--all", "--force", "--", "."])?;
+        let out = self.git(&["diff", "--cached", "--numstat", "-z", "--no-renames", &self.base])?;
+        let mut rows = Vec::new();
+        for rec in out.split('\0').filter(|r| !r.is_empty()) {
+            let mut parts = rec.splitn(3, '\t');
+            let (Some(a), Some(d), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            rows.push((path.to_owned(), a.parse().unwrap_or(1), d.parse().unwrap_or(1)));
+        }
+        Ok(rows)
+    }
+
+    /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
+    pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
+        self.git(&["add", "--all", "--force", "--", "."])?;
+        let out = self.git(&["diff", "--cached", "-U0", "--no-renames", "--no-color", &self.base])?;
+        let mut file = String::new();
+        let mut lines = Vec::new();
+        for l in out.lines() {
+            if let Some(path) = l.strip_prefix("+++ b/") {
+                path.clone_into(&mut file);
+            } else if l.starts_with("+++ ") {
+                file.clear();
+            } else if let Some(added) = l.strip_prefix('+') {
+                lines.push((file.clone(), added.to_owned()));
+            }
+        }
+        Ok(lines)
+    }
+
     /// Removes the worktree and its git directory.
     pub fn remove(&self) -> Result<(), String> {
         let dir = self.dir.to_string_lossy().into_owned();

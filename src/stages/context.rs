@@ -43,7 +43,9 @@ impl Params {
                 .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default()
         };
-        let num = |k: &str, d: usize| with.get(k).and_then(serde_json::Value::as_u64).map_or(d, |n| usize::try_from(n).unwrap_or(d));
+        let num = |k: &str, d: usize| {
+            with.get(k).and_then(serde_json::Value::as_u64).map_or(d, |n| usize::try_from(n).unwrap_or(d))
+        };
         let flag = |k: &str| with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(true);
         Params {
             include: list("include"),
@@ -70,7 +72,8 @@ pub fn identifiers(text: &str) -> BTreeSet<String> {
             }
             let word = &text[start..i];
             let call = bytes.get(i) == Some(&b'(');
-            let has_inner_upper = word.chars().skip(1).any(|c| c.is_ascii_uppercase()) && word.chars().any(|c| c.is_ascii_lowercase());
+            let has_inner_upper =
+                word.chars().skip(1).any(|c| c.is_ascii_uppercase()) && word.chars().any(|c| c.is_ascii_lowercase());
             let snake = word.contains('_') && word.trim_matches('_').len() > 1;
             if word.len() >= 4 && (call || has_inner_upper || snake) {
                 out.insert(word.to_owned());
@@ -182,7 +185,11 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         let docs: Vec<&String> = files
             .iter()
             .copied()
-            .filter(|f| DOC_FILES.contains(&f.as_str()) || (ADR_DIRS.iter().any(|d| f.starts_with(d)) && f.ends_with(".md")))
+            .filter(|f| {
+                DOC_FILES.contains(&f.as_str())
+                    || (ADR_DIRS.iter().any(|d| f.starts_with(d))
+                        && Path::new(f.as_str()).extension().is_some_and(|e| e.eq_ignore_ascii_case("md")))
+            })
             .collect();
         if !docs.is_empty() {
             out.push_str("\n## Agent docs\n");
@@ -205,10 +212,10 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         if !ids.is_empty() {
             let mut mentioning: Vec<&String> = Vec::new();
             for f in &files {
-                if let Ok(text) = read_inside(&ws.dir, f) {
-                    if ids.iter().any(|id| text.contains(id.as_str())) {
-                        mentioning.push(f);
-                    }
+                if let Ok(text) = read_inside(&ws.dir, f)
+                    && ids.iter().any(|id| text.contains(id.as_str()))
+                {
+                    mentioning.push(f);
                 }
             }
             if !mentioning.is_empty() {
@@ -221,14 +228,14 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         }
     }
 
-    if p.git_log > 0 {
-        if let Ok(log) = ws.log(p.git_log) {
-            let section = format!("\n## Recent history\n\n{}", fenced("text", &log));
-            if out.len() + section.len() <= budget {
-                out.push_str(&section);
-            } else {
-                omitted.push(("git log".into(), "over the budget".into()));
-            }
+    if p.git_log > 0
+        && let Ok(log) = ws.log(p.git_log)
+    {
+        let section = format!("\n## Recent history\n\n{}", fenced("text", &log));
+        if out.len() + section.len() <= budget {
+            out.push_str(&section);
+        } else {
+            omitted.push(("git log".into(), "over the budget".into()));
         }
     }
 

@@ -2,6 +2,7 @@
 //! workspace (never following a symlink out of it) and give a structured result.
 
 pub mod context;
+pub mod diff;
 
 use std::collections::BTreeMap;
 
@@ -30,5 +31,5 @@ pub struct HostResult {
 
 /// Whether `kind` runs on the host in this version.
 pub fn is_host_kind(kind: &str) -> bool {
-    matches!(kind, "context")
+    matches!(kind, "context" | "grade.diff")
 }

@@ -530,3 +530,37 @@ fn context_bundles_docs_files_and_mentions_never_following_symlinks() {
     assert!(bundle.contains("## Recent history"), "{bundle}");
     assert!(log_text(&ev, "after").contains("files=4"), "{ev:#?}");
 }
+
+#[test]
+fn grade_diff_gives_a_structured_verdict() {
+    let stages = |edit: &str| {
+        format!(
+            "  edit:\n    run: {edit}\n  scope:\n    needs: [edit]\n    uses: grade.diff\n    with: {{ protect: [\"tests/**\"], max_changed_lines: 5 }}\n"
+        )
+    };
+    // A small change to an unprotected file passes.
+    let repo = Repo::new(&stages("echo fixed >> README"));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let v = &finished(&ev, "scope")[0]["verdict"];
+    assert_eq!(v["pass"], true, "{v:#?}");
+    assert_eq!(v["details"]["changed_files"], 1);
+
+    // Touching a protected path, adding a credential and a dependency manifest fails, with reasons.
+    let repo = Repo::new(&stages(
+        "mkdir -p tests && echo x > tests/test_a.py && echo AKIAABCDEFGHIJKLMNOP > creds.txt && echo '[dependencies]' > Cargo.toml",
+    ));
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    let v = &finished(&ev, "scope")[0]["verdict"];
+    assert_eq!(v["pass"], false);
+    let reasons: Vec<&str> =
+        v["reasons"].as_array().map(|a| a.iter().filter_map(|r| r.as_str()).collect()).unwrap_or_default();
+    assert!(reasons.iter().any(|r| r.contains("tests/test_a.py is protected")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("creds.txt adds what looks like an AWS access key id")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("Cargo.toml changed")), "{reasons:?}");
+    // The verdict is in the record, for reports.
+    let run = repo.run_ids().pop().expect("run");
+    let (_, show, _) = output(lightsout(repo.path()).args(["runs", "show", &run, "--format", "json"]));
+    assert!(show.contains("\"verdict\""), "{show}");
+}

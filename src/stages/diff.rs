@@ -1,0 +1,175 @@
+//! `uses: grade.diff`: judges the change itself, on the host, from git's view of it: protected
+//! paths untouched, changed files and lines under limits, no new dependencies unless allowed,
+//! and no added text that looks like a credential.
+
+use super::{HostResult, Verdict};
+use crate::run::workspace::Workspace;
+
+/// Files whose change means a dependency was added, removed or moved.
+const MANIFESTS: &[&str] = &[
+    "Cargo.toml",
+    "Cargo.lock",
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "pyproject.toml",
+    "poetry.lock",
+    "uv.lock",
+    "Pipfile",
+    "Pipfile.lock",
+    "go.mod",
+    "go.sum",
+    "Gemfile",
+    "Gemfile.lock",
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+];
+
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub protect: Vec<String>,
+    pub max_changed_files: Option<u64>,
+    pub max_changed_lines: Option<u64>,
+    pub allow_dependencies: bool,
+}
+
+impl Params {
+    pub fn from_with(with: &indexmap::IndexMap<String, serde_json::Value>) -> Params {
+        Params {
+            protect: with
+                .get("protect")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            max_changed_files: with.get("max_changed_files").and_then(serde_json::Value::as_u64),
+            max_changed_lines: with.get("max_changed_lines").and_then(serde_json::Value::as_u64),
+            allow_dependencies: with.get("allow_dependencies").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
+fn is_manifest(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    MANIFESTS.contains(&name)
+        || (name.starts_with("requirements")
+            && std::path::Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")))
+}
+
+/// Why a line looks like a credential, if it does.
+pub fn credential(line: &str) -> Option<&'static str> {
+    let has_run = |prefix: &str, min: usize, ok: fn(char) -> bool| {
+        line.match_indices(prefix).any(|(i, _)| line[i + prefix.len()..].chars().take_while(|&c| ok(c)).count() >= min)
+    };
+    let upper_digit = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit();
+    if line.contains("-----BEGIN") && line.contains("PRIVATE KEY") {
+        return Some("a private key");
+    }
+    if has_run("AKIA", 16, upper_digit) || has_run("ASIA", 16, upper_digit) {
+        return Some("an AWS access key id");
+    }
+    for p in ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"] {
+        if has_run(p, 30, |c| c.is_ascii_alphanumeric() || c == '_') {
+            return Some("a GitHub token");
+        }
+    }
+    for p in ["xoxb-", "xoxp-", "xoxa-", "xoxs-"] {
+        if has_run(p, 10, |c| c.is_ascii_alphanumeric() || c == '-') {
+            return Some("a Slack token");
+        }
+    }
+    if has_run("sk-", 32, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Some("an API secret key");
+    }
+    // `password = "…"`, `api_key: '…'`, `SECRET_TOKEN="…"` with a long literal value.
+    let lower = line.to_ascii_lowercase();
+    for key in ["password", "passwd", "secret", "api_key", "apikey", "token", "private_key"] {
+        if let Some(i) = lower.find(key) {
+            let rest = lower[i + key.len()..].trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            let rest = rest.trim_start();
+            if let Some(rest) = rest.strip_prefix([':', '=']) {
+                let rest = rest.trim_start();
+                if let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                    let value: String = rest[1..].chars().take_while(|&c| c != q).collect();
+                    if value.len() >= 12 && !value.contains("{{") && !value.contains('$') {
+                        return Some("a hard-coded secret");
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
+    let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
+    let protect: Vec<glob::Pattern> = p
+        .protect
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}` is not a glob: {e}")))
+        .collect::<Result<_, _>>()?;
+    let stat = ws.numstat()?;
+    let mut reasons = Vec::new();
+    for (path, _, _) in &stat {
+        if let Some(g) = protect.iter().find(|g| g.matches_with(path, opts)) {
+            reasons.push(format!("{path} is protected (`{}`) but was changed", g.as_str()));
+        }
+    }
+    let files = stat.len() as u64;
+    let lines: u64 = stat.iter().map(|(_, a, d)| a + d).sum();
+    if let Some(max) = p.max_changed_files.filter(|m| files > *m) {
+        reasons.push(format!("{files} files changed, more than the limit of {max}"));
+    }
+    if let Some(max) = p.max_changed_lines.filter(|m| lines > *m) {
+        reasons.push(format!("{lines} lines changed, more than the limit of {max}"));
+    }
+    if !p.allow_dependencies {
+        for (path, _, _) in stat.iter().filter(|(path, _, _)| is_manifest(path)) {
+            reasons.push(format!("{path} changed: new dependencies need `allow_dependencies: true`"));
+        }
+    }
+    for (path, line) in ws.added_lines()? {
+        if let Some(what) = credential(&line) {
+            reasons.push(format!("{path} adds what looks like {what}"));
+        }
+    }
+    let pass = reasons.is_empty();
+    let details = serde_json::json!({
+        "files": stat.iter().map(|(f, a, d)| serde_json::json!({"path": f, "added": a, "removed": d})).collect::<Vec<_>>(),
+        "changed_files": files,
+        "changed_lines": lines,
+    });
+    let summary = if pass {
+        format!("grade.diff: pass ({files} files, {lines} lines changed)")
+    } else {
+        format!("grade.diff: FAIL\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))
+    };
+    let mut result = HostResult { summary, ..HostResult::default() };
+    result.outputs.insert("changed_files".into(), files.to_string());
+    result.outputs.insert("changed_lines".into(), lines.to_string());
+    result.verdict = Some(Verdict { pass, reasons, details });
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_spotted() {
+        assert_eq!(credential("aws = AKIAABCDEFGHIJKLMNOP"), Some("an AWS access key id"));
+        assert_eq!(credential("-----BEGIN RSA PRIVATE KEY-----"), Some("a private key"));
+        assert_eq!(credential("token = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'"), Some("a GitHub token"));
+        assert_eq!(credential("DB_PASSWORD = \"hunter2hunter2\""), Some("a hard-coded secret"));
+        assert_eq!(credential("password = os.environ[\"DB_PASSWORD\"]"), None);
+        assert_eq!(credential("token: \"{{ secrets.x }}\""), None);
+        assert_eq!(credential("def median(values):"), None);
+    }
+
+    #[test]
+    fn manifests() {
+        assert!(is_manifest("Cargo.toml") && is_manifest("web/package.json") && is_manifest("requirements-dev.txt"));
+        assert!(!is_manifest("src/cargo.rs"));
+    }
+}

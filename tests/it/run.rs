@@ -564,3 +564,39 @@ fn grade_diff_gives_a_structured_verdict() {
     let (_, show, _) = output(lightsout(repo.path()).args(["runs", "show", &run, "--format", "json"]));
     assert!(show.contains("\"verdict\""), "{show}");
 }
+
+#[test]
+fn two_runs_in_one_repository_do_not_collide() {
+    let repo = Repo::new("  w:\n    run: echo $LIGHTSOUT_RUN > mine.txt; sleep 1; cat mine.txt\n");
+    let spawn = || {
+        let mut c = repo.cmd(&["--keep-workspace"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().expect("a"), b.wait_with_output().expect("b"));
+    assert_eq!(a.status.code(), Some(0), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(b.status.code(), Some(0), "{}", String::from_utf8_lossy(&b.stderr));
+    let mut ids = repo.run_ids();
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        // Each run saw only its own file in its own worktree.
+        let kept = repo.path().join(".lightsout/worktrees").join(id).join("mine.txt");
+        assert_eq!(std::fs::read_to_string(kept).expect("kept").trim(), id.as_str());
+        let log = std::fs::read_to_string(repo.record(id).join("stages/w/1.log")).expect("log");
+        assert_eq!(log.trim(), id.as_str());
+    }
+}
+
+#[test]
+fn resource_limits_bind_the_container() {
+    let repo = Repo::new(
+        "  limited:\n    resources: { memory: 64m, pids: 32 }\n    run: >-\n      cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max;\n      cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n",
+    );
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "limited");
+    assert!(log.contains("32\n"), "{log}");
+    assert!(log.contains(&(64 * 1024 * 1024).to_string()), "{log}");
+}

@@ -39,6 +39,7 @@ pub(super) fn resolve_all(ctx: &Context<'_>, errors: &mut Diagnostics) -> Vec<St
 fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors: &mut Diagnostics) -> Stage {
     let path = ctx.path;
     let factory = &ctx.factory.file;
+    let factory_dir = &ctx.factory.dir;
     let policy = &ctx.factory.policy;
     check_name(path, id, "stage", errors);
 
@@ -247,7 +248,17 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
     }
 
     let implied = super::kinds::implied_outputs(&kind_name);
+    let agent_call = agent.and_then(|a| {
+        let name = s.with.get("agent").and_then(|v| v.value.as_str()).unwrap_or_default().to_owned();
+        let prompt = match (s.with.get("prompt"), s.with.get("prompt_file")) {
+            (Some(p), _) => p.value.as_str().unwrap_or_default().to_owned(),
+            (None, Some(f)) => crate::spec::read_text(&factory_dir.join(f.value.as_str().unwrap_or_default())).ok()?,
+            (None, None) => String::new(),
+        };
+        Some(agent_call(name, a, prompt))
+    });
     Stage {
+        agent: agent_call,
         id: id.value.clone(),
         kind: kind_name,
         role,
@@ -428,4 +439,30 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
         errors.push(Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0"));
     }
     Limits { memory_bytes, cpus, pids }
+}
+
+/// The invocation of an agent: its preset's, with the factory's `command`, `prompt` and `usage`
+/// overriding. Presets use each CLI's documented non-interactive mode.
+fn agent_call(name: String, a: &crate::spec::factory::Agent, prompt: String) -> crate::plan::AgentCall {
+    use crate::spec::factory::{AgentPreset, PromptMode, UsageFormat};
+    let preset = a.preset.as_ref().map(|p| p.value);
+    let (argv, mode, usage): (Vec<&str>, PromptMode, UsageFormat) = match preset {
+        Some(AgentPreset::ClaudeCode) => (
+            vec!["claude", "-p", "--output-format", "stream-json", "--verbose"],
+            PromptMode::Stdin,
+            UsageFormat::ClaudeStreamJson,
+        ),
+        Some(AgentPreset::Codex) => (vec!["codex", "exec", "--json", "-"], PromptMode::Stdin, UsageFormat::CodexJson),
+        Some(AgentPreset::Aider) => {
+            (vec!["aider", "--yes-always", "--no-auto-commits", "--message-file"], PromptMode::File, UsageFormat::None)
+        }
+        None => (Vec::new(), PromptMode::Stdin, UsageFormat::None),
+    };
+    crate::plan::AgentCall {
+        name,
+        argv: a.command.as_ref().map_or_else(|| argv.iter().map(|s| (*s).to_owned()).collect(), |c| c.value.clone()),
+        prompt_mode: a.prompt.as_ref().map_or(mode, |p| p.value),
+        usage: a.usage.as_ref().map_or(usage, |u| u.value),
+        prompt,
+    }
 }

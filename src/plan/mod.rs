@@ -45,6 +45,21 @@ pub struct Stage {
     pub outputs: Vec<String>,
     pub resources: Limits,
     pub workspace: Access,
+    /// For `agent` stages: how to invoke the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentCall>,
+}
+
+/// How an agent stage runs its agent: the command, how the prompt reaches it, and which
+/// output format to read token usage and cost from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentCall {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub prompt_mode: crate::spec::factory::PromptMode,
+    pub usage: crate::spec::factory::UsageFormat,
+    /// The prompt template (from `prompt`, or the contents of `prompt_file`).
+    pub prompt: String,
 }
 
 /// A value with the rule that decided it, for `plan` to show.

@@ -70,6 +70,9 @@ fn lines(e: &Stamped) -> Vec<String> {
             vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
         }
         Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::LoopRestarted { stage, attempt, .. } => {
+            vec![format!("{stage:<12} graders failed: attempt {attempt}, with their feedback")]
+        }
         Event::RunFinished { status, diff_stat } => {
             let mut v = vec![format!("run {status:?}").to_lowercase()];
             if let Some(stat) = diff_stat.as_ref().filter(|s| !s.is_empty()) {

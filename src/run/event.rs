@@ -99,6 +99,14 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verdict: Option<crate::stages::Verdict>,
     },
+    /// A loop's graders failed and it has attempts left: its agent runs again with their
+    /// feedback, and the stages from it to the graders are reset.
+    LoopRestarted {
+        stage: String,
+        attempt: u32,
+        reset: Vec<String>,
+        feedback: String,
+    },
     /// A warning the user should see (e.g. an unsandboxed local executor).
     Warning {
         message: String,

@@ -9,6 +9,7 @@ pub mod record;
 pub mod workspace;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
     let missing: Vec<String> = plan
         .stages()
         .iter()
-        .filter(|s| command_of(s).is_none() && !crate::stages::is_host_kind(&s.kind))
+        .filter(|s| command_of(s).is_none() && !crate::stages::is_host_kind(&s.kind) && s.agent.is_none())
         .map(|s| format!("{} (`{}`)", s.id, s.kind))
         .collect();
     if missing.is_empty() {
@@ -299,7 +300,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                     )?;
                     continue;
                 }
-                let tctx = template_ctx(&ctx, &state);
+                let tctx = template_ctx(&ctx, &state, &s.id);
                 if let Some(cond) = &s.condition {
                     match templates::eval_condition(cond, &tctx) {
                         Ok(true) => {}
@@ -371,6 +372,13 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                 for done in dones {
                     let s = &stages[done.index];
                     in_flight[done.index] = false;
+                    if s.agent.is_some() && done.outcome.is_success() {
+                        // Each agent attempt's change, as a patch against the base.
+                        if let Ok((_, patch)) = ctx.workspace.diff() {
+                            let path = ctx.dir.path.join("stages").join(&s.id).join(format!("{}.diff", done.attempt));
+                            let _ = std::fs::write(path, ctx.needles.mask_str(&patch));
+                        }
+                    }
                     let retry = done.outcome == Outcome::Fault && done.attempt <= s.retries && !cancel.is_cancelled();
                     let wrote = done.outcome.is_success() && s.workspace == Access::ReadWrite;
                     emit(Event::StageFinished {
@@ -391,14 +399,24 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                         let delay = RETRY_BACKOFF * 2u32.saturating_pow(done.attempt - 1);
                         emit(Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) }, &mut state)?;
                         in_flight[done.index] = true;
-                        let task = run_stage(Arc::clone(&ctx), done.index, attempt, template_ctx(&ctx, &state), log_tx.clone(), cancel.clone());
+                        let task = run_stage(Arc::clone(&ctx), done.index, attempt, template_ctx(&ctx, &state, &s.id), log_tx.clone(), cancel.clone());
                         running.spawn(async move {
                             tokio::time::sleep(delay).await;
                             task.await
                         });
-                    } else if !done.outcome.is_success() && !ctx.meta.keep_going && stop_reason.is_none() && done.outcome != Outcome::Cancelled {
+                    } else if !done.outcome.is_success()
+                        && !ctx.meta.keep_going
+                        && stop_reason.is_none()
+                        && done.outcome != Outcome::Cancelled
+                        && !loop_will_retry(stages, &state, &s.id)
+                    {
                         stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
                         cancel.cancel();
+                    }
+                }
+                if !cancel.is_cancelled() {
+                    for restart in loop_restarts(&ctx, &state) {
+                        emit(restart, &mut state)?;
                     }
                 }
             }
@@ -467,8 +485,10 @@ fn on_name(ctx: &Ctx, stage: &str, attempt: u32) -> Option<String> {
     }
 }
 
-/// What templates see: the ticket, the inputs, and the outputs of stages that completed.
-fn template_ctx(ctx: &Ctx, state: &RunState) -> serde_json::Value {
+/// What templates see: the ticket, the inputs, the outputs of stages that completed, and for
+/// a looping stage its attempt and the graders' feedback.
+fn template_ctx(ctx: &Ctx, state: &RunState, for_stage: &str) -> serde_json::Value {
+    let (attempt, feedback) = state.loops.get(for_stage).cloned().unwrap_or((1, String::new()));
     let stages: serde_json::Map<String, serde_json::Value> = state
         .stages
         .iter()
@@ -490,8 +510,8 @@ fn template_ctx(ctx: &Ctx, state: &RunState) -> serde_json::Value {
         },
         "inputs": ctx.plan.inputs(),
         "stages": stages,
-        "attempt": 1,
-        "feedback": "",
+        "attempt": attempt,
+        "feedback": feedback,
     })
 }
 
@@ -531,13 +551,30 @@ async fn run_stage(
             Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
         };
     }
-    let Some(source) = command_of(stage) else {
-        return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
-    };
-    // Ticket text reaches the command only as shell-quoted values.
-    let script = match templates::render(Mode::Shell, source, &tctx) {
-        Ok(s) => s,
-        Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
+    let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
+    if let Err(e) = std::fs::create_dir_all(&io_dir) {
+        return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
+    }
+    let script = if let Some(agent) = &stage.agent {
+        // The prompt is text (ticket values inserted as they are, never evaluated); it reaches
+        // the agent as a file, on stdin or as one argument, never through a shell word.
+        let prompt = match templates::render(Mode::Text, &agent.prompt, &tctx) {
+            Ok(p) => p,
+            Err(e) => return done(Outcome::Failed, None, format!("the prompt template failed: {e}"), BTreeMap::new()),
+        };
+        if let Err(e) = std::fs::write(io_dir.join("prompt.md"), &prompt) {
+            return done(Outcome::Fault, None, format!("cannot write the prompt: {e}"), BTreeMap::new());
+        }
+        agent_script(agent)
+    } else {
+        let Some(source) = command_of(stage) else {
+            return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
+        };
+        // Ticket text reaches the command only as shell-quoted values.
+        match templates::render(Mode::Shell, source, &tctx) {
+            Ok(s) => s,
+            Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
+        }
     };
     let mut env: Vec<(String, String)> = stage.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for name in &stage.secrets {
@@ -552,10 +589,6 @@ async fn run_stage(
                 );
             }
         }
-    }
-    let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
-    if let Err(e) = std::fs::create_dir_all(&io_dir) {
-        return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
     }
     if matches!(ctx.executor, Executor::Docker(_)) {
         ownership::prepare(&io_dir);
@@ -610,11 +643,138 @@ async fn run_stage(
         (_, Err(e)) => (Outcome::Fault, format!("cannot write the stage log: {e}")),
     };
     let outputs = match outputs {
-        Ok(o) => o,
+        Ok(mut o) => {
+            if let Some(agent) = &stage.agent {
+                let log = std::fs::read_to_string(ctx.dir.log_path(&stage.id, attempt)).unwrap_or_default();
+                o.extend(usage(agent.usage, &log));
+            }
+            o
+        }
         Err(e) if outcome.is_success() => return done(Outcome::Failed, code, e, BTreeMap::new()),
         Err(_) => BTreeMap::new(),
     };
     done(outcome, code, ctx.needles.mask_str(&reason), outputs)
+}
+
+/// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).
+fn agent_script(agent: &crate::plan::AgentCall) -> String {
+    use crate::spec::factory::PromptMode;
+    let prompt = format!("{}/prompt.md", crate::exec::IO_DIR);
+    let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
+    let argv: Vec<String> = agent.argv.iter().map(|a| quote(&a.replace("{prompt_file}", &prompt))).collect();
+    let argv = argv.join(" ");
+    match agent.prompt_mode {
+        PromptMode::Stdin => format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} < {prompt}"),
+        PromptMode::File if agent.argv.iter().any(|a| a.contains("{prompt_file}")) => {
+            format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} < /dev/null")
+        }
+        PromptMode::File => format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} {prompt} < /dev/null"),
+        // Command substitution inside double quotes is one word and is not evaluated again.
+        PromptMode::Arg => format!("exec {argv} \"$(cat {prompt})\" < /dev/null"),
+    }
+}
+
+/// Token usage and cost, from the agent's own output where it reports them.
+fn usage(format: crate::spec::factory::UsageFormat, log: &str) -> BTreeMap<String, String> {
+    use crate::spec::factory::UsageFormat;
+    let mut out = BTreeMap::new();
+    let (mut input, mut output, mut cost): (u64, u64, Option<f64>) = (0, 0, None);
+    let mut seen = false;
+    for line in log.lines().filter(|l| l.trim_start().starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        match format {
+            // Claude Code's stream-json ends with a `result` event carrying the run's totals.
+            UsageFormat::ClaudeStreamJson if v["type"] == "result" => {
+                input = v["usage"]["input_tokens"].as_u64().unwrap_or(0)
+                    + v["usage"]["cache_creation_input_tokens"].as_u64().unwrap_or(0)
+                    + v["usage"]["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                output = v["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                cost = v["total_cost_usd"].as_f64().or_else(|| v["cost_usd"].as_f64());
+                seen = true;
+            }
+            // Codex's JSON events report usage per turn.
+            UsageFormat::CodexJson if v["type"] == "turn.completed" => {
+                input += v["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                output += v["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                seen = true;
+            }
+            _ => {}
+        }
+    }
+    if seen {
+        out.insert("tokens_in".into(), input.to_string());
+        out.insert("tokens_out".into(), output.to_string());
+        if let Some(c) = cost {
+            out.insert("cost_usd".into(), format!("{c:.6}"));
+        }
+    }
+    out
+}
+
+/// Whether a failure of `grader` will be answered by a loop re-running its agent.
+fn loop_will_retry(stages: &[Stage], state: &RunState, grader: &str) -> bool {
+    stages.iter().any(|l| {
+        l.repeat.as_ref().is_some_and(|r| {
+            r.until.iter().any(|u| u == grader) && state.loops.get(&l.id).map_or(1, |(a, _)| *a) < r.max_attempts
+        })
+    })
+}
+
+/// Loops whose graders have all settled with at least one failure, and attempts left.
+fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
+    let stages = ctx.plan.stages();
+    let mut events = Vec::new();
+    for (i, l) in stages.iter().enumerate() {
+        let Some(r) = &l.repeat else { continue };
+        let attempt = state.loops.get(&l.id).map_or(1, |(a, _)| *a);
+        let agent_ok = state.stages.get(&l.id).is_some_and(|s| s.outcome == Some(Outcome::Succeeded));
+        let graders: Vec<(&String, Option<&record::StageState>)> =
+            r.until.iter().map(|g| (g, state.stages.get(g))).collect();
+        let all_settled = graders.iter().all(|(_, s)| s.is_some_and(record::StageState::settled));
+        let failed: Vec<&String> = graders
+            .iter()
+            .filter(|(_, s)| s.is_some_and(|s| s.outcome != Some(Outcome::Succeeded)))
+            .map(|(g, _)| *g)
+            .collect();
+        if !agent_ok || !all_settled || failed.is_empty() || attempt >= r.max_attempts {
+            continue;
+        }
+        // Everything downstream of the agent runs again.
+        let graph = ctx.plan.graph();
+        let mut reset = vec![l.id.clone()];
+        let mut seen = vec![false; stages.len()];
+        let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
+        while let Some(n) = stack.pop() {
+            for next in graph.neighbors(n) {
+                if !seen[next.index()] {
+                    seen[next.index()] = true;
+                    reset.push(stages[next.index()].id.clone());
+                    stack.push(next);
+                }
+            }
+        }
+        let mut feedback = String::new();
+        for g in failed {
+            let Some(st) = state.stages.get(g) else { continue };
+            let _ = writeln!(feedback, "## {g}: {}", st.reason);
+            if let Some(v) = &st.verdict {
+                for reason in &v.reasons {
+                    let _ = writeln!(feedback, "- {reason}");
+                }
+            }
+            let log = std::fs::read_to_string(ctx.dir.log_path(g, st.attempts)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            if !tail.is_empty() {
+                feedback.push_str("\nlast lines of its log:\n");
+                for line in tail.iter().rev() {
+                    let _ = writeln!(feedback, "    {line}");
+                }
+            }
+            feedback.push('\n');
+        }
+        events.push(Event::LoopRestarted { stage: l.id.clone(), attempt: attempt + 1, reset, feedback });
+    }
+    events
 }
 
 /// Runs a built-in kind on the host (in a blocking thread): its outputs, artifacts and summary

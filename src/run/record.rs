@@ -198,6 +198,8 @@ pub struct RunState {
     pub stages: BTreeMap<String, StageState>,
     /// The last workspace snapshot, to restore on resume.
     pub snapshot: Option<String>,
+    /// Per looping stage: the loop attempt now running and the feedback it got.
+    pub loops: BTreeMap<String, (u32, String)>,
 }
 
 impl RunState {
@@ -251,6 +253,16 @@ impl RunState {
                 if snapshot.is_some() {
                     self.snapshot.clone_from(snapshot);
                 }
+            }
+            Event::LoopRestarted { stage, attempt, reset, feedback } => {
+                for id in reset {
+                    let st = self.stages.entry(id.clone()).or_default();
+                    st.outcome = None;
+                    st.skipped = None;
+                    st.running = false;
+                    st.verdict = None;
+                }
+                self.loops.insert(stage.clone(), (*attempt, feedback.clone()));
             }
             Event::RunFinished { status, .. } => self.status = Some(*status),
             Event::StageLog { .. } | Event::Warning { .. } => {}

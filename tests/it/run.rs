@@ -47,6 +47,10 @@ impl Repo {
     }
 
     fn with_policy(stages: &str, policy: Option<&str>) -> Repo {
+        Repo::full(stages, policy, "")
+    }
+
+    fn full(stages: &str, policy: Option<&str>, factory_extra: &str) -> Repo {
         images();
         let dir = tempfile::tempdir().expect("temp dir");
         let p = dir.path();
@@ -55,7 +59,7 @@ impl Repo {
         std::fs::write(
             p.join("factory.yaml"),
             format!(
-                "version: 1\nname: t\ndefaults: {{ image: \"{BUSYBOX}\", timeout: 1m }}\ncategories:\n  misc: {{ pipeline: pipelines/misc.yaml }}\n{policy_line}"
+                "version: 1\nname: t\ndefaults: {{ image: \"{BUSYBOX}\", timeout: 1m }}\ncategories:\n  misc: {{ pipeline: pipelines/misc.yaml }}\n{policy_line}{factory_extra}"
             ),
         )
         .expect("factory");
@@ -599,4 +603,57 @@ fn resource_limits_bind_the_container() {
     let log = log_text(&ev, "limited");
     assert!(log.contains("32\n"), "{log}");
     assert!(log.contains(&(64 * 1024 * 1024).to_string()), "{log}");
+}
+
+/// A stand-in agent (no LLM here): it reads its prompt, notes each attempt, and fixes the file
+/// only once the prompt carries the grader's feedback, unless told never to.
+const AGENT: &str = r#"agents:
+  scripted:
+    command: ["sh", "-c", "n=$(cat attempts 2>/dev/null || echo 0); echo $((n + 1)) > attempts; cp $LIGHTSOUT_PROMPT_FILE prompt-$((n + 1)).md; if grep -q 'not fixed yet' $LIGHTSOUT_PROMPT_FILE && ! grep -q NEVER $LIGHTSOUT_PROMPT_FILE; then echo fixed > state; else echo broken > state; fi; echo '{\"type\":\"result\",\"total_cost_usd\":0.0123,\"usage\":{\"input_tokens\":100,\"output_tokens\":20}}'"]
+    prompt: stdin
+    usage: claude-stream-json
+"#;
+
+fn loop_pipeline(max: u32, extra: &str) -> String {
+    format!(
+        "  fix:\n    uses: agent\n    with:\n      agent: scripted\n      prompt: \"Fix {{{{ ticket.title }}}}{extra} (attempt {{{{ attempt }}}})\\n{{{{ feedback }}}}\"\n    loop: {{ until: [check], max_attempts: {max} }}\n  check:\n    needs: [fix]\n    uses: grade.command\n    with: {{ command: \"grep -q fixed state || (echo not fixed yet; exit 1)\" }}\n"
+    )
+}
+
+#[test]
+fn an_agent_loop_feeds_the_graders_verdicts_back() {
+    let repo = Repo::full(&loop_pipeline(3, ""), None, AGENT);
+    let (code, ev, err) = repo.run(&["--keep-workspace"]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert_eq!(finished(&ev, "fix").len(), 2, "{ev:#?}");
+    assert_eq!(finished(&ev, "check").len(), 2);
+    assert_eq!(outcome(&ev, "check"), "succeeded");
+    assert!(ev.iter().any(|e| e["event"] == "loop_restarted" && e["attempt"] == 2));
+    let run = repo.run_ids().pop().expect("run");
+    let ws = repo.path().join(".lightsout/worktrees").join(&run);
+    // The second attempt got the grader's output as feedback, and kept the first one's edits.
+    let second = std::fs::read_to_string(ws.join("prompt-2.md")).expect("prompt 2");
+    assert!(
+        second.contains("(attempt 2)") && second.contains("## check") && second.contains("not fixed yet"),
+        "{second}"
+    );
+    assert_eq!(std::fs::read_to_string(ws.join("attempts")).expect("attempts").trim(), "2");
+    // Token usage and cost read from the agent's stream-json; each attempt's diff recorded.
+    let fix = finished(&ev, "fix")[1];
+    assert_eq!(fix["outputs"]["tokens_in"], "100");
+    assert_eq!(fix["outputs"]["cost_usd"], "0.012300");
+    assert!(
+        repo.record(&run).join("stages/fix/1.diff").is_file() && repo.record(&run).join("stages/fix/2.diff").is_file()
+    );
+}
+
+#[test]
+fn an_agent_loop_gives_up_after_max_attempts() {
+    let repo = Repo::full(&loop_pipeline(2, " NEVER"), None, AGENT);
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(finished(&ev, "fix").len(), 2);
+    assert_eq!(finished(&ev, "check").len(), 2);
+    assert_eq!(outcome(&ev, "check"), "failed");
+    assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("failed")));
 }

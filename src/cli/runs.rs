@@ -297,7 +297,8 @@ pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
     let attempt = a.attempt.unwrap_or(st.attempts.max(1));
     let path = dir.log_path(&a.stage, attempt);
     // A stage that has just started may not have its log file yet.
-    while a.follow && !path.exists() && dir.owner_alive() && dir.state().stages.get(&a.stage).is_some_and(|s| s.running) {
+    while a.follow && !path.exists() && dir.owner_alive() && dir.state().stages.get(&a.stage).is_some_and(|s| s.running)
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let mut file = std::fs::File::open(&path).map_err(|e| Failure::Io(format!("{}: {e}", path.display())))?;

@@ -212,7 +212,7 @@ async fn build(docker: &Docker, root: &Path, rel: &Path, context: Option<&Path>)
 }
 
 /// FNV-1a, 64 bits, hex: a cache key for build contexts, not a security boundary.
-fn short_hash(bytes: &[u8]) -> String {
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

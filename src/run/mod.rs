@@ -408,7 +408,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                         && !ctx.meta.keep_going
                         && stop_reason.is_none()
                         && done.outcome != Outcome::Cancelled
-                        && !loop_will_retry(stages, &state, &s.id)
+                        && !is_loop_grader(stages, &s.id)
                     {
                         stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
                         cancel.cancel();
@@ -613,17 +613,27 @@ async fn run_stage(
         limits: stage.resources,
         timeout: Duration::from_secs(stage.timeout_secs.max(1)),
     };
-    let log_path = ctx.dir.log_path(&stage.id, attempt);
-    let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
-    let writer = {
-        let needles = Arc::clone(&ctx.needles);
-        let stage_id = stage.id.clone();
-        let logs = logs.clone();
-        tokio::spawn(async move { write_log(&log_path, &stage_id, needles, &mut chunk_rx, &logs).await })
-    };
-    let ended = ctx.executor.run(&job, &chunk_tx, &cancel).await;
-    drop(chunk_tx);
-    let log_ok = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    if stage.kind == "grade.tests" {
+        return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
+            Ok((v, code)) => {
+                let (outcome, reason) = if v.pass {
+                    (Outcome::Succeeded, "pass".to_owned())
+                } else {
+                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
+                };
+                Done { verdict: Some(v), ..done(outcome, Some(code), reason, BTreeMap::new()) }
+            }
+            Err(Ok(Ended::TimedOut)) => done(
+                Outcome::TimedOut,
+                None,
+                format!("ran past its timeout of {}s", stage.timeout_secs),
+                BTreeMap::new(),
+            ),
+            Err(Ok(_)) => done(Outcome::Cancelled, None, "cancelled".into(), BTreeMap::new()),
+            Err(Err(fault)) => done(Outcome::Fault, None, ctx.needles.mask_str(&fault), BTreeMap::new()),
+        };
+    }
+    let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
     let outputs = read_outputs(&io_dir.join("output"), &ctx.needles);
     let (outcome, code, reason) = match ended {
         Err(fault) => (Outcome::Fault, None, fault),
@@ -654,6 +664,128 @@ async fn run_stage(
         Err(_) => BTreeMap::new(),
     };
     done(outcome, code, ctx.needles.mask_str(&reason), outputs)
+}
+
+/// Runs one job, writing its masked output to `log_path` and to the observers.
+async fn run_job(
+    ctx: &Arc<Ctx>,
+    job: &Job,
+    log_path: PathBuf,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> (Result<Ended, String>, Result<(), String>) {
+    let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
+    let writer = {
+        let needles = Arc::clone(&ctx.needles);
+        let stage_id = job.stage.clone();
+        let logs = logs.clone();
+        tokio::spawn(async move { write_log(&log_path, &stage_id, needles, &mut chunk_rx, &logs).await })
+    };
+    let ended = ctx.executor.run(job, &chunk_tx, cancel).await;
+    drop(chunk_tx);
+    let log_ok = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    (ended, log_ok)
+}
+
+/// Per-test results of one run of the test command: `JUnit` if it wrote one, else its output.
+fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
+    match std::fs::read_to_string(io_dir.join("junit.xml")) {
+        Ok(xml) => crate::stages::grade_tests::parse_junit(&xml),
+        Err(_) => Ok(crate::stages::grade_tests::parse_log(&std::fs::read_to_string(log_path).unwrap_or_default())),
+    }
+}
+
+/// `grade.tests`: the test command on the candidate (with the test files of the base
+/// revision) and on the base revision (once per base and command, then reused), compared.
+/// `Err(Ok(ended))` when a run timed out or was cancelled, `Err(Err(fault))` on a fault.
+async fn grade_tests(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    job: &Job,
+    tctx: &serde_json::Value,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> Result<(crate::stages::Verdict, i64), Result<Ended, String>> {
+    let strings = |k: &str| -> Vec<String> {
+        stage
+            .with
+            .get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let mut fail_to_pass = Vec::new();
+    for t in strings("fail_to_pass") {
+        fail_to_pass.push(templates::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
+    }
+    let pass_to_pass = stage.with.get("pass_to_pass").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let test_files: Vec<glob::Pattern> = strings("test_files")
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let io_dir = job.io_dir.clone();
+    let mut env = job.env.clone();
+    env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::exec::IO_DIR)));
+
+    // The candidate, with the test files as the base revision has them.
+    let candidate = ctx.workspace.head().map_err(Err)?;
+    let run = &ctx.meta.run_id;
+    let cand = ctx.workspace.scratch(&format!("{run}-{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
+    let prepared = cand.reset_to_base(&test_files);
+    if matches!(ctx.executor, Executor::Docker(_)) {
+        ownership::prepare(&cand.dir);
+    }
+    let cand_job = Job { workspace: cand.dir.clone(), writable: false, env: env.clone(), ..job.clone() };
+    let log_path = ctx.dir.log_path(&stage.id, attempt);
+    let (ended, log_ok) = if let Err(e) = prepared {
+        (Err(e), Ok(()))
+    } else {
+        run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
+    };
+    ownership::restore(&cand.dir, &ctx.meta.repo);
+    let _ = cand.remove();
+    log_ok.map_err(Err)?;
+    let code = match ended.map_err(Err)? {
+        Ended::Exited(c) => c,
+        other => return Err(Ok(other)),
+    };
+    let cand_results = results_of(&io_dir, &log_path).map_err(Err)?;
+
+    // The base revision, once per base, command and test files.
+    let key = format!("{}\n{:?}", job.script, strings("test_files"));
+    let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
+    let cache = cache_dir.join(format!("{}-{}.json", ctx.meta.base, crate::exec::image::short_hash(key.as_bytes())));
+    let base_results: crate::stages::grade_tests::Results =
+        if let Some(r) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            r
+        } else {
+            let base_ws =
+                ctx.workspace.scratch(&format!("{run}-{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
+            if matches!(ctx.executor, Executor::Docker(_)) {
+                ownership::prepare(&base_ws.dir);
+            }
+            let base_io = io_dir.join("base");
+            let _ = std::fs::create_dir_all(&base_io);
+            if matches!(ctx.executor, Executor::Docker(_)) {
+                ownership::prepare(&base_io);
+            }
+            let base_job = Job { workspace: base_ws.dir.clone(), io_dir: base_io.clone(), ..cand_job.clone() };
+            let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
+            let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
+            ownership::restore(&base_ws.dir, &ctx.meta.repo);
+            let _ = base_ws.remove();
+            log_ok.map_err(Err)?;
+            match ended.map_err(Err)? {
+                Ended::Exited(_) => {}
+                other => return Err(Ok(other)),
+            }
+            let r = results_of(&base_io, &base_log).map_err(Err)?;
+            let _ = std::fs::create_dir_all(&cache_dir);
+            let _ = std::fs::write(&cache, serde_json::to_string(&r).unwrap_or_default());
+            r
+        };
+    Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
 }
 
 /// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).
@@ -711,13 +843,11 @@ fn usage(format: crate::spec::factory::UsageFormat, log: &str) -> BTreeMap<Strin
     out
 }
 
-/// Whether a failure of `grader` will be answered by a loop re-running its agent.
-fn loop_will_retry(stages: &[Stage], state: &RunState, grader: &str) -> bool {
-    stages.iter().any(|l| {
-        l.repeat.as_ref().is_some_and(|r| {
-            r.until.iter().any(|u| u == grader) && state.loops.get(&l.id).map_or(1, |(a, _)| *a) < r.max_attempts
-        })
-    })
+/// Whether `grader` is one of a loop's graders. Its failure does not stop the run at once: the
+/// loop answers it with another attempt, or, after the last one, the loop's other graders still
+/// finish so that every verdict is recorded (stages after them are skipped either way).
+fn is_loop_grader(stages: &[Stage], grader: &str) -> bool {
+    stages.iter().any(|l| l.repeat.as_ref().is_some_and(|r| r.until.iter().any(|u| u == grader)))
 }
 
 /// Loops whose graders have all settled with at least one failure, and attempts left.

@@ -114,7 +114,7 @@ impl Workspace {
     /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
     /// When nothing changed since HEAD, HEAD itself is the snapshot (no new commit).
     pub fn snapshot(&self, label: &str) -> Result<String, String> {
-        self.git(&["add", "--all", "--force", "--", "."])?;
+        self.git(&["add", "--all", "--", "."])?;
         // `diff --cached --quiet` exits 1 when the index differs from HEAD.
         if self.git(&["diff", "--cached", "--quiet", "HEAD"]).is_ok() {
             return self.git(&["rev-parse", "HEAD"]);
@@ -145,7 +145,7 @@ impl Workspace {
 
     /// The change against the base revision, as `git diff --stat` and as a patch.
     pub fn diff(&self) -> Result<(String, String), String> {
-        self.git(&["add", "--all", "--force", "--", "."])?;
+        self.git(&["add", "--all", "--", "."])?;
         let stat = self.git(&["diff", "--cached", "--stat", &self.base])?;
         let patch = self.git(&["diff", "--cached", "--binary", &self.base])?;
         Ok((stat, patch))
@@ -154,7 +154,7 @@ impl Workspace {
     /// Per changed file against the base: (path, added lines, removed lines); binary files
     /// count as one line each way.
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
-        self.git(&["add", "--all", "--force", "--", "."])?;
+        self.git(&["add", "--all", "--", "."])?;
         let out = self.git(&["diff", "--cached", "--numstat", "-z", "--no-renames", &self.base])?;
         let mut rows = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
@@ -167,7 +167,7 @@ impl Workspace {
 
     /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
     pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
-        self.git(&["add", "--all", "--force", "--", "."])?;
+        self.git(&["add", "--all", "--", "."])?;
         let out = self.git(&["diff", "--cached", "-U0", "--no-renames", "--no-color", &self.base])?;
         let mut file = String::new();
         let mut lines = Vec::new();
@@ -181,6 +181,51 @@ impl Workspace {
             }
         }
         Ok(lines)
+    }
+
+    /// The commit the worktree's HEAD is at.
+    pub fn head(&self) -> Result<String, String> {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// A second, scratch worktree of the same repository at `commit` (for graders).
+    pub fn scratch(&self, name: &str, commit: &str) -> Result<Workspace, String> {
+        let dir =
+            self.dir.parent().map_or_else(|| self.repo.join(".lightsout/worktrees"), Path::to_path_buf).join(name);
+        let dir_s = dir.to_string_lossy().into_owned();
+        run_git(&["worktree", "add", "--quiet", "--detach", "--force", &dir_s, commit], Some(&self.repo))?;
+        let mut ws = Workspace::open(&self.repo, &dir, &self.base)?;
+        ws.base.clone_from(&self.base);
+        Ok(ws)
+    }
+
+    /// Makes the files matching `globs` what they are at the base revision: changed ones are
+    /// checked out from it, ones the base does not have are deleted.
+    pub fn reset_to_base(&self, globs: &[glob::Pattern]) -> Result<Vec<String>, String> {
+        let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
+        let matches = |f: &str| globs.iter().any(|g| g.matches_with(f, opts));
+        let in_base: Vec<String> = self
+            .git(&["ls-tree", "-r", "--name-only", "-z", &self.base])?
+            .split('\0')
+            .filter(|f| !f.is_empty() && matches(f))
+            .map(str::to_owned)
+            .collect();
+        let mut touched = Vec::new();
+        for f in self.files()?.into_iter().filter(|f| matches(f)) {
+            if !in_base.contains(&f) {
+                let p = self.dir.join(&f);
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    std::fs::remove_file(&p).map_err(|e| format!("{f}: {e}"))?;
+                    touched.push(f);
+                }
+            }
+        }
+        if !in_base.is_empty() {
+            let mut args = vec!["checkout", self.base.as_str(), "--"];
+            args.extend(in_base.iter().map(String::as_str));
+            self.git_here(&args)?;
+        }
+        Ok(touched)
     }
 
     /// Removes the worktree and its git directory.

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod diff;
+pub mod grade_tests;
 
 use std::collections::BTreeMap;
 

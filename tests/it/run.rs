@@ -657,3 +657,88 @@ fn an_agent_loop_gives_up_after_max_attempts() {
     assert_eq!(outcome(&ev, "check"), "failed");
     assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("failed")));
 }
+
+/// The bundled bugfix example, copied into a fresh repository, with the stand-in agent set to
+/// `mode` and the pipeline cut before `ship`.
+fn bugfix_example(mode: &str) -> tempfile::TempDir {
+    images();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = root().join("examples/bugfix");
+    let st = Command::new("cp").arg("-r").arg(format!("{}/.", src.display())).arg(dir.path()).status().expect("cp");
+    assert!(st.success());
+    let _ = std::fs::remove_dir_all(dir.path().join(".lightsout"));
+    std::fs::write(dir.path().join("agent/mode"), mode).expect("mode");
+    let pipeline = std::fs::read_to_string(dir.path().join("pipelines/bugfix.yaml")).expect("pipeline");
+    let cut = pipeline.split("\n  ship:").next().unwrap_or(&pipeline).to_owned() + "\n";
+    std::fs::write(dir.path().join("pipelines/bugfix.yaml"), cut).expect("pipeline");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "example"],
+    ] {
+        let st = Command::new("git").args(args).current_dir(dir.path()).output().expect("git");
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    }
+    dir
+}
+
+fn run_example(dir: &Path) -> (i32, Vec<Value>, String) {
+    let (code, out, err) = output(
+        lightsout(dir)
+            .args(["run", "--ticket", "tickets/BUG-1.md", "--format", "json", "--executor", "docker"])
+            .env("CI", "true"),
+    );
+    (code, events(&out), err)
+}
+
+fn verdict_reasons(ev: &[Value], stage: &str) -> Vec<String> {
+    finished(ev, stage)
+        .last()
+        .and_then(|f| f["verdict"]["reasons"].as_array())
+        .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn bugfix_example_a_correct_fix_passes_every_grader() {
+    let dir = bugfix_example("correct");
+    let (code, ev, err) = run_example(dir.path());
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert_eq!(outcome(&ev, "reproduce"), "succeeded", "the test must fail on the base revision");
+    let tests = finished(&ev, "tests")[0];
+    assert_eq!(tests["verdict"]["pass"], true, "{tests:#?}");
+    assert_eq!(tests["verdict"]["details"]["fail_to_pass"][0]["base"], false);
+    assert_eq!(tests["verdict"]["details"]["fail_to_pass"][0]["candidate"], true);
+    assert_eq!(finished(&ev, "fix").len(), 1);
+    let run = ev[0]["run_id"].as_str().expect("run id").to_owned();
+    let patch =
+        std::fs::read_to_string(dir.path().join(".lightsout/runs").join(&run).join("diff.patch")).expect("patch");
+    assert!(patch.contains("+        return (ordered[middle - 1] + ordered[middle]) / 2"), "{patch}");
+}
+
+#[test]
+fn bugfix_example_a_wrong_fix_fails_after_max_attempts_with_reasons() {
+    let dir = bugfix_example("wrong");
+    let (code, ev, err) = run_example(dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(finished(&ev, "fix").len(), 2, "max_attempts is 2");
+    let reasons = verdict_reasons(&ev, "tests");
+    assert!(
+        reasons.iter().any(|r| r.contains("FAIL_TO_PASS tests.test_stats.MedianTest.test_even_length still fails")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("PASS_TO_PASS") && r.contains("test_odd_length")), "{reasons:?}");
+}
+
+#[test]
+fn bugfix_example_editing_the_reproducing_test_is_rejected() {
+    let dir = bugfix_example("cheat");
+    let (code, ev, err) = run_example(dir.path());
+    assert_eq!(code, 1, "{err}");
+    // The tests ran with the base revision's test file, so the "fix" fixed nothing...
+    let reasons = verdict_reasons(&ev, "tests");
+    assert!(reasons.iter().any(|r| r.contains("still fails")), "{reasons:?}");
+    // ...and the diff grader names the protected file.
+    let reasons = verdict_reasons(&ev, "scope");
+    assert!(reasons.iter().any(|r| r.contains("tests/test_stats.py is protected")), "{reasons:?}");
+}

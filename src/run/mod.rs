@@ -537,7 +537,7 @@ async fn run_stage(
         verdict: None,
     };
     if crate::stages::is_host_kind(&stage.kind) {
-        let result = run_host_stage(&ctx, stage, attempt, &logs).await;
+        let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs).await;
         return match result {
             Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
             Ok((outputs, Some(v))) => {
@@ -907,19 +907,73 @@ fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
     events
 }
 
+/// What `ship` needs: its rendered parameters, GitHub, the run summary and the ticket's issue.
+fn ship_inputs(
+    ctx: &Ctx,
+    stage: &Stage,
+    tctx: &serde_json::Value,
+) -> Result<(crate::stages::ship::Params, Option<crate::stages::ship::GitHub>, String, Option<u64>), String> {
+    let text = |k: &str, default: &str| -> Result<String, String> {
+        let source = stage.with.get(k).and_then(|v| v.as_str()).unwrap_or(default);
+        templates::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
+    };
+    let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
+    let params = crate::stages::ship::Params {
+        branch: text("branch", "lightsout/{{ ticket.id }}")?,
+        message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
+        remote: text("remote", "origin")?,
+        pull_request: flag("pull_request", true),
+        comment: flag("comment", false),
+    };
+    let github = if params.pull_request || params.comment {
+        crate::stages::ship::GitHub::from_env(
+            ctx.secrets.get("GITHUB_TOKEN").filter(|_| stage.secrets.iter().any(|s| s == "GITHUB_TOKEN")),
+        )?
+    } else {
+        None
+    };
+    let issue = ctx.ticket.id.trim_start_matches('#').parse().ok();
+    Ok((params, github, ctx.needles.mask_str(&run_summary(ctx, tctx)), issue))
+}
+
+/// The Markdown summary of the run so far, for the pull request and the issue comment.
+fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let t = &ctx.ticket;
+    let _ = writeln!(out, "Ticket {}: {}\n", t.id, t.title.replace('\n', " "));
+    let _ = writeln!(out, "| stage | kind | status |\n|---|---|---|");
+    for s in ctx.plan.stages() {
+        let status = tctx["stages"][&s.id]["status"].as_str().unwrap_or("pending");
+        let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
+    }
+    if let Ok((stat, _)) = ctx.workspace.diff() {
+        let _ = writeln!(out, "\n```\n{stat}\n```");
+    }
+    let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
+    out
+}
+
 /// Runs a built-in kind on the host (in a blocking thread): its outputs, artifacts and summary
 /// are masked and recorded like a container stage's.
 async fn run_host_stage(
     ctx: &Arc<Ctx>,
     stage: &Stage,
     attempt: u32,
+    tctx: &serde_json::Value,
     logs: &mpsc::Sender<Event>,
 ) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
+    let ship = if stage.kind == "ship" { Some(ship_inputs(ctx, stage, tctx)?) } else { None };
     let work = {
         let ctx = Arc::clone(ctx);
         let with = stage.with.clone();
         let kind = stage.kind.clone();
         tokio::task::spawn_blocking(move || match kind.as_str() {
+            "ship" => match ship {
+                Some((params, github, summary, issue)) => {
+                    crate::stages::ship::ship(&ctx.workspace, &params, github.as_ref(), &summary, issue)
+                }
+                None => Err("ship: no parameters".into()),
+            },
             "context" => crate::stages::context::assemble(
                 &ctx.workspace,
                 &ctx.ticket,

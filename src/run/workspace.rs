@@ -228,6 +228,39 @@ impl Workspace {
         Ok(touched)
     }
 
+    /// Refuses a branch name git would not accept (or that reads as an option).
+    pub fn check_branch(&self, branch: &str) -> Result<(), String> {
+        if branch.starts_with('-') || run_git(&["check-ref-format", "--branch", branch], Some(&self.repo)).is_err() {
+            return Err(format!("`{}` is not a valid branch name", branch.escape_debug()));
+        }
+        Ok(())
+    }
+
+    /// One commit on top of the base holding the whole change; returns its id.
+    pub fn commit_change(&self, message: &str) -> Result<String, String> {
+        self.git(&["add", "--all", "--", "."])?;
+        let tree = self.git(&["write-tree"])?;
+        let ident = ["-c", "user.name=lightsout", "-c", "user.email=lightsout@localhost", "-c", "commit.gpgsign=false"];
+        let mut args: Vec<&str> = ident.to_vec();
+        args.extend(["commit-tree", tree.as_str(), "-p", self.base.as_str(), "-m", message]);
+        self.git(&args)
+    }
+
+    /// Pushes `commit` to `branch` on `remote` (a remote name or URL of the main repository).
+    pub fn push(&self, remote: &str, commit: &str, branch: &str) -> Result<(), String> {
+        if remote.starts_with('-') {
+            return Err(format!("`{remote}` is not a remote"));
+        }
+        let refspec = format!("{commit}:refs/heads/{branch}");
+        run_git(&["push", "--quiet", "--no-verify", remote, &refspec], Some(&self.repo)).map(|_| ())
+    }
+
+    /// The branch the main working tree has checked out (the pull request's base).
+    pub fn current_branch(&self) -> Result<String, String> {
+        run_git(&["symbolic-ref", "--short", "HEAD"], Some(&self.repo))
+            .map_err(|_| "the repository is on a detached HEAD; a pull request needs a base branch".to_owned())
+    }
+
     /// Removes the worktree and its git directory.
     pub fn remove(&self) -> Result<(), String> {
         let dir = self.dir.to_string_lossy().into_owned();

@@ -661,6 +661,11 @@ fn an_agent_loop_gives_up_after_max_attempts() {
 /// The bundled bugfix example, copied into a fresh repository, with the stand-in agent set to
 /// `mode` and the pipeline cut before `ship`.
 fn bugfix_example(mode: &str) -> tempfile::TempDir {
+    bugfix_example_with(mode, false)
+}
+
+/// The bundled example; with `ship`, the whole pipeline and a bare repository as `origin`.
+fn bugfix_example_with(mode: &str, ship: bool) -> tempfile::TempDir {
     images();
     let dir = tempfile::tempdir().expect("temp dir");
     let src = root().join("examples/bugfix");
@@ -668,12 +673,19 @@ fn bugfix_example(mode: &str) -> tempfile::TempDir {
     assert!(st.success());
     let _ = std::fs::remove_dir_all(dir.path().join(".lightsout"));
     std::fs::write(dir.path().join("agent/mode"), mode).expect("mode");
-    let pipeline = std::fs::read_to_string(dir.path().join("pipelines/bugfix.yaml")).expect("pipeline");
-    let cut = pipeline.split("\n  ship:").next().unwrap_or(&pipeline).to_owned() + "\n";
-    std::fs::write(dir.path().join("pipelines/bugfix.yaml"), cut).expect("pipeline");
+    if !ship {
+        let pipeline = std::fs::read_to_string(dir.path().join("pipelines/bugfix.yaml")).expect("pipeline");
+        let cut = pipeline.split("\n  ship:").next().unwrap_or(&pipeline).to_owned() + "\n";
+        std::fs::write(dir.path().join("pipelines/bugfix.yaml"), cut).expect("pipeline");
+    }
+    let remote = dir.path().join(".lightsout-test-remote.git");
+    let st = Command::new("git").args(["init", "-q", "--bare"]).arg(&remote).output().expect("git");
+    assert!(st.status.success());
+    let remote_s = remote.to_string_lossy().into_owned();
     for args in [
-        &["init", "-q"][..],
-        &["add", "-A"],
+        &["init", "-q", "-b", "main"][..],
+        &["remote", "add", "origin", remote_s.as_str()],
+        &["add", "-A", "--", ".", ":!.lightsout-test-remote.git"],
         &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "example"],
     ] {
         let st = Command::new("git").args(args).current_dir(dir.path()).output().expect("git");
@@ -741,4 +753,149 @@ fn bugfix_example_editing_the_reproducing_test_is_rejected() {
     // ...and the diff grader names the protected file.
     let reasons = verdict_reasons(&ev, "scope");
     assert!(reasons.iter().any(|r| r.contains("tests/test_stats.py is protected")), "{reasons:?}");
+}
+
+#[test]
+fn bugfix_example_a_correct_fix_ships_on_its_own_branch() {
+    let dir = bugfix_example_with("correct", true);
+    let (code, ev, err) = run_example(dir.path());
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let ship = finished(&ev, "ship")[0];
+    assert_eq!(ship["outputs"]["branch"], "lightsout/BUG-1");
+    // The branch is on the remote, one commit on top of the base, holding the fix and only it.
+    let remote = dir.path().join(".lightsout-test-remote.git");
+    let show = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["show", "--stat", "--format=%s", "lightsout/BUG-1"])
+        .output()
+        .expect("git");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("median() of an even-length list") && text.contains("stats/__init__.py"), "{text}");
+    assert!(!text.contains("tests/"), "{text}");
+}
+
+/// One request the fake GitHub received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+/// A stand-in for GitHub's REST API on a local port. It answers `POST .../pulls` and
+/// `POST .../issues/{n}/comments` with 201 and the fields GitHub documents for those
+/// endpoints, and anything else with 404, recording every request.
+fn fake_github() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) =
+                (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+            let mut headers = Vec::new();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.trim_end().split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (status, answer) = if method == "POST" && path == "/repos/acme/widgets/pulls" {
+                (
+                    201,
+                    serde_json::json!({
+                        "id": 1, "number": 42, "state": "open", "title": body["title"],
+                        "html_url": "https://github.com/acme/widgets/pull/42",
+                        "head": {"ref": body["head"]}, "base": {"ref": body["base"]}, "draft": false
+                    }),
+                )
+            } else if method == "POST" && path.starts_with("/repos/acme/widgets/issues/") && path.ends_with("/comments")
+            {
+                (
+                    201,
+                    serde_json::json!({"id": 7, "html_url": "https://github.com/acme/widgets/issues/5#issuecomment-7", "body": body["body"]}),
+                )
+            } else {
+                (404, serde_json::json!({"message": "Not Found"}))
+            };
+            log.lock().expect("lock").push(Seen { method, path, headers, body });
+            let text = answer.to_string();
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn ship_opens_a_pull_request_and_comments_on_the_issue() {
+    let (api, seen) = fake_github();
+    let repo = Repo::full(
+        "  edit:\n    run: echo fixed >> README\n  ship:\n    needs: [edit]\n    uses: ship\n    secrets: [GITHUB_TOKEN]\n    with: { remote: origin, comment: true }\n",
+        Some("version: 1\nsecrets: { GITHUB_TOKEN: { stages: [ship] } }\n"),
+        "",
+    );
+    let p = repo.path();
+    std::fs::write(p.join("t.md"), "---\nid: \"5\"\ntitle: Fix the README\n---\nPlease.\n").expect("ticket");
+    let bare = tempfile::tempdir().expect("remote");
+    let init = Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).output().expect("git");
+    assert!(init.status.success());
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(p).output().expect("git");
+    git(&["remote", "add", "origin", bare.path().to_str().unwrap_or_default()]);
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ticket"]);
+    let branch = String::from_utf8_lossy(&git(&["symbolic-ref", "--short", "HEAD"]).stdout).trim().to_owned();
+    let mut c = repo.cmd(&[]);
+    c.env("GITHUB_TOKEN", "ghs_fakeTokenForTheLocalServer123456")
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env("GITHUB_API_URL", &api);
+    let (code, out, err) = output(&mut c);
+    let ev = events(&out);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let ship = finished(&ev, "ship")[0];
+    assert_eq!(ship["outputs"]["pr_url"], "https://github.com/acme/widgets/pull/42");
+    assert_eq!(ship["outputs"]["pr_number"], "42");
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    let pr = &seen[0];
+    assert_eq!((pr.method.as_str(), pr.path.as_str()), ("POST", "/repos/acme/widgets/pulls"));
+    let header = |s: &Seen, k: &str| s.headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(header(pr, "authorization"), "Bearer ghs_fakeTokenForTheLocalServer123456");
+    assert_eq!(header(pr, "accept"), "application/vnd.github+json");
+    assert_eq!(header(pr, "x-github-api-version"), "2022-11-28");
+    assert!(header(pr, "user-agent").starts_with("lightsout/"));
+    assert_eq!(pr.body["head"], "lightsout/5");
+    assert_eq!(pr.body["base"], branch.as_str());
+    assert_eq!(pr.body["title"], "Fix the README");
+    let body = pr.body["body"].as_str().unwrap_or_default();
+    assert!(body.contains("| edit | run | succeeded |") && body.contains("README"), "{body}");
+    assert_eq!(seen[1].path, "/repos/acme/widgets/issues/5/comments");
+    // The token never reaches the record.
+    let run = repo.run_ids().pop().expect("run");
+    let events_text = std::fs::read_to_string(repo.record(&run).join("events.jsonl")).unwrap_or_default();
+    assert!(!events_text.contains("ghs_fakeToken"));
 }

@@ -44,6 +44,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Print a stage's log from a run.
     Logs(runs::LogsArgs),
+    /// A run's report: Markdown for a reviewer, `JUnit` XML for CI, or JSON.
+    Report(runs::ReportArgs),
     /// Print the JSON Schema of a file kind (or write all of them to a directory).
     Schema(SchemaArgs),
     /// Print shell completions.
@@ -196,6 +198,7 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Resume(a) => runs::resume_cmd(&a),
         Command::Runs(a) => runs::runs_cmd(&a),
         Command::Logs(a) => runs::logs_cmd(&a),
+        Command::Report(a) => runs::report_cmd(&a),
         Command::Schema(a) => schema(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());

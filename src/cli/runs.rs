@@ -91,6 +91,24 @@ pub enum RunsCommand {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// The summary a reviewer reads.
+    Md,
+    /// `JUnit` XML, one test case per stage, for CI test views.
+    Junit,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    run: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    format: ReportFormat,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
     #[command(flatten)]
@@ -278,6 +296,19 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
     }
+}
+
+pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
+    let repo = repo(&a.factory)?;
+    let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;
+    let text = match a.format {
+        ReportFormat::Md => crate::run::report::markdown(&dir),
+        ReportFormat::Junit => crate::run::report::junit(&dir),
+        ReportFormat::Json => crate::run::report::json(&dir),
+    }
+    .map_err(Failure::Io)?;
+    print!("{text}");
+    Ok(Exit::Ok)
 }
 
 pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {

@@ -6,6 +6,7 @@ pub mod display;
 pub mod event;
 pub mod mask;
 pub mod record;
+pub mod report;
 pub mod workspace;
 
 use std::collections::BTreeMap;

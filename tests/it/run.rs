@@ -899,3 +899,44 @@ fn ship_opens_a_pull_request_and_comments_on_the_issue() {
     let events_text = std::fs::read_to_string(repo.record(&run).join("events.jsonl")).unwrap_or_default();
     assert!(!events_text.contains("ghs_fakeToken"));
 }
+
+#[test]
+fn the_report_tells_a_reviewer_what_happened() {
+    let dir = bugfix_example("wrong");
+    let (code, ev, _) = run_example(dir.path());
+    assert_eq!(code, 1);
+    let run = ev[0]["run_id"].as_str().expect("run id").to_owned();
+    let (code, md, err) = output(lightsout(dir.path()).args(["report", &run]));
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains(&format!("# lightsout run `{run}`: failed")), "{md}");
+    assert!(md.contains("**Ticket** `BUG-1`"), "{md}");
+    assert!(md.contains("| fix | agent | succeeded | 2 |"), "{md}");
+    assert!(md.contains("FAIL_TO_PASS tests.test_stats.MedianTest.test_even_length still fails"), "{md}");
+    assert!(md.contains("`fix` ran again (attempt 2)"), "{md}");
+    assert!(md.contains("stats/__init__.py"), "{md}");
+    assert!(md.contains("agent attempts:") && md.contains("wall time:"), "{md}");
+
+    let (code, xml, _) = output(lightsout(dir.path()).args(["report", &run, "--format", "junit"]));
+    assert_eq!(code, 0);
+    let doc = well_formed_xml(&xml);
+    assert!(doc.contains("tests=\"5\"") && doc.contains("<failure"), "{xml}");
+    let (code, json, _) = output(lightsout(dir.path()).args(["report", &run, "--format", "json"]));
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&json).expect("json report");
+    assert_eq!(v["run"]["stages"]["tests"]["verdict"]["pass"], false);
+}
+
+/// The `JUnit` report must be well-formed XML: parse it with python's parser, a second opinion.
+fn well_formed_xml(xml: &str) -> String {
+    let mut child = Command::new("python3")
+        .args(["-c", "import sys, xml.dom.minidom as m; m.parseString(sys.stdin.read()); print('ok')"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write as _;
+    child.stdin.take().expect("stdin").write_all(xml.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "not XML: {xml}");
+    xml.to_owned()
+}

@@ -1,0 +1,209 @@
+//! Reports of a run, from its record: the Markdown summary a reviewer reads (ticket, verdicts,
+//! attempts, diff stat, cost, time), `JUnit` XML for CI test views, and JSON.
+
+use std::fmt::Write as _;
+
+use super::event::{Event, Outcome};
+use super::record::RunDir;
+use crate::plan::Plan;
+use crate::ticket::Ticket;
+
+/// Totals over every attempt of every agent stage.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Cost {
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub usd: f64,
+    pub agent_attempts: u32,
+}
+
+fn cost(dir: &RunDir) -> Cost {
+    let mut c = Cost::default();
+    for e in dir.events() {
+        if let Event::StageFinished { outputs, .. } = &e.event
+            && let Some(t) = outputs.get("tokens_in")
+        {
+            c.agent_attempts += 1;
+            c.tokens_in += t.parse::<u64>().unwrap_or(0);
+            c.tokens_out += outputs.get("tokens_out").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            c.usd += outputs.get("cost_usd").and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    c
+}
+
+fn seconds_between(a: &str, b: &str) -> f64 {
+    match (humantime::parse_rfc3339(a), humantime::parse_rfc3339(b)) {
+        (Ok(a), Ok(b)) => b.duration_since(a).map_or(0.0, |d| d.as_secs_f64()),
+        _ => 0.0,
+    }
+}
+
+fn diff_stat(dir: &RunDir) -> Option<String> {
+    dir.events().into_iter().rev().find_map(|e| match e.event {
+        Event::RunFinished { diff_stat, .. } => diff_stat,
+        _ => None,
+    })
+}
+
+fn load(dir: &RunDir) -> Result<(Plan, Ticket), String> {
+    let plan_text = std::fs::read_to_string(dir.path.join("plan.json")).map_err(|e| e.to_string())?;
+    Ok((Plan::from_record(&plan_text)?, dir.read_json("ticket.json")?))
+}
+
+/// Markdown for a reviewer. Ticket text is shown inside code spans or fences, never as markup.
+pub fn markdown(dir: &RunDir) -> Result<String, String> {
+    let (plan, ticket) = load(dir)?;
+    let state = dir.state();
+    let events = dir.events();
+    let mut out = String::new();
+    let status = state.status.map_or_else(|| "not finished".to_owned(), |s| format!("{s:?}").to_lowercase());
+    let _ = writeln!(out, "# lightsout run `{}`: {status}\n", state.run_id);
+    let title = ticket.title.replace(['\n', '\r', '`'], " ");
+    let _ = writeln!(out, "**Ticket** `{}`: `{title}`", ticket.id.replace('`', "'"));
+    if let Some(url) = &ticket.url {
+        let _ = writeln!(out, "<{}>", url.replace(['<', '>', ' '], ""));
+    }
+    let _ = writeln!(out, "\n**Category** {} ({})\n", plan.category(), plan.pipeline().display());
+    let _ = writeln!(out, "| stage | kind | result | attempts | time |\n|---|---|---|---|---|");
+    for s in plan.stages() {
+        let st = state.stages.get(&s.id);
+        let result = match st {
+            Some(st) if st.skipped.is_some() => "skipped".to_owned(),
+            Some(st) => st.outcome.map_or("not run".into(), |o| format!("{o:?}").to_lowercase()),
+            None => "not run".into(),
+        };
+        let attempts = st.map_or(0, |s| s.attempts);
+        #[allow(clippy::cast_precision_loss)] // milliseconds for display
+        let secs = st.map_or(0.0, |s| s.duration_ms as f64 / 1000.0);
+        let _ = writeln!(out, "| {} | {} | {result} | {attempts} | {secs:.1}s |", s.id, s.kind);
+    }
+    let _ = writeln!(out, "\n## Why the factory believes the change is right\n");
+    let mut any = false;
+    for s in plan.stages().iter().filter(|s| s.role == crate::compile::kinds::Role::Grader) {
+        let Some(st) = state.stages.get(&s.id) else { continue };
+        any = true;
+        let mark = if st.outcome == Some(Outcome::Succeeded) { "passed" } else { "did not pass" };
+        let _ = writeln!(out, "- **{}** (`{}`) {mark}: {}", s.id, s.kind, st.reason.replace('\n', " "));
+        if let Some(v) = &st.verdict {
+            for r in &v.reasons {
+                let _ = writeln!(out, "  - {}", r.replace('\n', " "));
+            }
+        }
+        if let Some(skip) = &st.skipped {
+            let _ = writeln!(out, "  - skipped: {skip}");
+        }
+    }
+    if !any {
+        let _ = writeln!(out, "No grader ran.");
+    }
+    let loops: Vec<&Event> =
+        events.iter().map(|e| &e.event).filter(|e| matches!(e, Event::LoopRestarted { .. })).collect();
+    if !loops.is_empty() {
+        let _ = writeln!(out, "\n## Attempts\n");
+        for e in loops {
+            if let Event::LoopRestarted { stage, attempt, .. } = e {
+                let _ = writeln!(out, "- `{stage}` ran again (attempt {attempt}) with the graders' feedback");
+            }
+        }
+    }
+    let _ = writeln!(out, "\n## Change\n");
+    match diff_stat(dir).filter(|s| !s.is_empty()) {
+        Some(stat) => {
+            let _ = writeln!(out, "```\n{stat}\n```");
+        }
+        None => {
+            let _ = writeln!(out, "No change.");
+        }
+    }
+    let c = cost(dir);
+    let total = match (events.first(), events.last()) {
+        (Some(a), Some(b)) => seconds_between(&a.at, &b.at),
+        _ => 0.0,
+    };
+    let _ = writeln!(out, "\n## Cost and time\n");
+    let _ = writeln!(
+        out,
+        "- agent attempts: {}; tokens: {} in, {} out; cost: ${:.4}\n- wall time: {total:.1}s",
+        c.agent_attempts, c.tokens_in, c.tokens_out, c.usd
+    );
+    Ok(out)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&apos;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// `JUnit` XML: one test case per stage.
+pub fn junit(dir: &RunDir) -> Result<String, String> {
+    let (plan, _) = load(dir)?;
+    let state = dir.state();
+    let mut cases = String::new();
+    let (mut failures, mut skipped) = (0, 0);
+    for s in plan.stages() {
+        let st = state.stages.get(&s.id);
+        #[allow(clippy::cast_precision_loss)] // milliseconds for display
+        let secs = st.map_or(0.0, |s| s.duration_ms as f64 / 1000.0);
+        let _ = write!(
+            cases,
+            "    <testcase classname=\"lightsout.{}\" name=\"{}\" time=\"{secs:.3}\"",
+            xml_escape(plan.category()),
+            xml_escape(&s.id)
+        );
+        match st {
+            Some(st) if st.skipped.is_some() => {
+                skipped += 1;
+                let _ = writeln!(
+                    cases,
+                    "><skipped message=\"{}\"/></testcase>",
+                    xml_escape(st.skipped.as_deref().unwrap_or_default())
+                );
+            }
+            Some(st) if st.outcome == Some(Outcome::Succeeded) => {
+                let _ = writeln!(cases, "/>");
+            }
+            Some(st) => {
+                failures += 1;
+                let detail = st.verdict.as_ref().map(|v| v.reasons.join("\n")).unwrap_or_default();
+                let _ = writeln!(
+                    cases,
+                    "><failure message=\"{}\">{}</failure></testcase>",
+                    xml_escape(&st.reason),
+                    xml_escape(&detail)
+                );
+            }
+            None => {
+                skipped += 1;
+                let _ = writeln!(cases, "><skipped message=\"not run\"/></testcase>");
+            }
+        }
+    }
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"lightsout run {}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n</testsuites>\n",
+        xml_escape(&state.run_id),
+        plan.stages().len()
+    ))
+}
+
+/// Everything, as JSON.
+pub fn json(dir: &RunDir) -> Result<String, String> {
+    let (plan, ticket) = load(dir)?;
+    let v = serde_json::json!({
+        "run": dir.state(),
+        "ticket": ticket,
+        "plan": plan,
+        "diff_stat": diff_stat(dir),
+        "cost": cost(dir),
+    });
+    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
+}

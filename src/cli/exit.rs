@@ -12,6 +12,8 @@ pub enum Exit {
     Invalid = 2,
     /// The infrastructure failed (Docker, git, the file system).
     Infra = 3,
+    /// The run stopped at an `approve` gate and waits for `lightsout approve` or `reject`.
+    AwaitingApproval = 4,
     /// The run was cancelled.
     Cancelled = 130,
 }
@@ -28,4 +30,5 @@ Exit codes:
   1    a stage or grader failed
   2    invalid input: a file, ticket or argument (every problem is listed with file:line:column)
   3    infrastructure fault (Docker, git, file system)
+  4    the run waits at an approval gate (lightsout approve|reject <run>)
   130  cancelled";

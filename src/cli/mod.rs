@@ -46,6 +46,10 @@ enum Command {
     Logs(runs::LogsArgs),
     /// A run's report: Markdown for a reviewer, `JUnit` XML for CI, or JSON.
     Report(runs::ReportArgs),
+    /// Approve the gate a run waits at, and continue it.
+    Approve(runs::DecideArgs),
+    /// Reject the gate a run waits at: the stages after it are skipped and the run fails.
+    Reject(runs::DecideArgs),
     /// Print the JSON Schema of a file kind (or write all of them to a directory).
     Schema(SchemaArgs),
     /// Print shell completions.
@@ -199,6 +203,8 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Runs(a) => runs::runs_cmd(&a),
         Command::Logs(a) => runs::logs_cmd(&a),
         Command::Report(a) => runs::report_cmd(&a),
+        Command::Approve(a) => runs::decide_cmd(&a, true),
+        Command::Reject(a) => runs::decide_cmd(&a, false),
         Command::Schema(a) => schema(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());

@@ -74,6 +74,22 @@ pub struct ResumeArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The run waiting at a gate.
+    run: String,
+    /// Why, recorded with the decision.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who decides [default: $USER, else git's user.name].
+    #[arg(long)]
+    by: Option<String>,
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    format: RunFormat,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct RunsArgs {
     #[command(flatten)]
     factory: FactoryArg,
@@ -174,6 +190,7 @@ fn exit_for(f: &run::Finished) -> Exit {
     match f.status {
         RunStatus::Succeeded => Exit::Ok,
         RunStatus::Cancelled => Exit::Cancelled,
+        RunStatus::AwaitingApproval => Exit::AwaitingApproval,
         _ if f.fault => Exit::Infra,
         _ => Exit::Failed,
     }
@@ -233,6 +250,41 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
             None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
         };
         run::resume(&repo, &a.run, |_| Ok(executor), output(a.format)).await
+    });
+    let finished = finished.map_err(run_error)?;
+    Ok(exit_for(&finished))
+}
+
+/// `approve` or `reject`: records who and why, then continues the run.
+pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
+    let repo = repo(&a.factory)?;
+    let by =
+        a.by.clone()
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| {
+                std::process::Command::new("git")
+                    .args(["config", "user.name"])
+                    .current_dir(&repo)
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| "unknown".into());
+    let decision = run::Decision { approve, by, reason: a.reason.clone() };
+    let rt = runtime()?;
+    let finished = rt.block_on(async {
+        let executor = match RunDir::open(&repo, &a.run).and_then(|d| d.meta().ok()).map(|m| m.executor) {
+            Some(name) if name == "docker" => {
+                docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?
+            }
+            Some(name) if name == "local" => {
+                local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?
+            }
+            Some(_) => Executor::Local(local::Local::unsandboxed()),
+            None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
+        };
+        run::resume_with(&repo, &a.run, |_| Ok(executor), output(a.format), Some(decision)).await
     });
     let finished = finished.map_err(run_error)?;
     Ok(exit_for(&finished))

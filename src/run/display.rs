@@ -70,6 +70,18 @@ fn lines(e: &Stamped) -> Vec<String> {
             vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
         }
         Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::ApprovalRequested { stage, message } => {
+            vec![format!(
+                "{stage:<12} waiting for approval: {}; run `lightsout approve <run>` or `reject`",
+                printable(message)
+            )]
+        }
+        Event::Approved { stage, by, reason } => {
+            vec![format!("{stage:<12} approved by {}: {}", printable(by), printable(reason))]
+        }
+        Event::Rejected { stage, by, reason } => {
+            vec![format!("{stage:<12} rejected by {}: {}", printable(by), printable(reason))]
+        }
         Event::LoopRestarted { stage, attempt, .. } => {
             vec![format!("{stage:<12} graders failed: attempt {attempt}, with their feedback")]
         }

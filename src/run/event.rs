@@ -35,6 +35,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Stopped at an `approve` gate until someone runs `lightsout approve` or `reject`.
+    AwaitingApproval,
 }
 
 /// Which stream a log chunk came from.
@@ -106,6 +108,23 @@ pub enum Event {
         attempt: u32,
         reset: Vec<String>,
         feedback: String,
+    },
+    /// The run reached an `approve` gate.
+    ApprovalRequested {
+        stage: String,
+        message: String,
+    },
+    /// Someone approved the gate (who, and why).
+    Approved {
+        stage: String,
+        by: String,
+        reason: String,
+    },
+    /// Someone rejected the gate (who, and why).
+    Rejected {
+        stage: String,
+        by: String,
+        reason: String,
     },
     /// A warning the user should see (e.g. an unsandboxed local executor).
     Warning {

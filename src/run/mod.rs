@@ -100,7 +100,12 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
     let missing: Vec<String> = plan
         .stages()
         .iter()
-        .filter(|s| command_of(s).is_none() && !crate::stages::is_host_kind(&s.kind) && s.agent.is_none())
+        .filter(|s| {
+            command_of(s).is_none()
+                && !crate::stages::is_host_kind(&s.kind)
+                && s.agent.is_none()
+                && s.role != Role::Approve
+        })
         .map(|s| format!("{} (`{}`)", s.id, s.kind))
         .collect();
     if missing.is_empty() {
@@ -191,6 +196,25 @@ pub async fn resume(
     executor_for: impl FnOnce(&str) -> Result<Executor, RunError>,
     output: Output,
 ) -> Result<Finished, RunError> {
+    resume_with(repo, run_id, executor_for, output, None).await
+}
+
+/// A person's answer at an `approve` gate.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub approve: bool,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Continues a run: after its runner died, or (with a decision) at an `approve` gate.
+pub async fn resume_with(
+    repo: &Path,
+    run_id: &str,
+    executor_for: impl FnOnce(&str) -> Result<Executor, RunError>,
+    output: Output,
+    decision: Option<Decision>,
+) -> Result<Finished, RunError> {
     let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
     let dir = RunDir::open(&repo, run_id)
         .ok_or_else(|| RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them")))?;
@@ -198,9 +222,27 @@ pub async fn resume(
         return Err(RunError::Invalid(format!("run `{run_id}` is still running (its runner is alive)")));
     }
     let state = dir.state();
-    if let Some(status) = state.status {
-        return Err(RunError::Invalid(format!("run `{run_id}` already ended ({status:?}); nothing to resume")));
-    }
+    let gate = state.stages.iter().find(|(_, st)| st.awaiting).map(|(id, _)| id.clone());
+    let first_decision = match (state.status, &decision, gate) {
+        (Some(RunStatus::AwaitingApproval), Some(answer), Some(stage)) => {
+            let (by, reason) = (answer.by.clone(), answer.reason.clone());
+            Some(if answer.approve {
+                Event::Approved { stage, by, reason }
+            } else {
+                Event::Rejected { stage, by, reason }
+            })
+        }
+        (Some(RunStatus::AwaitingApproval), None, _) => {
+            return Err(RunError::Invalid(format!(
+                "run `{run_id}` waits for approval; `lightsout approve {run_id}` or `lightsout reject {run_id}`"
+            )));
+        }
+        (_, Some(_), _) => return Err(RunError::Invalid(format!("run `{run_id}` is not waiting for approval"))),
+        (Some(status), None, _) => {
+            return Err(RunError::Invalid(format!("run `{run_id}` already ended ({status:?}); nothing to resume")));
+        }
+        (None, None, _) => None,
+    };
     let meta = dir.meta().map_err(RunError::Infra)?;
     let plan_text = std::fs::read_to_string(dir.path.join("plan.json")).map_err(|e| RunError::Infra(e.to_string()))?;
     let plan = Plan::from_record(&plan_text).map_err(RunError::Infra)?;
@@ -215,11 +257,15 @@ pub async fn resume(
     // the runner died is dropped, and that stage runs again.
     let snapshot = state.snapshot.clone().unwrap_or_else(|| meta.base.clone());
     workspace.restore(&snapshot).map_err(RunError::Infra)?;
-    let secrets: BTreeMap<String, String> =
-        meta.secrets.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect();
+    // Secrets are read from this process's environment: a stage after a gate gets them from
+    // whoever continues the run, never before.
+    let secrets = secret_values(&plan);
+
     let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
     let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output };
-    drive(ctx, state, vec![Event::RunResumed { pid: std::process::id() }]).await
+    let mut first = vec![Event::RunResumed { pid: std::process::id() }];
+    first.extend(first_decision);
+    drive(ctx, state, first).await
 }
 
 /// What a stage task reports back to the loop.
@@ -321,6 +367,18 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                         }
                     }
                 }
+                if s.role == Role::Approve {
+                    if !state.stages.get(&s.id).is_some_and(|st| st.awaiting) {
+                        let message = s.with.get("message").and_then(|m| m.as_str()).unwrap_or("a person must approve");
+                        let message =
+                            templates::render(Mode::Text, message, &tctx).unwrap_or_else(|_| message.to_owned());
+                        emit(
+                            Event::ApprovalRequested { stage: s.id.clone(), message: ctx.needles.mask_str(&message) },
+                            &mut state,
+                        )?;
+                    }
+                    continue;
+                }
                 if running.len() >= jobs {
                     break;
                 }
@@ -338,6 +396,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
             {
                 let progress = stages.iter().enumerate().any(|(i, s)| {
                     !in_flight[i]
+                        && !state.stages.get(&s.id).is_some_and(|st| st.awaiting)
                         && !state.stages.get(&s.id).is_some_and(record::StageState::settled)
                         && s.needs.iter().all(|n| state.stages.get(n.as_str()).is_some_and(record::StageState::settled))
                 });
@@ -424,6 +483,14 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
         }
     }
 
+    // Stopped at a gate: the run waits, its workspace kept, until `approve` or `reject`.
+    let waiting = stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.awaiting));
+    if waiting && stop_reason.is_none() && !cancel.is_cancelled() {
+        emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
+        drop(obs_tx);
+        let _ = display.await;
+        return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
+    }
     // Stages that never ran.
     let reason = if let Some(r) = &stop_reason { r.clone() } else { "the run was cancelled".to_owned() };
     for s in stages {

@@ -178,6 +178,8 @@ pub struct StageState {
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::stages::Verdict>,
+    /// An `approve` gate waiting for a person.
+    pub awaiting: bool,
 }
 
 impl StageState {
@@ -263,6 +265,20 @@ impl RunState {
                     st.verdict = None;
                 }
                 self.loops.insert(stage.clone(), (*attempt, feedback.clone()));
+            }
+            Event::ApprovalRequested { stage, message } => {
+                let st = self.stages.entry(stage.clone()).or_default();
+                st.awaiting = true;
+                st.reason.clone_from(message);
+            }
+            Event::Approved { stage, by, reason } | Event::Rejected { stage, by, reason } => {
+                let st = self.stages.entry(stage.clone()).or_default();
+                st.awaiting = false;
+                let approved = matches!(e, Event::Approved { .. });
+                st.outcome = Some(if approved { Outcome::Succeeded } else { Outcome::Failed });
+                let word = if approved { "approved" } else { "rejected" };
+                st.reason =
+                    if reason.is_empty() { format!("{word} by {by}") } else { format!("{word} by {by}: {reason}") };
             }
             Event::RunFinished { status, .. } => self.status = Some(*status),
             Event::StageLog { .. } | Event::Warning { .. } => {}

@@ -928,15 +928,66 @@ fn the_report_tells_a_reviewer_what_happened() {
 
 /// The `JUnit` report must be well-formed XML: parse it with python's parser, a second opinion.
 fn well_formed_xml(xml: &str) -> String {
+    use std::io::Write as _;
     let mut child = Command::new("python3")
         .args(["-c", "import sys, xml.dom.minidom as m; m.parseString(sys.stdin.read()); print('ok')"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
-    use std::io::Write as _;
     child.stdin.take().expect("stdin").write_all(xml.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("python3");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "not XML: {xml}");
     xml.to_owned()
+}
+
+const GATED: &str = "  build:\n    run: echo built > out.txt\n  gate:\n    needs: [build]\n    uses: approve\n    with: { message: \"ship {{ ticket.id }}?\" }\n  after:\n    needs: [gate]\n    secrets: [DEPLOY_KEY]\n    run: test -n \"$DEPLOY_KEY\" && cat out.txt\n";
+const GATED_POLICY: &str = "version: 1\nsecrets: { DEPLOY_KEY: { stages: [run] } }\n";
+
+#[test]
+fn an_approval_gate_stops_the_run_and_approve_continues_it() {
+    let repo = Repo::with_policy(GATED, Some(GATED_POLICY));
+    // No secret in the environment: the stage after the gate must not need it yet.
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 4, "{err}\n{ev:#?}");
+    assert!(ev.iter().any(|e| e["event"] == "approval_requested" && e["message"] == "ship T-1?"), "{ev:#?}");
+    assert!(
+        !ev.iter().any(|e| e["event"] == "stage_started" && e["stage"] == "after"),
+        "a stage after the gate started"
+    );
+    let run = repo.run_ids().pop().expect("run");
+    let (_, list, _) = output(lightsout(repo.path()).arg("runs"));
+    assert!(list.contains("awaitingapproval") || list.contains("awaiting"), "{list}");
+    let (code, _, err) = output(lightsout(repo.path()).args(["resume", &run]));
+    assert_eq!(code, 2, "resume alone must not pass a gate: {err}");
+
+    let (code, out, err) = output(
+        lightsout(repo.path())
+            .args(["approve", &run, "--by", "lead", "--reason", "looks right", "--format", "json"])
+            .env("DEPLOY_KEY", "k-123456789")
+            .env("CI", "true"),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let ev = repo.recorded_events(&run);
+    let approved = ev.iter().find(|e| e["event"] == "approved").expect("approved event");
+    assert_eq!((approved["by"].as_str(), approved["reason"].as_str()), (Some("lead"), Some("looks right")));
+    assert_eq!(outcome(&ev, "after"), "succeeded");
+    assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("succeeded")));
+    let (_, md, _) = output(lightsout(repo.path()).args(["report", &run]));
+    assert!(md.contains("| gate | approve | succeeded |"), "{md}");
+}
+
+#[test]
+fn rejecting_a_gate_skips_what_follows_and_fails_the_run() {
+    let repo = Repo::with_policy(GATED, Some(GATED_POLICY));
+    let (code, _, _) = repo.run(&[]);
+    assert_eq!(code, 4);
+    let run = repo.run_ids().pop().expect("run");
+    let (code, _, err) =
+        output(lightsout(repo.path()).args(["reject", &run, "--by", "lead", "--reason", "not now"]).env("CI", "true"));
+    assert_eq!(code, 1, "{err}");
+    let ev = repo.recorded_events(&run);
+    assert!(ev.iter().any(|e| e["event"] == "rejected" && e["by"] == "lead"));
+    assert!(ev.iter().any(|e| e["event"] == "stage_skipped" && e["stage"] == "after"));
+    assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("failed")));
 }

@@ -235,20 +235,23 @@ fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
     run::repo_of(&absolute(&dir)).map_err(run_error)
 }
 
+/// The executor a recorded run used.
+async fn executor_of(repo: &Path, run_id: &str) -> Result<Executor, RunError> {
+    match RunDir::open(repo, run_id).and_then(|d| d.meta().ok()).map(|m| m.executor) {
+        Some(name) if name == "docker" => {
+            docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)
+        }
+        Some(name) if name == "local" => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid),
+        Some(_) => Ok(Executor::Local(local::Local::unsandboxed())),
+        None => Err(RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them"))),
+    }
+}
+
 pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let rt = runtime()?;
     let finished = rt.block_on(async {
-        let executor = match RunDir::open(&repo, &a.run).and_then(|d| d.meta().ok()).map(|m| m.executor) {
-            Some(name) if name == "docker" => {
-                docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?
-            }
-            Some(name) if name == "local" => {
-                local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?
-            }
-            Some(_) => Executor::Local(local::Local::unsandboxed()),
-            None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
-        };
+        let executor = executor_of(&repo, &a.run).await?;
         run::resume(&repo, &a.run, |_| Ok(executor), output(a.format)).await
     });
     let finished = finished.map_err(run_error)?;
@@ -274,16 +277,7 @@ pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     let decision = run::Decision { approve, by, reason: a.reason.clone() };
     let rt = runtime()?;
     let finished = rt.block_on(async {
-        let executor = match RunDir::open(&repo, &a.run).and_then(|d| d.meta().ok()).map(|m| m.executor) {
-            Some(name) if name == "docker" => {
-                docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)?
-            }
-            Some(name) if name == "local" => {
-                local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid)?
-            }
-            Some(_) => Executor::Local(local::Local::unsandboxed()),
-            None => return Err(RunError::Invalid(format!("there is no run `{}`; `lightsout runs` lists them", a.run))),
-        };
+        let executor = executor_of(&repo, &a.run).await?;
         run::resume_with(&repo, &a.run, |_| Ok(executor), output(a.format), Some(decision)).await
     });
     let finished = finished.map_err(run_error)?;

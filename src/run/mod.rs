@@ -225,11 +225,11 @@ pub async fn resume_with(
     let gate = state.stages.iter().find(|(_, st)| st.awaiting).map(|(id, _)| id.clone());
     let first_decision = match (state.status, &decision, gate) {
         (Some(RunStatus::AwaitingApproval), Some(answer), Some(stage)) => {
-            let (by, reason) = (answer.by.clone(), answer.reason.clone());
-            Some(if answer.approve {
-                Event::Approved { stage, by, reason }
+            let Decision { approve: yes, by, reason: why } = answer.clone();
+            Some(if yes {
+                Event::Approved { stage, by, reason: why }
             } else {
-                Event::Rejected { stage, by, reason }
+                Event::Rejected { stage, by, reason: why }
             })
         }
         (Some(RunStatus::AwaitingApproval), None, _) => {

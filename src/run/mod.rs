@@ -224,12 +224,12 @@ pub async fn resume_with(
     let state = dir.state();
     let gate = state.stages.iter().find(|(_, st)| st.awaiting).map(|(id, _)| id.clone());
     let first_decision = match (state.status, &decision, gate) {
-        (Some(RunStatus::AwaitingApproval), Some(answer), Some(stage)) => {
+        (Some(RunStatus::AwaitingApproval), Some(answer), Some(gate_id)) => {
             let Decision { approve: yes, by, reason: why } = answer.clone();
             Some(if yes {
-                Event::Approved { stage, by, reason: why }
+                Event::Approved { stage: gate_id, by, reason: why }
             } else {
-                Event::Rejected { stage, by, reason: why }
+                Event::Rejected { stage: gate_id, by, reason: why }
             })
         }
         (Some(RunStatus::AwaitingApproval), None, _) => {

@@ -1048,6 +1048,7 @@ async fn run_host_stage(
                 &crate::stages::context::Params::from_with(&with),
             ),
             "grade.diff" => crate::stages::diff::grade(&ctx.workspace, &crate::stages::diff::Params::from_with(&with)),
+            "grade.jsonschema" => crate::stages::jsonschema::grade(&ctx.workspace, &with),
             other => Err(format!("`{other}` does not run on the host")),
         })
     };

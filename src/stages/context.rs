@@ -107,7 +107,7 @@ fn fenced(lang: &str, text: &str) -> String {
 }
 
 /// Reads a workspace file as text, refusing symlinks, escapes, large and binary files.
-fn read_inside(root: &Path, rel: &str) -> Result<String, &'static str> {
+pub(crate) fn read_inside(root: &Path, rel: &str) -> Result<String, &'static str> {
     let rel_path = Path::new(rel);
     if rel_path.is_absolute() || rel_path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err("outside the workspace");

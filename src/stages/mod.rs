@@ -4,6 +4,7 @@
 pub mod context;
 pub mod diff;
 pub mod grade_tests;
+pub mod jsonschema;
 pub mod ship;
 
 use std::collections::BTreeMap;
@@ -33,5 +34,5 @@ pub struct HostResult {
 
 /// Whether `kind` runs on the host in this version.
 pub fn is_host_kind(kind: &str) -> bool {
-    matches!(kind, "context" | "grade.diff" | "ship")
+    matches!(kind, "context" | "grade.diff" | "grade.jsonschema" | "ship")
 }

@@ -991,3 +991,29 @@ fn rejecting_a_gate_skips_what_follows_and_fails_the_run() {
     assert!(ev.iter().any(|e| e["event"] == "stage_skipped" && e["stage"] == "after"));
     assert_eq!(ev.last().map(|e| e["status"].clone()), Some(Value::from("failed")));
 }
+
+#[test]
+fn grade_jsonschema_checks_json_and_yaml_files() {
+    let stages = "  edit:\n    run: |\n      printf 'name: ok\\nport: 80\\n' > conf/a.yaml; printf '{\"name\": 3}' > conf/b.json\n  valid:\n    needs: [edit]\n    uses: grade.jsonschema\n    with: { schema: schema/conf.json, files: [\"conf/*\"] }\n";
+    let repo = Repo::new(stages);
+    let p = repo.path();
+    std::fs::create_dir_all(p.join("schema")).expect("mkdir");
+    std::fs::create_dir_all(p.join("conf")).expect("mkdir");
+    std::fs::write(p.join("conf/.keep"), "").expect("keep");
+    std::fs::write(
+        p.join("schema/conf.json"),
+        r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}"#,
+    )
+    .expect("schema");
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(p).output().expect("git");
+    git(&["add", "-A"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "schema"]);
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    let reasons: Vec<String> = finished(&ev, "valid")[0]["verdict"]["reasons"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    assert!(reasons.iter().any(|r| r.starts_with("conf/b.json at /name:")), "{reasons:?}");
+    assert!(!reasons.iter().any(|r| r.starts_with("conf/a.yaml")), "{reasons:?}");
+}

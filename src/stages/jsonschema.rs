@@ -1,0 +1,73 @@
+//! `uses: grade.jsonschema`: the workspace's JSON or YAML files named by `files` (globs) are
+//! valid against the JSON Schema at `schema`. Files are read on the host, never through a
+//! symbolic link.
+
+use super::context::read_inside;
+use super::{HostResult, Verdict};
+use crate::run::workspace::Workspace;
+
+fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
+    let yaml = std::path::Path::new(path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    if yaml {
+        serde_saphyr::from_str::<serde_json::Value>(text).map_err(|e| format!("{path}: not valid YAML: {e}"))
+    } else {
+        serde_json::from_str(text).map_err(|e| format!("{path}: not valid JSON: {e}"))
+    }
+}
+
+pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value>) -> Result<HostResult, String> {
+    let schema_path = with.get("schema").and_then(|v| v.as_str()).ok_or("grade.jsonschema needs `schema`")?;
+    let schema_text = read_inside(&ws.dir, schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
+    let schema = parse(schema_path, &schema_text)?;
+    let validator =
+        jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;
+    let globs: Vec<glob::Pattern> = with.get("files").and_then(|v| v.as_array()).map_or_else(
+        || Ok(Vec::new()),
+        |a| {
+            a.iter()
+                .filter_map(|s| s.as_str())
+                .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}`: {e}")))
+                .collect()
+        },
+    )?;
+    let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
+    let files: Vec<String> =
+        ws.files()?.into_iter().filter(|f| globs.iter().any(|g| g.matches_with(f, opts))).collect();
+    let mut reasons = Vec::new();
+    if files.is_empty() {
+        reasons.push("no file matches `files`".to_owned());
+    }
+    for f in &files {
+        let value = match read_inside(&ws.dir, f).map_err(|why| format!("{f}: {why}")).and_then(|t| parse(f, &t)) {
+            Ok(v) => v,
+            Err(e) => {
+                reasons.push(e);
+                continue;
+            }
+        };
+        for err in validator.iter_errors(&value) {
+            reasons.push(format!(
+                "{f}{}: {}",
+                if err.instance_path().as_str().is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", err.instance_path())
+                },
+                err.masked()
+            ));
+        }
+    }
+    let pass = reasons.is_empty();
+    let summary = if pass {
+        format!("grade.jsonschema: pass ({} files valid against {schema_path})", files.len())
+    } else {
+        format!("grade.jsonschema: FAIL\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))
+    };
+    Ok(HostResult {
+        summary,
+        verdict: Some(Verdict { pass, reasons, details: serde_json::json!({ "schema": schema_path, "files": files }) }),
+        ..HostResult::default()
+    })
+}

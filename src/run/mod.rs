@@ -149,7 +149,10 @@ pub async fn start(
     opts: &Options,
 ) -> Result<Finished, RunError> {
     check_runnable(&plan)?;
+    let factory_dir = std::fs::canonicalize(repo).map_err(|e| RunError::Invalid(format!("{}: {e}", repo.display())))?;
     let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
+    let repo = std::fs::canonicalize(&repo).unwrap_or(repo);
+    let sub = factory_dir.strip_prefix(&repo).map(Path::to_path_buf).unwrap_or_default();
     let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
     if let Executor::Docker(d) = &executor {
         d.remove_orphans().await.map_err(RunError::Infra)?;
@@ -157,12 +160,13 @@ pub async fn start(
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let dir =
         RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
-    let workspace = Workspace::create(&repo, &run_id, &base).map_err(RunError::Infra)?;
+    let workspace = Workspace::create(&repo, &run_id, &base, &sub).map_err(RunError::Infra)?;
     let secrets = secret_values(&plan);
     let meta = RunMeta {
         run_id: run_id.clone(),
         repo: repo.clone(),
         workspace: workspace.dir.clone(),
+        sub,
         base: base.clone(),
         executor: executor.name().to_owned(),
         jobs: opts.jobs.max(1),
@@ -252,7 +256,7 @@ pub async fn resume_with(
         d.remove_orphans().await.map_err(RunError::Infra)?;
     }
     dir.claim().map_err(|e| RunError::Infra(e.to_string()))?;
-    let workspace = Workspace::open(&repo, &meta.workspace, &meta.base).map_err(RunError::Infra)?;
+    let workspace = Workspace::open(&repo, &meta.workspace, &meta.base, &meta.sub).map_err(RunError::Infra)?;
     // Back to the state after the last stage that completed: anything a stage wrote before
     // the runner died is dropped, and that stage runs again.
     let snapshot = state.snapshot.clone().unwrap_or_else(|| meta.base.clone());
@@ -662,7 +666,7 @@ async fn run_stage(
         ownership::prepare(&io_dir);
     }
     let image = match (&ctx.executor, &stage.image) {
-        (Executor::Docker(d), Some(img)) => match crate::exec::image::ensure(d, &ctx.workspace.dir, &img.value).await {
+        (Executor::Docker(d), Some(img)) => match crate::exec::image::ensure(d, &ctx.workspace.root(), &img.value).await {
             Ok(name) => name,
             Err(e) => return done(Outcome::Fault, None, e, BTreeMap::new()),
         },
@@ -675,7 +679,7 @@ async fn run_stage(
         image,
         script,
         env,
-        workspace: ctx.workspace.dir.clone(),
+        workspace: ctx.workspace.root(),
         writable: stage.workspace == Access::ReadWrite,
         io_dir: io_dir.clone(),
         limits: stage.resources,
@@ -804,7 +808,7 @@ async fn grade_tests(
     if matches!(ctx.executor, Executor::Docker(_)) {
         ownership::prepare(&cand.dir);
     }
-    let cand_job = Job { workspace: cand.dir.clone(), writable: false, env: env.clone(), ..job.clone() };
+    let cand_job = Job { workspace: cand.root(), writable: false, env: env.clone(), ..job.clone() };
     let log_path = ctx.dir.log_path(&stage.id, attempt);
     let (ended, log_ok) = if let Err(e) = prepared {
         (Err(e), Ok(()))
@@ -838,7 +842,7 @@ async fn grade_tests(
             if matches!(ctx.executor, Executor::Docker(_)) {
                 ownership::prepare(&base_io);
             }
-            let base_job = Job { workspace: base_ws.dir.clone(), io_dir: base_io.clone(), ..cand_job.clone() };
+            let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
             let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
             ownership::restore(&base_ws.dir, &ctx.meta.repo);

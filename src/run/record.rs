@@ -28,6 +28,9 @@ pub struct RunMeta {
     pub run_id: String,
     pub repo: PathBuf,
     pub workspace: PathBuf,
+    /// The factory's directory inside the repository (see `Workspace::sub`).
+    #[serde(default)]
+    pub sub: PathBuf,
     pub base: String,
     pub executor: String,
     pub jobs: usize,

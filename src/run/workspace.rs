@@ -18,6 +18,9 @@ pub struct Workspace {
     git_dir: PathBuf,
     /// The base revision, a full commit id.
     pub base: String,
+    /// Where the factory lives inside the repository (empty at its top): stages see this
+    /// directory as `/workspace`, and paths in pipelines are relative to it.
+    pub sub: PathBuf,
 }
 
 fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
@@ -54,7 +57,7 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<String, String> {
 
 impl Workspace {
     /// Adds a detached worktree at `base` under `<repo>/.lightsout/worktrees/<name>`.
-    pub fn create(repo: &Path, name: &str, base: &str) -> Result<Workspace, String> {
+    pub fn create(repo: &Path, name: &str, base: &str, sub: &Path) -> Result<Workspace, String> {
         let root = repo.join(".lightsout");
         std::fs::create_dir_all(root.join("worktrees")).map_err(|e| format!("{}: {e}", root.display()))?;
         // The runner's own directory never shows up in the user's `git status`.
@@ -65,18 +68,26 @@ impl Workspace {
         let dir = root.join("worktrees").join(name);
         let dir_s = dir.to_string_lossy().into_owned();
         run_git(&["worktree", "add", "--quiet", "--detach", &dir_s, base], Some(repo))?;
-        Workspace::open(repo, &dir, base)
+        Workspace::open(repo, &dir, base, sub)
     }
 
     /// An existing worktree (for resume).
-    pub fn open(repo: &Path, dir: &Path, base: &str) -> Result<Workspace, String> {
+    pub fn open(repo: &Path, dir: &Path, base: &str, sub: &Path) -> Result<Workspace, String> {
         let common = run_git(&["rev-parse", "--path-format=absolute", "--git-common-dir"], Some(repo))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let git_dir = PathBuf::from(common).join("worktrees").join(name);
         if !git_dir.is_dir() || !dir.is_dir() {
             return Err(format!("the workspace {} is gone", dir.display()));
         }
-        Ok(Workspace { repo: repo.to_path_buf(), dir: dir.to_path_buf(), git_dir, base: base.to_owned() })
+        if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("{} is not inside the repository", sub.display()));
+        }
+        Ok(Workspace { repo: repo.to_path_buf(), dir: dir.to_path_buf(), git_dir, base: base.to_owned(), sub: sub.to_path_buf() })
+    }
+
+    /// The directory stages see as `/workspace`: the factory's directory in this worktree.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join(&self.sub)
     }
 
     /// Runs git on this worktree with its git directory named explicitly.
@@ -94,7 +105,7 @@ impl Workspace {
         let wt = format!("--work-tree={}", self.dir.display());
         let mut all = vec![gd.as_str(), wt.as_str()];
         all.extend_from_slice(args);
-        run_git(&all, Some(&self.dir))
+        run_git(&all, Some(&self.root()))
     }
 
     /// Files of the workspace, tracked and untracked, without those .gitignore excludes.
@@ -146,8 +157,8 @@ impl Workspace {
     /// The change against the base revision, as `git diff --stat` and as a patch.
     pub fn diff(&self) -> Result<(String, String), String> {
         self.git(&["add", "--all", "--", "."])?;
-        let stat = self.git(&["diff", "--cached", "--stat", &self.base])?;
-        let patch = self.git(&["diff", "--cached", "--binary", &self.base])?;
+        let stat = self.git_here(&["diff", "--cached", "--relative", "--stat", &self.base])?;
+        let patch = self.git_here(&["diff", "--cached", "--relative", "--binary", &self.base])?;
         Ok((stat, patch))
     }
 
@@ -155,7 +166,7 @@ impl Workspace {
     /// count as one line each way.
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
         self.git(&["add", "--all", "--", "."])?;
-        let out = self.git(&["diff", "--cached", "--numstat", "-z", "--no-renames", &self.base])?;
+        let out = self.git_here(&["diff", "--cached", "--relative", "--numstat", "-z", "--no-renames", &self.base])?;
         let mut rows = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(3, '\t');
@@ -168,7 +179,7 @@ impl Workspace {
     /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
     pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
         self.git(&["add", "--all", "--", "."])?;
-        let out = self.git(&["diff", "--cached", "-U0", "--no-renames", "--no-color", &self.base])?;
+        let out = self.git_here(&["diff", "--cached", "--relative", "-U0", "--no-renames", "--no-color", &self.base])?;
         let mut file = String::new();
         let mut lines = Vec::new();
         for l in out.lines() {
@@ -194,7 +205,7 @@ impl Workspace {
             self.dir.parent().map_or_else(|| self.repo.join(".lightsout/worktrees"), Path::to_path_buf).join(name);
         let dir_s = dir.to_string_lossy().into_owned();
         run_git(&["worktree", "add", "--quiet", "--detach", "--force", &dir_s, commit], Some(&self.repo))?;
-        let mut ws = Workspace::open(&self.repo, &dir, &self.base)?;
+        let mut ws = Workspace::open(&self.repo, &dir, &self.base, &self.sub)?;
         ws.base.clone_from(&self.base);
         Ok(ws)
     }
@@ -204,16 +215,18 @@ impl Workspace {
     pub fn reset_to_base(&self, globs: &[glob::Pattern]) -> Result<Vec<String>, String> {
         let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
         let matches = |f: &str| globs.iter().any(|g| g.matches_with(f, opts));
+        let prefix = if self.sub.as_os_str().is_empty() { String::new() } else { format!("{}/", self.sub.display()) };
         let in_base: Vec<String> = self
-            .git(&["ls-tree", "-r", "--name-only", "-z", &self.base])?
+            .git(&["ls-tree", "-r", "--name-only", "--full-tree", "-z", &self.base])?
             .split('\0')
+            .filter_map(|f| f.strip_prefix(prefix.as_str()))
             .filter(|f| !f.is_empty() && matches(f))
             .map(str::to_owned)
             .collect();
         let mut touched = Vec::new();
         for f in self.files()?.into_iter().filter(|f| matches(f)) {
             if !in_base.contains(&f) {
-                let p = self.dir.join(&f);
+                let p = self.root().join(&f);
                 if std::fs::symlink_metadata(&p).is_ok() {
                     std::fs::remove_file(&p).map_err(|e| format!("{f}: {e}"))?;
                     touched.push(f);
@@ -251,7 +264,10 @@ impl Workspace {
         if remote.starts_with('-') {
             return Err(format!("`{remote}` is not a remote"));
         }
-        let refspec = format!("{commit}:refs/heads/{branch}");
+        // Branches under `lightsout/` belong to lightsout: running a ticket again replaces its
+        // branch. Any other branch is only ever moved forward.
+        let force = if branch.starts_with("lightsout/") { "+" } else { "" };
+        let refspec = format!("{force}{commit}:refs/heads/{branch}");
         run_git(&["push", "--quiet", "--no-verify", remote, &refspec], Some(&self.repo)).map(|_| ())
     }
 

@@ -167,7 +167,7 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         if !taken.insert(rel.to_owned()) {
             return;
         }
-        match read_inside(&ws.dir, rel) {
+        match read_inside(&ws.root(), rel) {
             Ok(text) => {
                 let section = format!("\n### {rel}\n\n{}", fenced("", &text));
                 if out.len() + section.len() > budget {
@@ -212,7 +212,7 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         if !ids.is_empty() {
             let mut mentioning: Vec<&String> = Vec::new();
             for f in &files {
-                if let Ok(text) = read_inside(&ws.dir, f)
+                if let Ok(text) = read_inside(&ws.root(), f)
                     && ids.iter().any(|id| text.contains(id.as_str()))
                 {
                     mentioning.push(f);

@@ -19,7 +19,7 @@ fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
 
 pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value>) -> Result<HostResult, String> {
     let schema_path = with.get("schema").and_then(|v| v.as_str()).ok_or("grade.jsonschema needs `schema`")?;
-    let schema_text = read_inside(&ws.dir, schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
+    let schema_text = read_inside(&ws.root(), schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
     let schema = parse(schema_path, &schema_text)?;
     let validator =
         jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;
@@ -40,7 +40,7 @@ pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value
         reasons.push("no file matches `files`".to_owned());
     }
     for f in &files {
-        let value = match read_inside(&ws.dir, f).map_err(|why| format!("{f}: {why}")).and_then(|t| parse(f, &t)) {
+        let value = match read_inside(&ws.root(), f).map_err(|why| format!("{f}: {why}")).and_then(|t| parse(f, &t)) {
             Ok(v) => v,
             Err(e) => {
                 reasons.push(e);

@@ -762,12 +762,11 @@ fn bugfix_example_a_correct_fix_ships_on_its_own_branch() {
     assert_eq!(code, 0, "{err}\n{ev:#?}");
     let ship = finished(&ev, "ship")[0];
     assert_eq!(ship["outputs"]["branch"], "lightsout/BUG-1");
-    // The branch is on the remote, one commit on top of the base, holding the fix and only it.
-    let remote = dir.path().join(".lightsout-test-remote.git");
+    // The branch is in the repository (the example pushes to `.`), one commit on top of the
+    // base, holding the fix and only it.
     let show = Command::new("git")
-        .arg("--git-dir")
-        .arg(&remote)
         .args(["show", "--stat", "--format=%s", "lightsout/BUG-1"])
+        .current_dir(dir.path())
         .output()
         .expect("git");
     let text = String::from_utf8_lossy(&show.stdout);

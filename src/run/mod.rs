@@ -550,10 +550,12 @@ fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>,
     }
 }
 
+/// The container a stage attempt runs in (docker), for the display and the record.
 fn on_name(ctx: &Ctx, stage: &str, attempt: u32) -> Option<String> {
+    let on_host = ctx.plan.stage(stage).is_some_and(|s| crate::stages::is_host_kind(&s.kind));
     match &ctx.executor {
-        Executor::Docker(_) => Some(crate::exec::docker::container_name(&ctx.meta.run_id, stage, attempt)),
-        Executor::Local(_) => None,
+        Executor::Docker(_) if !on_host => Some(crate::exec::docker::container_name(&ctx.meta.run_id, stage, attempt)),
+        _ => None,
     }
 }
 

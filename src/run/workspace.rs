@@ -82,7 +82,13 @@ impl Workspace {
         if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(format!("{} is not inside the repository", sub.display()));
         }
-        Ok(Workspace { repo: repo.to_path_buf(), dir: dir.to_path_buf(), git_dir, base: base.to_owned(), sub: sub.to_path_buf() })
+        Ok(Workspace {
+            repo: repo.to_path_buf(),
+            dir: dir.to_path_buf(),
+            git_dir,
+            base: base.to_owned(),
+            sub: sub.to_path_buf(),
+        })
     }
 
     /// The directory stages see as `/workspace`: the factory's directory in this worktree.
@@ -179,7 +185,8 @@ impl Workspace {
     /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
     pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
         self.git(&["add", "--all", "--", "."])?;
-        let out = self.git_here(&["diff", "--cached", "--relative", "-U0", "--no-renames", "--no-color", &self.base])?;
+        let out =
+            self.git_here(&["diff", "--cached", "--relative", "-U0", "--no-renames", "--no-color", &self.base])?;
         let mut file = String::new();
         let mut lines = Vec::new();
         for l in out.lines() {

@@ -740,6 +740,10 @@ fn bugfix_example_a_wrong_fix_fails_after_max_attempts_with_reasons() {
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|r| r.contains("PASS_TO_PASS") && r.contains("test_odd_length")), "{reasons:?}");
+    // The base revision was tested once and the result reused for the second attempt.
+    let run = ev[0]["run_id"].as_str().expect("run id").to_owned();
+    let stage_dir = dir.path().join(".lightsout/runs").join(&run).join("stages/tests");
+    assert!(stage_dir.join("1.base.log").is_file() && !stage_dir.join("2.base.log").exists());
 }
 
 #[test]
@@ -1015,4 +1019,28 @@ fn grade_jsonschema_checks_json_and_yaml_files() {
         .unwrap_or_default();
     assert!(reasons.iter().any(|r| r.starts_with("conf/b.json at /name:")), "{reasons:?}");
     assert!(!reasons.iter().any(|r| r.starts_with("conf/a.yaml")), "{reasons:?}");
+}
+
+#[test]
+fn grade_tests_reads_junit_reports() {
+    let stages = r#"  edit:
+    run: echo yes > fixed
+  tests:
+    needs: [edit]
+    uses: grade.tests
+    with:
+      fail_to_pass: [t.bug]
+      pass_to_pass: true
+      command: |
+        if [ -f fixed ]; then r=''; else r='<failure message="wrong"/>'; fi
+        printf '<testsuite><testcase classname="t" name="bug">%s</testcase><testcase classname="t" name="other"/></testsuite>' "$r" > $LIGHTSOUT_JUNIT
+"#;
+    let repo = Repo::new(stages);
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let v = &finished(&ev, "tests")[0]["verdict"];
+    assert_eq!(v["pass"], true, "{v:#?}");
+    assert_eq!(v["details"]["fail_to_pass"][0]["base"], false);
+    assert_eq!(v["details"]["fail_to_pass"][0]["candidate"], true);
+    assert_eq!(v["details"]["base"]["passed"], 1);
 }

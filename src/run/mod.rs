@@ -739,7 +739,25 @@ async fn run_stage(
         Err(e) if outcome.is_success() => return done(Outcome::Failed, code, e, BTreeMap::new()),
         Err(_) => BTreeMap::new(),
     };
-    done(outcome, code, ctx.needles.mask_str(&reason), outputs)
+    let reason = ctx.needles.mask_str(&reason);
+    if stage.role == Role::Grader {
+        // A command grader's verdict: its exit status, with the end of its output as the reason.
+        let verdict = command_verdict(outcome, code, &reason, &ctx.dir.log_path(&stage.id, attempt));
+        return Done { verdict: Some(verdict), ..done(outcome, code, reason, outputs) };
+    }
+    done(outcome, code, reason, outputs)
+}
+
+fn command_verdict(outcome: Outcome, code: Option<i64>, reason: &str, log: &Path) -> crate::stages::Verdict {
+    let pass = outcome.is_success();
+    let mut reasons = Vec::new();
+    if !pass {
+        reasons.push(reason.to_owned());
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        reasons.extend(tail.into_iter().rev().map(str::to_owned));
+    }
+    crate::stages::Verdict { pass, reasons, details: serde_json::json!({ "exit_code": code }) }
 }
 
 /// Runs one job, writing its masked output to `log_path` and to the observers.

@@ -1044,3 +1044,15 @@ fn grade_tests_reads_junit_reports() {
     assert_eq!(v["details"]["fail_to_pass"][0]["candidate"], true);
     assert_eq!(v["details"]["base"]["passed"], 1);
 }
+
+#[test]
+fn grade_command_gives_a_verdict_from_its_exit_status() {
+    let repo =
+        Repo::new("  lint:\n    uses: grade.command\n    with: { command: \"echo 'style: line too long'; exit 2\" }\n");
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    let v = &finished(&ev, "lint")[0]["verdict"];
+    assert_eq!(v["pass"], false);
+    assert_eq!(v["details"]["exit_code"], 2);
+    assert!(v["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x == "style: line too long")), "{v:#?}");
+}

@@ -1073,9 +1073,11 @@ async fn run_host_stage(
                 &ctx.ticket,
                 &crate::stages::context::Params::from_with(&with),
             ),
-            "grade.diff" => crate::stages::diff::grade(&ctx.workspace, &crate::stages::diff::Params::from_with(&with)),
-            "grade.jsonschema" => crate::stages::jsonschema::grade(&ctx.workspace, &with),
-            other => Err(format!("`{other}` does not run on the host")),
+
+            other => match crate::stages::host_grader(other) {
+                Some(grader) => grader.grade(&ctx.workspace, &with),
+                None => Err(format!("`{other}` does not run on the host")),
+            },
         })
     };
     let result = work.await.map_err(|e| format!("the stage failed: {e}"))??;

@@ -152,6 +152,22 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
     Ok(result)
 }
 
+/// `grade.diff` behind the [`super::Grader`] trait.
+pub struct DiffGrader;
+
+impl super::Grader for DiffGrader {
+    fn kind(&self) -> &'static str {
+        "grade.diff"
+    }
+    fn grade(
+        &self,
+        ws: &Workspace,
+        with: &indexmap::IndexMap<String, serde_json::Value>,
+    ) -> Result<HostResult, String> {
+        grade(ws, &Params::from_with(with))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,3 +71,19 @@ pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value
         ..HostResult::default()
     })
 }
+
+/// `grade.jsonschema` behind the [`super::Grader`] trait.
+pub struct JsonSchemaGrader;
+
+impl super::Grader for JsonSchemaGrader {
+    fn kind(&self) -> &'static str {
+        "grade.jsonschema"
+    }
+    fn grade(
+        &self,
+        ws: &Workspace,
+        with: &indexmap::IndexMap<String, serde_json::Value>,
+    ) -> Result<HostResult, String> {
+        grade(ws, with)
+    }
+}

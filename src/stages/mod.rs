@@ -9,7 +9,10 @@ pub mod ship;
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+
+use crate::run::workspace::Workspace;
 
 /// A grader's structured verdict, recorded with the stage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +33,22 @@ pub struct HostResult {
     pub verdict: Option<Verdict>,
     /// A one-line summary for the stage's log.
     pub summary: String,
+}
+
+/// A grader that judges the workspace on the host: one file each, behind this one trait.
+/// (Graders that run a command, `grade.tests` and `grade.command`, run in the stage's container;
+/// their judging is in `grade_tests` and the run engine.)
+pub trait Grader: Sync {
+    /// The `uses:` kind it implements.
+    fn kind(&self) -> &'static str;
+    /// Judges the workspace; the verdict is in the result.
+    fn grade(&self, ws: &Workspace, with: &IndexMap<String, serde_json::Value>) -> Result<HostResult, String>;
+}
+
+/// The host grader for `kind`, if there is one.
+pub fn host_grader(kind: &str) -> Option<&'static dyn Grader> {
+    const GRADERS: &[&dyn Grader] = &[&diff::DiffGrader, &jsonschema::JsonSchemaGrader];
+    GRADERS.iter().copied().find(|g| g.kind() == kind)
 }
 
 /// Whether `kind` runs on the host in this version.

@@ -123,11 +123,11 @@ pub(super) fn run(dir: &Path, force: bool) -> Result<Exit, Failure> {
     for (rel, text) in &files {
         let p = dir.join(rel);
         std::fs::write(&p, text).map_err(|e| io("write", &p, e))?;
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     let detected =
         if t.marker.is_empty() { "no known build file; using make".to_owned() } else { format!("found {}", t.marker) };
-    println!("{detected}: tests run with `{}` in image {}", t.test, t.image);
-    println!("next: `lightsout validate`, then `lightsout plan --ticket <ticket.md>`");
+    outln!("{detected}: tests run with `{}` in image {}", t.test, t.image);
+    outln!("next: `lightsout validate`, then `lightsout plan --ticket <ticket.md>`");
     Ok(Exit::Ok)
 }

@@ -1,6 +1,22 @@
 //! The command line: the only code that parses arguments, reads the environment, prints and
 //! exits.
 
+/// `println!` that does not panic when stdout is closed (`lightsout runs | head -1`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is closed.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod exit;
 mod init;
 mod runs;
@@ -219,7 +235,7 @@ fn report(ds: &Diagnostics, format: DiagFormat) {
         DiagFormat::Human => eprint!("{}", ds.render(&|p: &Path| std::fs::read_to_string(p).ok())),
         DiagFormat::Json => {
             let v = serde_json::json!({ "ok": false, "errors": ds });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
     }
 }
@@ -270,7 +286,7 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
     match a.format {
         DiagFormat::Human => {
             for p in &plans {
-                println!("ok  {} ({}): {} stages", p.category(), p.pipeline().display(), p.stages().len());
+                outln!("ok  {} ({}): {} stages", p.category(), p.pipeline().display(), p.stages().len());
             }
         }
         DiagFormat::Json => {
@@ -278,7 +294,7 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
                 .iter()
                 .map(|p| serde_json::json!({ "category": p.category(), "pipeline": p.pipeline(), "stages": p.stages().len() }))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default()
             );

@@ -290,7 +290,7 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
         None => {
             let runs = record::list(&repo);
             if runs.is_empty() {
-                println!("no runs yet");
+                outln!("no runs yet");
             }
             for dir in runs {
                 let state = dir.state();
@@ -300,7 +300,7 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
                     None => "interrupted (lightsout resume)".into(),
                 };
                 let started = dir.events().first().map(|e| e.at.clone()).unwrap_or_default();
-                println!(
+                outln!(
                     "{}  {}  {:<10} {:<12} {}",
                     state.run_id,
                     started,
@@ -315,13 +315,13 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
             let dir = RunDir::open(&repo, run).ok_or_else(|| Failure::Message(format!("there is no run `{run}`")))?;
             let state = dir.state();
             if *format == RunFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
                 return Ok(Exit::Ok);
             }
-            println!("run       {}", state.run_id);
-            println!("ticket    {}", crate::diag::printable(&state.ticket));
-            println!("category  {}", state.category);
-            println!("status    {}", state.status.map_or("not finished".into(), |s| format!("{s:?}").to_lowercase()));
+            outln!("run       {}", state.run_id);
+            outln!("ticket    {}", crate::diag::printable(&state.ticket));
+            outln!("category  {}", state.category);
+            outln!("status    {}", state.status.map_or("not finished".into(), |s| format!("{s:?}").to_lowercase()));
             for (id, st) in &state.stages {
                 let what = match (&st.skipped, st.outcome) {
                     (Some(r), _) => format!("skipped ({r})"),
@@ -329,14 +329,14 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
                     (None, None) if st.running => "running".into(),
                     (None, None) => "pending".into(),
                 };
-                println!("  {id:<14} {what:<12} attempts {}  {} ms  {}", st.attempts, st.duration_ms, st.reason);
+                outln!("  {id:<14} {what:<12} attempts {}  {} ms  {}", st.attempts, st.duration_ms, st.reason);
                 for (k, v) in &st.outputs {
-                    println!("  {:<14}   output {k} = {}", "", crate::diag::printable(v));
+                    outln!("  {:<14}   output {k} = {}", "", crate::diag::printable(v));
                 }
             }
             for e in dir.events() {
                 if let Event::RunFinished { diff_stat: Some(stat), .. } = e.event {
-                    println!("{stat}");
+                    outln!("{stat}");
                 }
             }
             Ok(Exit::Ok)
@@ -353,7 +353,7 @@ pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
         ReportFormat::Json => crate::run::report::json(&dir),
     }
     .map_err(Failure::Io)?;
-    print!("{text}");
+    out!("{text}");
     Ok(Exit::Ok)
 }
 

@@ -33,7 +33,8 @@ pub async fn show(output: Output, plan: Plan, mut events: mpsc::Receiver<Stamped
         Output::Human => {
             while let Some(e) = events.recv().await {
                 for line in lines(&e) {
-                    eprintln!("{} {line}", &e.at.get(11..19).unwrap_or(&e.at));
+                    // A closed stderr must not stop the run.
+                    let _ = writeln!(std::io::stderr().lock(), "{} {line}", &e.at.get(11..19).unwrap_or(&e.at));
                 }
             }
         }

@@ -135,6 +135,11 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
         }
     }
     let pass = reasons.is_empty();
+    if pass {
+        reasons.push(format!(
+            "{files} files and {lines} lines changed; no protected path, dependency manifest or credential-like text touched"
+        ));
+    }
     let details = serde_json::json!({
         "files": stat.iter().map(|(f, a, d)| serde_json::json!({"path": f, "added": a, "removed": d})).collect::<Vec<_>>(),
         "changed_files": files,

@@ -122,8 +122,19 @@ pub fn judge(
     if fail_to_pass.is_empty() && !pass_to_pass && candidate_exit != 0 {
         reasons.push(format!("the test command exited {candidate_exit}"));
     }
+    let pass = reasons.is_empty();
+    if pass {
+        // What the reviewer should know when it passed.
+        for id in fail_to_pass {
+            reasons.push(format!("FAIL_TO_PASS {id} fails on the base revision and passes on the candidate"));
+        }
+        if pass_to_pass {
+            let kept = base.values().filter(|p| **p).count();
+            reasons.push(format!("PASS_TO_PASS: all {kept} tests that passed on the base revision still pass"));
+        }
+    }
     Verdict {
-        pass: reasons.is_empty(),
+        pass,
         reasons,
         details: serde_json::json!({
             "fail_to_pass": f2p,

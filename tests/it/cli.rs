@@ -137,3 +137,17 @@ fn schema_and_completions_print() {
         assert!(out.contains("validate"), "{shell}");
     }
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let mut child = lightsout(&super::root())
+        .args(["schema", "pipeline"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -140,7 +140,7 @@ fn schema_and_completions_print() {
 
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
-    let mut child = lightsout(&super::root())
+    let mut child = lightsout(super::root())
         .args(["schema", "pipeline"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

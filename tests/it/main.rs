@@ -2,6 +2,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod cli;
+mod hostile;
 mod malformed;
 mod run;
 mod schema;

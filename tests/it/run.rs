@@ -13,10 +13,10 @@ use serde_json::Value;
 
 use super::{lightsout, output, root};
 
-const BUSYBOX: &str = "lightsout-test/busybox:latest";
+pub(crate) const BUSYBOX: &str = "lightsout-test/busybox:latest";
 
 /// Makes sure Docker answers and the test images exist; panics with what to do otherwise.
-fn images() {
+pub(crate) fn images() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let r = READY.get_or_init(|| {
         let ok = |args: &[&str]| Command::new("docker").args(args).output().is_ok_and(|o| o.status.success());
@@ -37,20 +37,20 @@ fn images() {
 }
 
 /// A throwaway git repository holding a factory with one pipeline.
-struct Repo {
+pub(crate) struct Repo {
     dir: tempfile::TempDir,
 }
 
 impl Repo {
-    fn new(stages: &str) -> Repo {
+    pub(crate) fn new(stages: &str) -> Repo {
         Repo::with_policy(stages, None)
     }
 
-    fn with_policy(stages: &str, policy: Option<&str>) -> Repo {
+    pub(crate) fn with_policy(stages: &str, policy: Option<&str>) -> Repo {
         Repo::full(stages, policy, "")
     }
 
-    fn full(stages: &str, policy: Option<&str>, factory_extra: &str) -> Repo {
+    pub(crate) fn full(stages: &str, policy: Option<&str>, factory_extra: &str) -> Repo {
         images();
         let dir = tempfile::tempdir().expect("temp dir");
         let p = dir.path();
@@ -81,11 +81,11 @@ impl Repo {
         Repo { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn cmd(&self, extra: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, extra: &[&str]) -> Command {
         let mut c = lightsout(self.path());
         c.args(["run", "--ticket", "t.md", "--category", "misc", "--format", "json"]).args(extra);
         c.env("CI", "true");
@@ -93,38 +93,38 @@ impl Repo {
     }
 
     /// Runs and returns (exit code, events, stderr).
-    fn run(&self, extra: &[&str]) -> (i32, Vec<Value>, String) {
+    pub(crate) fn run(&self, extra: &[&str]) -> (i32, Vec<Value>, String) {
         let (code, out, err) = output(&mut self.cmd(extra));
         (code, events(&out), err)
     }
 
-    fn run_ids(&self) -> Vec<String> {
+    pub(crate) fn run_ids(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.path().join(".lightsout/runs")) else { return Vec::new() };
         entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
     }
 
-    fn record(&self, run: &str) -> PathBuf {
+    pub(crate) fn record(&self, run: &str) -> PathBuf {
         self.path().join(".lightsout/runs").join(run)
     }
 
-    fn recorded_events(&self, run: &str) -> Vec<Value> {
+    pub(crate) fn recorded_events(&self, run: &str) -> Vec<Value> {
         events(&std::fs::read_to_string(self.record(run).join("events.jsonl")).unwrap_or_default())
     }
 }
 
-fn events(text: &str) -> Vec<Value> {
+pub(crate) fn events(text: &str) -> Vec<Value> {
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn finished<'a>(events: &'a [Value], stage: &str) -> Vec<&'a Value> {
+pub(crate) fn finished<'a>(events: &'a [Value], stage: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == "stage_finished" && e["stage"] == stage).collect()
 }
 
-fn outcome(events: &[Value], stage: &str) -> String {
+pub(crate) fn outcome(events: &[Value], stage: &str) -> String {
     finished(events, stage).last().map(|e| e["outcome"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
 }
 
-fn log_text(events: &[Value], stage: &str) -> String {
+pub(crate) fn log_text(events: &[Value], stage: &str) -> String {
     events
         .iter()
         .filter(|e| e["event"] == "stage_log" && e["stage"] == stage)
@@ -133,7 +133,7 @@ fn log_text(events: &[Value], stage: &str) -> String {
 }
 
 /// Containers of a run still known to Docker.
-fn containers_of(run: &str) -> Vec<String> {
+pub(crate) fn containers_of(run: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-a", "-q", "--filter", &format!("label=dev.lightsout.run={run}")])
         .output()

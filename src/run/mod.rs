@@ -138,6 +138,8 @@ struct Ctx {
     needles: Arc<Needles>,
     secrets: BTreeMap<String, String>,
     output: Output,
+    /// The policy in force, enforced again before each stage starts.
+    policy: crate::policy::Policy,
 }
 
 /// Starts a new run of `plan` for `ticket` in the repository holding `repo`.
@@ -147,6 +149,7 @@ pub async fn start(
     ticket: Ticket,
     executor: Executor,
     opts: &Options,
+    policy: crate::policy::Policy,
 ) -> Result<Finished, RunError> {
     check_runnable(&plan)?;
     let factory_dir = std::fs::canonicalize(repo).map_err(|e| RunError::Invalid(format!("{}: {e}", repo.display())))?;
@@ -173,6 +176,7 @@ pub async fn start(
         keep_going: opts.keep_going,
         keep_workspace: opts.keep_workspace,
         secrets: secrets.keys().cloned().collect(),
+        policy: policy.file().and_then(|f| std::fs::canonicalize(f).ok()),
     };
     let infra = |e: std::io::Error| RunError::Infra(format!("cannot write the run record: {e}"));
     dir.write_json("plan.json", &plan).map_err(infra)?;
@@ -189,7 +193,7 @@ pub async fn start(
         executor: executor.name().to_owned(),
         pid: std::process::id(),
     };
-    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output: opts.output };
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output: opts.output, policy };
     drive(ctx, RunState::default(), vec![first]).await
 }
 
@@ -266,7 +270,13 @@ pub async fn resume_with(
     let secrets = secret_values(&plan);
 
     let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
-    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output };
+    // The policy as it is now, not as it was when the run started: a tightened policy binds.
+    let policy = match &meta.policy {
+        Some(path) => crate::policy::Policy::load(path)
+            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))?,
+        None => crate::policy::Policy::default(),
+    };
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output, policy };
     let mut first = vec![Event::RunResumed { pid: std::process::id() }];
     first.extend(first_decision);
     drive(ctx, state, first).await
@@ -610,6 +620,11 @@ async fn run_stage(
         outputs,
         verdict: None,
     };
+    // The plan was checked against policy when it was compiled; a recorded plan may have been
+    // edited since, so every stage is checked again before it starts.
+    if let Err(refusal) = enforce(&ctx.policy, stage) {
+        return done(Outcome::Failed, None, format!("refused by policy at run time: {refusal}"), BTreeMap::new());
+    }
     if crate::stages::is_host_kind(&stage.kind) {
         let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs).await;
         return match result {
@@ -880,6 +895,43 @@ async fn grade_tests(
             r
         };
     Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
+}
+
+/// Checks a stage against the policy: image, secrets, network hosts and resource ceilings.
+fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(), String> {
+    let where_ = Path::new("policy");
+    if let Some(img) = stage.image.as_ref().filter(|_| stage.role.in_container()) {
+        policy.check_image(&img.value).map_err(|r| r.message)?;
+    }
+    for name in &stage.secrets {
+        policy.check_secret(name, &stage.kind).map_err(|r| r.message)?;
+    }
+    for host in &stage.network {
+        policy.check_host(host).map_err(|r| r.message)?;
+    }
+    if let Some(c) = policy.ceiling_memory() {
+        let max = crate::compile::units::size(where_, c).map_err(|d| d.message)?;
+        if stage.resources.memory_bytes > max {
+            return Err(format!("memory {} bytes is over the ceiling of {}", stage.resources.memory_bytes, c.value));
+        }
+    }
+    if let Some(c) = policy.ceiling_cpus()
+        && stage.resources.cpus > c.value
+    {
+        return Err(format!("{} cpus is over the ceiling of {}", stage.resources.cpus, c.value));
+    }
+    if let Some(c) = policy.ceiling_pids()
+        && stage.resources.pids > c.value
+    {
+        return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
+    }
+    if let Some(c) = policy.ceiling_timeout() {
+        let max = crate::compile::units::duration(where_, c).map_err(|d| d.message)?;
+        if stage.timeout_secs > max.as_secs() {
+            return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
+        }
+    }
+    Ok(())
 }
 
 /// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).

@@ -38,6 +38,9 @@ pub struct RunMeta {
     pub keep_workspace: bool,
     /// Names of the secrets the run's stages were given (never their values).
     pub secrets: Vec<String>,
+    /// The policy file, read again when the run continues.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
 }
 
 /// The directory of one run.

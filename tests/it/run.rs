@@ -1056,3 +1056,46 @@ fn grade_command_gives_a_verdict_from_its_exit_status() {
     assert_eq!(v["details"]["exit_code"], 2);
     assert!(v["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x == "style: line too long")), "{v:#?}");
 }
+
+/// Runs the gated pipeline up to its gate; returns the repository and the run id.
+fn run_to_gate(policy: &str) -> (Repo, String) {
+    let repo = Repo::with_policy(GATED, Some(policy));
+    let (code, _, _) = repo.run(&[]);
+    assert_eq!(code, 4);
+    let run = repo.run_ids().pop().expect("run");
+    (repo, run)
+}
+
+/// Approves the gate (with the secret the stage after it needs); returns why `after` ended.
+fn approve_and_reason(repo: &Repo, run: &str) -> String {
+    let (code, _, _) = output(
+        lightsout(repo.path())
+            .args(["approve", run, "--by", "lead"])
+            .env("DEPLOY_KEY", "k-123456789")
+            .env("CI", "true"),
+    );
+    assert_eq!(code, 1);
+    let ev = repo.recorded_events(run);
+    finished(&ev, "after")[0]["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn policy_is_enforced_again_when_a_stage_starts() {
+    let policy = "version: 1\nimages: { allow: [\"lightsout-test/*\"] }\nsecrets: { DEPLOY_KEY: { stages: [run] } }\n";
+    // The recorded plan is edited while the run waits at its gate.
+    let (repo, run) = run_to_gate(policy);
+    let plan_path = repo.record(&run).join("plan.json");
+    let plan = std::fs::read_to_string(&plan_path).expect("plan");
+    let tampered = plan.replacen("\"value\": \"lightsout-test/busybox:latest\"", "\"value\": \"evil/miner:latest\"", 3);
+    assert_ne!(plan, tampered);
+    std::fs::write(&plan_path, tampered).expect("tamper");
+    let reason = approve_and_reason(&repo, &run);
+    assert!(reason.contains("refused by policy at run time") && reason.contains("evil/miner"), "{reason}");
+
+    // A policy tightened while the run waits binds the stages that have not run.
+    let (repo, run) = run_to_gate(policy);
+    std::fs::write(repo.path().join("policy.yaml"), "version: 1\nimages: { allow: [\"lightsout-test/*\"] }\n")
+        .expect("tighten");
+    let reason = approve_and_reason(&repo, &run);
+    assert!(reason.contains("refused by policy at run time") && reason.contains("DEPLOY_KEY"), "{reason}");
+}

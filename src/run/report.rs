@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::event::{Event, Outcome};
 use super::record::RunDir;
+use crate::diag::printable;
 use crate::plan::Plan;
 use crate::ticket::Ticket;
 
@@ -59,10 +60,12 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     let mut out = String::new();
     let status = state.status.map_or_else(|| "not finished".to_owned(), |s| format!("{s:?}").to_lowercase());
     let _ = writeln!(out, "# lightsout run `{}`: {status}\n", state.run_id);
-    let title = ticket.title.replace(['\n', '\r', '`'], " ");
-    let _ = writeln!(out, "**Ticket** `{}`: `{title}`", ticket.id.replace('`', "'"));
+    // Ticket text and stage output are data: control characters escaped, backticks replaced.
+    let clean = |t: &str| printable(&t.replace(['\n', '\r', '`'], " ")).into_owned();
+    let title = clean(&ticket.title);
+    let _ = writeln!(out, "**Ticket** `{}`: `{title}`", clean(&ticket.id));
     if let Some(url) = &ticket.url {
-        let _ = writeln!(out, "<{}>", url.replace(['<', '>', ' '], ""));
+        let _ = writeln!(out, "<{}>", clean(url).replace(['<', '>', ' '], ""));
     }
     let _ = writeln!(out, "\n**Category** {} ({})\n", plan.category(), plan.pipeline().display());
     let _ = writeln!(out, "| stage | kind | result | attempts | time |\n|---|---|---|---|---|");
@@ -84,14 +87,14 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
         let Some(st) = state.stages.get(&s.id) else { continue };
         any = true;
         let mark = if st.outcome == Some(Outcome::Succeeded) { "passed" } else { "did not pass" };
-        let _ = writeln!(out, "- **{}** (`{}`) {mark}: {}", s.id, s.kind, st.reason.replace('\n', " "));
+        let _ = writeln!(out, "- **{}** (`{}`) {mark}: {}", s.id, s.kind, clean(&st.reason));
         if let Some(v) = &st.verdict {
             for r in &v.reasons {
-                let _ = writeln!(out, "  - {}", r.replace('\n', " "));
+                let _ = writeln!(out, "  - {}", clean(r));
             }
         }
         if let Some(skip) = &st.skipped {
-            let _ = writeln!(out, "  - skipped: {skip}");
+            let _ = writeln!(out, "  - skipped: {}", clean(skip));
         }
     }
     if !any {
@@ -110,7 +113,8 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     let _ = writeln!(out, "\n## Change\n");
     match diff_stat(dir).filter(|s| !s.is_empty()) {
         Some(stat) => {
-            let _ = writeln!(out, "```\n{stat}\n```");
+            let lines: Vec<String> = stat.lines().map(|l| printable(l).into_owned()).collect();
+            let _ = writeln!(out, "```\n{}\n```", lines.join("\n"));
         }
         None => {
             let _ = writeln!(out, "No change.");

@@ -344,3 +344,56 @@ fn local_a_stage_past_its_timeout_is_killed() {
     let left = Command::new("pgrep").args(["-f", "sleep 319"]).output().expect("pgrep");
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "the timed-out sandbox is still running");
 }
+
+/// A ticket whose title and body hold template syntax, shell syntax, quotes, newlines, a NUL
+/// byte and escape sequences goes through context, prompt, command, report and terminal as
+/// inert data.
+#[test]
+fn a_hostile_ticket_is_inert_data_everywhere() {
+    let title = "x {{ 7*7 }} {% if true %}T{% endif %} $(touch pwned-title) `touch pwned-tick` 'q' \"d\" \u{1b}[31mred";
+    let body = "line1\n{{ ticket.id }} $(touch pwned-body)\n\u{0}nul \u{1b}]0;title\u{7} end";
+    let agent = r#"agents:
+  copier:
+    command: ["sh", "-c", "cp $LIGHTSOUT_PROMPT_FILE prompt.txt"]
+    prompt: stdin
+"#;
+    let repo = Repo::full(
+        "  ctx:\n    uses: context\n  fix:\n    needs: [ctx]\n    uses: agent\n    with: { agent: copier, prompt: \"T={{ ticket.title }} B={{ ticket.body }}\" }\n  echo:\n    needs: [fix]\n    run: printf '%s' {{ ticket.title }} > title.txt; echo {{ ticket.body }}\n",
+        None,
+        agent,
+    );
+    let event = serde_json::json!({
+        "action": "opened",
+        "issue": {"number": 9, "title": title, "body": body, "labels": [], "html_url": "https://github.com/acme/w/issues/9", "user": {"login": "mallory"}},
+        "repository": {"full_name": "acme/w"}
+    });
+    std::fs::write(repo.path().join("event.json"), event.to_string()).expect("event");
+    let (code, out, err) = output(
+        super::lightsout(repo.path())
+            .args(["run", "--ticket", "event.json", "--category", "misc", "--keep-workspace"])
+            .env("CI", "true"),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    // The terminal got no escape sequence and no NUL.
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{0}'), "{err:?}");
+    let run = repo.run_ids().pop().expect("run");
+    let ws = repo.path().join(".lightsout/worktrees").join(&run);
+    // Nothing in the text ran.
+    for f in ["pwned-title", "pwned-tick", "pwned-body"] {
+        assert!(!ws.join(f).exists(), "{f} was created");
+    }
+    // The command got the title as one word, exactly (without the NUL a command line cannot hold).
+    assert_eq!(std::fs::read_to_string(ws.join("title.txt")).expect("title"), title);
+    // The prompt holds the text as written: not evaluated as a template.
+    let prompt = std::fs::read_to_string(ws.join("prompt.txt")).expect("prompt");
+    assert!(
+        prompt.contains("{{ 7*7 }}") && prompt.contains("{{ ticket.id }}") && !prompt.contains("T=x 49"),
+        "{prompt}"
+    );
+    // The context bundle fences the body; the report shows the title as code, without escapes.
+    let bundle = std::fs::read_to_string(repo.record(&run).join("stages/ctx/context.md")).expect("bundle");
+    assert!(bundle.contains("$(touch pwned-body)"), "{bundle}");
+    let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
+    assert!(!md.contains('\u{1b}') && !md.contains('\u{0}'), "{md:?}");
+    assert!(md.contains("{{ 7*7 }}"), "{md}");
+}

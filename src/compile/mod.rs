@@ -62,6 +62,23 @@ impl Factory {
 
     fn check(&self, errors: &mut Diagnostics) {
         let f = &self.file;
+        for (name, src) in &f.secrets {
+            let n =
+                usize::from(src.env.is_some()) + usize::from(src.file.is_some()) + usize::from(src.command.is_some());
+            if n != 1 {
+                errors.push(
+                    Diagnostic::new(&self.path, name.at, format!("secret `{}` needs exactly one provider", name.value))
+                        .hint("give one of `env: VAR`, `file: PATH` or `command: [program, args...]`"),
+                );
+            }
+            if src.command.as_ref().is_some_and(Vec::is_empty) {
+                errors.push(Diagnostic::new(
+                    &self.path,
+                    name.at,
+                    format!("secret `{}` has an empty command", name.value),
+                ));
+            }
+        }
         for key in [&f.defaults.timeout].into_iter().flatten() {
             if let Err(d) = units::duration(&self.path, key) {
                 errors.push(d);

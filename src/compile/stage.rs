@@ -261,7 +261,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         };
         Some(agent_call(name, a, prompt))
     });
+    let secret_sources = secrets
+        .iter()
+        .filter_map(|name| factory.secrets.get(name.as_str()).map(|src| (name.clone(), src.clone())))
+        .collect();
     Stage {
+        secret_sources,
         agent: agent_call,
         id: id.value.clone(),
         kind: kind_name.clone(),

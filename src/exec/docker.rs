@@ -132,6 +132,8 @@ impl Docker {
             format!("{}:{WORKSPACE}:{mode}", job.workspace.display()),
             format!("{}:{IO_DIR}:rw", job.io_dir.display()),
         ];
+        let mut binds = binds;
+        binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
         let env: Vec<String> =
             base_env(job).into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
         let host = HostConfig {

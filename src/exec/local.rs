@@ -61,6 +61,9 @@ impl Local {
             let ws = job.workspace.to_string_lossy().into_owned();
             c.args([if job.writable { "--bind" } else { "--ro-bind" }, &ws, WORKSPACE]);
             c.args(["--bind", &job.io_dir.to_string_lossy(), IO_DIR]);
+            for (host, inside) in &job.files {
+                c.args(["--ro-bind", &host.to_string_lossy(), inside]);
+            }
             c.args(["--chdir", WORKSPACE]);
             for (k, v) in &env {
                 c.args(["--setenv", k, v]);

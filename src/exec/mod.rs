@@ -40,6 +40,8 @@ pub struct Job {
     pub io_dir: PathBuf,
     pub limits: Limits,
     pub timeout: Duration,
+    /// Read-only files mounted into the sandbox: (host path, path inside). Secrets as files.
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// How a job ended, when the executor itself did not fail.

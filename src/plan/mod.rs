@@ -45,6 +45,9 @@ pub struct Stage {
     pub outputs: Vec<String>,
     pub resources: Limits,
     pub workspace: Access,
+    /// Where this stage's secrets come from (names and providers only, never values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_sources: BTreeMap<String, crate::spec::factory::SecretSource>,
     /// For `agent` stages: how to invoke the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentCall>,

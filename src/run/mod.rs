@@ -119,12 +119,50 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
 }
 
 /// Secret values from the runner's environment, by name.
+/// Secret values, by name, from their providers (the environment variable of the same name when
+/// factory.yaml names none). A secret whose provider fails is left out: the stage that needs it
+/// fails with the reason when it starts, and no other stage is affected.
 fn secret_values(plan: &Plan) -> BTreeMap<String, String> {
-    plan.stages()
-        .iter()
-        .flat_map(|s| s.secrets.iter())
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
-        .collect()
+    let mut out = BTreeMap::new();
+    for s in plan.stages() {
+        for name in &s.secrets {
+            if out.contains_key(name) {
+                continue;
+            }
+            let value = match s.secret_sources.get(name) {
+                Some(src) => fetch_secret(src).ok(),
+                None => std::env::var(name).ok(),
+            };
+            if let Some(v) = value {
+                out.insert(name.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+/// Reads one secret from its provider.
+fn fetch_secret(src: &crate::spec::factory::SecretSource) -> Result<String, String> {
+    if let Some(var) = &src.env {
+        return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
+    }
+    if let Some(path) = &src.file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if let Some(argv) = src.command.as_ref().filter(|a| !a.is_empty()) {
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", argv[0]))?;
+        if !out.status.success() {
+            return Err(format!("{} exited {}", argv[0], out.status.code().unwrap_or(-1)));
+        }
+        return Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Err("no provider".into())
 }
 
 /// Everything a run needs while it runs.
@@ -666,17 +704,32 @@ async fn run_stage(
         }
     };
     let mut env: Vec<(String, String)> = stage.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // Secrets as files live on a tmpfs of the host for the attempt only, never on disk.
+    let secret_dir = SecretDir::new(&ctx.meta.run_id, &stage.id, attempt);
+    let mut files = Vec::new();
     for name in &stage.secrets {
-        match ctx.secrets.get(name) {
-            Some(v) => env.push((name.clone(), v.clone())),
-            None => {
-                return done(
-                    Outcome::Failed,
-                    None,
-                    format!("secret `{name}` is not set in the runner's environment"),
-                    BTreeMap::new(),
-                );
+        let Some(value) = ctx.secrets.get(name) else {
+            return done(
+                Outcome::Failed,
+                None,
+                format!("secret `{name}` is not available to the runner"),
+                BTreeMap::new(),
+            );
+        };
+        let as_file =
+            stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::spec::factory::SecretMount::File);
+        if as_file {
+            let docker = matches!(ctx.executor, Executor::Docker(_));
+            match secret_dir.write(name, value, docker) {
+                Ok(host) => {
+                    let inside = format!("/run/secrets/{name}");
+                    env.push((format!("{name}_FILE"), inside.clone()));
+                    files.push((host, inside));
+                }
+                Err(e) => return done(Outcome::Fault, None, format!("secret `{name}`: {e}"), BTreeMap::new()),
             }
+        } else {
+            env.push((name.clone(), value.clone()));
         }
     }
     if matches!(ctx.executor, Executor::Docker(_)) {
@@ -703,6 +756,7 @@ async fn run_stage(
         io_dir: io_dir.clone(),
         limits: stage.resources,
         timeout: Duration::from_secs(stage.timeout_secs.max(1)),
+        files,
     };
     if stage.kind == "grade.tests" {
         return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
@@ -895,6 +949,47 @@ async fn grade_tests(
             r
         };
     Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
+}
+
+/// A directory on the host's tmpfs (`/dev/shm`) holding one attempt's secret files, removed
+/// when the attempt ends, whatever happens.
+struct SecretDir {
+    path: PathBuf,
+}
+
+impl SecretDir {
+    fn new(run: &str, stage: &str, attempt: u32) -> SecretDir {
+        SecretDir { path: PathBuf::from(format!("/dev/shm/lightsout-{run}-{stage}-{attempt}")) }
+    }
+
+    /// Writes one secret, readable by its owner only (the stage's user under docker).
+    fn write(&self, name: &str, value: &str, docker: bool) -> Result<PathBuf, String> {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        if !self.path.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.path)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        }
+        let file = self.path.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        std::io::Write::write_all(&mut f, value.as_bytes()).map_err(|e| e.to_string())?;
+        if docker {
+            ownership::prepare(&self.path);
+        }
+        Ok(file)
+    }
+}
+
+impl Drop for SecretDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Checks a stage against the policy: image, secrets, network hosts and resource ceilings.

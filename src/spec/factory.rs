@@ -30,6 +30,36 @@ pub struct FactoryFile {
     /// Path of the repository's policy file, relative to this file.
     #[serde(default)]
     pub policy: Option<Located<String>>,
+    /// Where each secret's value comes from, by name. A secret named by a stage but not here
+    /// comes from the environment variable of the same name.
+    #[serde(default)]
+    pub secrets: IndexMap<Located<String>, SecretSource>,
+}
+
+/// One secret's provider (exactly one of `env`, `file`, `command`) and how a stage receives it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// An environment variable of the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file on the runner's machine (its whole content, without a trailing newline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A command whose standard output is the value (a password manager's CLI, say). No shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `env` (default): an environment variable of the stage. `file`: a read-only file on a
+    /// tmpfs at `/run/secrets/<name>`, with `<name>_FILE` naming it.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub mount: Option<SecretMount>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretMount {
+    Env,
+    File,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

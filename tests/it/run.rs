@@ -1099,3 +1099,35 @@ fn policy_is_enforced_again_when_a_stage_starts() {
     let reason = approve_and_reason(&repo, &run);
     assert!(reason.contains("refused by policy at run time") && reason.contains("DEPLOY_KEY"), "{reason}");
 }
+
+#[test]
+fn secrets_come_from_their_providers_and_files_live_on_tmpfs_only() {
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("deploy.key");
+    std::fs::write(&key_file, "file-secret-5521\n").expect("key");
+    let extra = format!(
+        "secrets:\n  FROM_FILE: {{ file: \"{}\", as: file }}\n  FROM_CMD: {{ command: [\"sh\", \"-c\", \"printf cmd-secret-%s 7734\"] }}\n",
+        key_file.display()
+    );
+    // The command computes the values it checks, so that the plan (which holds the command)
+    // does not hold them.
+    let stages = "  use:\n    secrets: [FROM_FILE, FROM_CMD]\n    run: |\n      test \"$(cat $FROM_FILE_FILE)\" = file-secret-$((5500+21)) && echo file-ok\n      test \"$FROM_CMD\" = cmd-secret-$((7700+34)) && echo cmd-ok\n      env | grep -c file-secret-$((5500+21)) || true\n      touch $FROM_FILE_FILE 2>/dev/null && echo WRITABLE || echo read-only\n";
+    let policy = "version: 1\nsecrets: { FROM_FILE: { stages: [run] }, FROM_CMD: { stages: [run] } }\n";
+    let repo = Repo::full(stages, Some(policy), &extra);
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "use");
+    assert!(log.contains("file-ok") && log.contains("cmd-ok") && log.contains("read-only"), "{log}");
+    assert!(log.lines().any(|l| l.trim() == "0"), "the file secret leaked into the environment: {log}");
+    let run = repo.run_ids().pop().expect("run");
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains(&run)).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "secret files left on /dev/shm: {left:?}");
+    for f in ["events.jsonl", "plan.json", "run.json", "stages/use/1.log"] {
+        let text = std::fs::read_to_string(repo.record(&run).join(f)).unwrap_or_default();
+        assert!(!text.contains("file-secret-5521") && !text.contains("cmd-secret-7734"), "{f} holds a secret value");
+    }
+    let plan = std::fs::read_to_string(repo.record(&run).join("plan.json")).unwrap_or_default();
+    assert!(plan.contains("deploy.key") && plan.contains("printf cmd-secret-%s"), "the plan names the providers");
+}

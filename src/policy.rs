@@ -23,17 +23,52 @@ pub struct Refusal {
 pub struct Policy {
     file: Option<PathBuf>,
     rules: Option<PolicyFile>,
+    /// The organisation's policy, from outside the repository. It takes precedence: a thing is
+    /// allowed only when every layer allows it, so the repository's policy can only tighten it.
+    org: Option<Box<Policy>>,
 }
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
         let rules: PolicyFile = spec::load_file(FileKind::Policy, path)?;
-        Ok(Policy { file: Some(path.to_path_buf()), rules: Some(rules) })
+        Ok(Policy { file: Some(path.to_path_buf()), rules: Some(rules), org: None })
     }
 
-    /// Whether stages may run as plain host processes, with no sandbox.
+    /// This (repository) policy under an organisation's.
+    #[must_use]
+    pub fn under(mut self, org: Policy) -> Policy {
+        self.org = Some(Box::new(Policy { org: None, ..org }));
+        self
+    }
+
+    /// The organisation's policy file, if one is in force.
+    pub fn org_file(&self) -> Option<&Path> {
+        self.org.as_ref().and_then(|o| o.file())
+    }
+
+    /// The layers that decide, organisation first. A repository without a policy file adds no
+    /// layer of its own when an organisation policy is in force (it cannot loosen it, and has
+    /// nothing to tighten).
+    pub fn layers(&self) -> Vec<&Policy> {
+        let mut v: Vec<&Policy> = self.org.iter().map(AsRef::as_ref).collect();
+        if self.org.is_none() || self.rules.is_some() {
+            v.push(self);
+        }
+        v
+    }
+
+    /// Whether stages may run as plain host processes, with no sandbox: every layer must say so.
     pub fn allows_unsandboxed(&self) -> bool {
-        self.rules.as_ref().is_some_and(|r| r.allow_unsandboxed)
+        self.layers().iter().all(|l| l.rules.as_ref().is_some_and(|r| r.allow_unsandboxed))
+    }
+
+    /// Every layer's decision; the first refusal wins, else the rules that allowed it.
+    fn all_layers(&self, check: impl Fn(&Policy) -> Result<String, Refusal>) -> Result<String, Refusal> {
+        let mut rules = Vec::new();
+        for layer in self.layers() {
+            rules.push(check(layer)?);
+        }
+        Ok(rules.join("; "))
     }
 
     pub fn file(&self) -> Option<&Path> {
@@ -56,7 +91,7 @@ impl Policy {
     }
 
     /// Whether a stage may run `image`.
-    pub fn check_image(&self, image: &str) -> Result<String, Refusal> {
+    fn check_image_one(&self, image: &str) -> Result<String, Refusal> {
         let Some(allow) = self.rules.as_ref().and_then(|r| r.images.as_ref()) else {
             return Ok(format!("{}: no image rule", self.name()));
         };
@@ -71,7 +106,7 @@ impl Policy {
     }
 
     /// Whether a stage of kind `kind` (`run`, `agent`, `grade.tests`, ...) may receive `secret`.
-    pub fn check_secret(&self, secret: &str, kind: &str) -> Result<String, Refusal> {
+    fn check_secret_one(&self, secret: &str, kind: &str) -> Result<String, Refusal> {
         let rule = self.rules.as_ref().and_then(|r| r.secrets.get(secret));
         let Some(rule) = rule else {
             return Err(Refusal {
@@ -90,7 +125,7 @@ impl Policy {
     }
 
     /// Whether a stage may reach `host` (`name` or `name:port`) through the egress proxy.
-    pub fn check_host(&self, host: &str) -> Result<String, Refusal> {
+    fn check_host_one(&self, host: &str) -> Result<String, Refusal> {
         let allow = self.rules.as_ref().and_then(|r| r.network.as_ref());
         let (name, port) = split_host(host);
         if let Some(rule) = allow.and_then(|a| {
@@ -113,8 +148,27 @@ impl Policy {
         })
     }
 
+    /// Whether a stage may run `image`.
+    pub fn check_image(&self, image: &str) -> Result<String, Refusal> {
+        self.all_layers(|l| l.check_image_one(image))
+    }
+
+    /// Whether a stage of kind `kind` may receive `secret`.
+    pub fn check_secret(&self, secret: &str, kind: &str) -> Result<String, Refusal> {
+        self.all_layers(|l| l.check_secret_one(secret, kind))
+    }
+
+    /// Whether a stage may reach `host` through the egress proxy.
+    pub fn check_host(&self, host: &str) -> Result<String, Refusal> {
+        self.all_layers(|l| l.check_host_one(host))
+    }
+
     /// The grader kinds a category must have, each with where the rule is.
     pub fn required_graders(&self, category: &str) -> Vec<(&str, String)> {
+        self.layers().into_iter().flat_map(|l| l.required_graders_one(category)).collect()
+    }
+
+    fn required_graders_one(&self, category: &str) -> Vec<(&str, String)> {
         self.rules
             .as_ref()
             .and_then(|r| r.required_graders.get(category))
@@ -124,17 +178,29 @@ impl Policy {
 
     /// Where the rule is, when a category needs human approval before ship.
     pub fn approval_rule(&self, category: &str) -> Option<String> {
+        self.layers().into_iter().find_map(|l| l.approval_rule_one(category))
+    }
+
+    fn approval_rule_one(&self, category: &str) -> Option<String> {
         let rules = self.rules.as_ref()?;
         rules.approval.iter().find(|c| c.value == category).map(|c| self.at(c.at))
     }
 
     /// A protected branch pattern matching `branch`, with its location.
     pub fn protected_branch(&self, branch: &str) -> Option<String> {
+        self.layers().into_iter().find_map(|l| l.protected_branch_one(branch))
+    }
+
+    fn protected_branch_one(&self, branch: &str) -> Option<String> {
         let p = self.rules.as_ref()?.protected.as_ref()?;
         p.branches.iter().find(|b| wildcard(&b.value, branch)).map(|b| format!("`{}` at {}", b.value, self.at(b.at)))
     }
 
     pub fn protected_paths(&self) -> Vec<&str> {
+        self.layers().into_iter().flat_map(Policy::protected_paths_one).collect()
+    }
+
+    fn protected_paths_one(&self) -> Vec<&str> {
         self.rules
             .as_ref()
             .and_then(|r| r.protected.as_ref())
@@ -142,7 +208,7 @@ impl Policy {
             .unwrap_or_default()
     }
 
-    /// The ceilings, as written.
+    /// The ceilings of this layer, as written (callers check every layer of [`Policy::layers`]).
     pub fn ceiling_memory(&self) -> Option<&Located<String>> {
         self.rules.as_ref()?.resources.as_ref()?.memory.as_ref()
     }

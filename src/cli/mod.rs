@@ -80,6 +80,10 @@ struct FactoryArg {
     /// factory.yaml to use [default: the nearest factory.yaml in this or a parent directory]
     #[arg(long, env = "LIGHTSOUT_FACTORY", value_name = "PATH")]
     factory: Option<PathBuf>,
+    /// The organisation's policy, from outside the repository; it takes precedence, and the
+    /// repository's policy.yaml can only tighten it.
+    #[arg(long, env = "LIGHTSOUT_POLICY", value_name = "PATH")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -265,7 +269,21 @@ fn load_factory(arg: &FactoryArg) -> Result<Factory, Failure> {
             .hint("run `lightsout init` to create one, or pass --factory PATH")
             .into());
     }
-    Ok(Factory::load(&path)?)
+    if let Some(org) = &arg.policy {
+        // The organisation's policy must be out of reach of a change to the repository.
+        let dir = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        if let (Ok(org_abs), Ok(repo)) = (std::fs::canonicalize(org), crate::run::repo_of(&dir)) {
+            let repo = std::fs::canonicalize(&repo).unwrap_or(repo);
+            if org_abs.starts_with(&repo) {
+                return Err(Failure::Message(format!(
+                    "the organisation policy {} is inside the repository; keep it outside, where a change to the repository cannot edit it",
+                    org.display()
+                )));
+            }
+        }
+    }
+    Ok(Factory::load_with(&path, arg.policy.as_deref())?)
 }
 
 fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {

@@ -34,6 +34,12 @@ pub struct Factory {
 impl Factory {
     /// Loads factory.yaml and its policy, checking what can be checked without a pipeline.
     pub fn load(path: &Path) -> Result<Factory, Diagnostics> {
+        Factory::load_with(path, None)
+    }
+
+    /// Loads factory.yaml and its policy under an organisation's policy (`--policy`), which takes
+    /// precedence: the repository's policy can only tighten it.
+    pub fn load_with(path: &Path, org_policy: Option<&Path>) -> Result<Factory, Diagnostics> {
         let file: FactoryFile = spec::load_file(FileKind::Factory, path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut errors = Diagnostics::default();
@@ -54,6 +60,16 @@ impl Factory {
                     Policy::default()
                 }
             }
+        };
+        let policy = match org_policy {
+            None => policy,
+            Some(org) => match Policy::load(org) {
+                Ok(o) => policy.under(o),
+                Err(ds) => {
+                    errors.extend(ds);
+                    policy
+                }
+            },
         };
         let factory = Factory { dir, path: path.to_path_buf(), file, policy };
         factory.check(&mut errors);

@@ -384,15 +384,21 @@ fn timeout(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) -> 
         }
         DEFAULT_TIMEOUT_SECS
     });
-    if let Some(max) = policy.ceiling_timeout()
-        && let Ok(max_d) = units::duration(Path::new(""), max)
-        && secs > max_d.as_secs()
-    {
-        let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
-        errors.push(
-            Diagnostic::new(ctx.path, at, format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value))
+    for policy in policy.layers() {
+        if let Some(max) = policy.ceiling_timeout()
+            && let Ok(max_d) = units::duration(Path::new(""), max)
+            && secs > max_d.as_secs()
+        {
+            let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
+            errors.push(
+                Diagnostic::new(
+                    ctx.path,
+                    at,
+                    format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value),
+                )
                 .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-        );
+            );
+        }
     }
     secs
 }
@@ -422,42 +428,44 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
     let pids = pr.and_then(|r| r.pids.as_ref()).map_or(DEFAULT_PIDS, |p| p.value);
 
     let at_of = |f: fn(&Resources) -> Option<Pos>| own.and_then(f).unwrap_or(Pos::START);
-    if let Some(max) = policy.ceiling_memory()
-        && let Ok(max_b) = units::size(Path::new(""), max)
-        && memory_bytes > max_b
-    {
-        errors.push(
-            Diagnostic::new(
-                path,
-                at_of(|r| r.memory.as_ref().map(|m| m.at)),
-                format!("memory limit exceeds the policy ceiling of {}", max.value),
-            )
-            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-        );
-    }
-    if let Some(max) = policy.ceiling_cpus()
-        && cpus > max.value
-    {
-        errors.push(
-            Diagnostic::new(
-                path,
-                at_of(|r| r.cpus.as_ref().map(|c| c.at)),
-                format!("{cpus} CPUs exceed the policy ceiling of {}", max.value),
-            )
-            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-        );
-    }
-    if let Some(max) = policy.ceiling_pids()
-        && pids > max.value
-    {
-        errors.push(
-            Diagnostic::new(
-                path,
-                at_of(|r| r.pids.as_ref().map(|p| p.at)),
-                format!("{pids} pids exceed the policy ceiling of {}", max.value),
-            )
-            .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
-        );
+    for policy in policy.layers() {
+        if let Some(max) = policy.ceiling_memory()
+            && let Ok(max_b) = units::size(Path::new(""), max)
+            && memory_bytes > max_b
+        {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    at_of(|r| r.memory.as_ref().map(|m| m.at)),
+                    format!("memory limit exceeds the policy ceiling of {}", max.value),
+                )
+                .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+            );
+        }
+        if let Some(max) = policy.ceiling_cpus()
+            && cpus > max.value
+        {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    at_of(|r| r.cpus.as_ref().map(|c| c.at)),
+                    format!("{cpus} CPUs exceed the policy ceiling of {}", max.value),
+                )
+                .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+            );
+        }
+        if let Some(max) = policy.ceiling_pids()
+            && pids > max.value
+        {
+            errors.push(
+                Diagnostic::new(
+                    path,
+                    at_of(|r| r.pids.as_ref().map(|p| p.at)),
+                    format!("{pids} pids exceed the policy ceiling of {}", max.value),
+                )
+                .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
+            );
+        }
     }
     if !(cpus > 0.0 && cpus.is_finite()) {
         errors.push(Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0"));

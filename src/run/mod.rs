@@ -215,6 +215,7 @@ pub async fn start(
         keep_workspace: opts.keep_workspace,
         secrets: secrets.keys().cloned().collect(),
         policy: policy.file().and_then(|f| std::fs::canonicalize(f).ok()),
+        org_policy: policy.org_file().and_then(|f| std::fs::canonicalize(f).ok()),
     };
     let infra = |e: std::io::Error| RunError::Infra(format!("cannot write the run record: {e}"));
     dir.write_json("plan.json", &plan).map_err(infra)?;
@@ -309,11 +310,17 @@ pub async fn resume_with(
 
     let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
     // The policy as it is now, not as it was when the run started: a tightened policy binds.
-    let policy = match &meta.policy {
-        Some(path) => crate::policy::Policy::load(path)
-            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))?,
+    let load = |path: &Path| {
+        crate::policy::Policy::load(path)
+            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))
+    };
+    let mut policy = match &meta.policy {
+        Some(path) => load(path)?,
         None => crate::policy::Policy::default(),
     };
+    if let Some(org) = &meta.org_policy {
+        policy = policy.under(load(org)?);
+    }
     let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output, policy };
     let mut first = vec![Event::RunResumed { pid: std::process::id() }];
     first.extend(first_decision);
@@ -1004,26 +1011,31 @@ fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(), String> 
     for host in &stage.network {
         policy.check_host(host).map_err(|r| r.message)?;
     }
-    if let Some(c) = policy.ceiling_memory() {
-        let max = crate::compile::units::size(where_, c).map_err(|d| d.message)?;
-        if stage.resources.memory_bytes > max {
-            return Err(format!("memory {} bytes is over the ceiling of {}", stage.resources.memory_bytes, c.value));
+    for policy in policy.layers() {
+        if let Some(c) = policy.ceiling_memory() {
+            let max = crate::compile::units::size(where_, c).map_err(|d| d.message)?;
+            if stage.resources.memory_bytes > max {
+                return Err(format!(
+                    "memory {} bytes is over the ceiling of {}",
+                    stage.resources.memory_bytes, c.value
+                ));
+            }
         }
-    }
-    if let Some(c) = policy.ceiling_cpus()
-        && stage.resources.cpus > c.value
-    {
-        return Err(format!("{} cpus is over the ceiling of {}", stage.resources.cpus, c.value));
-    }
-    if let Some(c) = policy.ceiling_pids()
-        && stage.resources.pids > c.value
-    {
-        return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
-    }
-    if let Some(c) = policy.ceiling_timeout() {
-        let max = crate::compile::units::duration(where_, c).map_err(|d| d.message)?;
-        if stage.timeout_secs > max.as_secs() {
-            return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
+        if let Some(c) = policy.ceiling_cpus()
+            && stage.resources.cpus > c.value
+        {
+            return Err(format!("{} cpus is over the ceiling of {}", stage.resources.cpus, c.value));
+        }
+        if let Some(c) = policy.ceiling_pids()
+            && stage.resources.pids > c.value
+        {
+            return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
+        }
+        if let Some(c) = policy.ceiling_timeout() {
+            let max = crate::compile::units::duration(where_, c).map_err(|d| d.message)?;
+            if stage.timeout_secs > max.as_secs() {
+                return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
+            }
         }
     }
     Ok(())

@@ -41,6 +41,9 @@ pub struct RunMeta {
     /// The policy file, read again when the run continues.
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// The organisation's policy file, read again when the run continues.
+    #[serde(default)]
+    pub org_policy: Option<PathBuf>,
 }
 
 /// The directory of one run.

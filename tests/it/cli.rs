@@ -151,3 +151,73 @@ fn a_closed_stdout_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A factory in a fresh git repository, with a repository policy, and an organisation policy
+/// outside it.
+fn layered(repo_policy: &str, stage: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let repo = tempfile::tempdir().expect("repo");
+    let p = repo.path();
+    std::fs::create_dir_all(p.join("pipelines")).expect("mkdir");
+    std::fs::write(
+        p.join("factory.yaml"),
+        "version: 1\nname: t\ndefaults: { image: \"lightsout-test/busybox:latest\" }\ncategories:\n  misc: { pipeline: pipelines/misc.yaml }\npolicy: policy.yaml\n",
+    )
+    .expect("factory");
+    std::fs::write(p.join("policy.yaml"), repo_policy).expect("policy");
+    std::fs::write(p.join("pipelines/misc.yaml"), format!("version: 1\ncategory: misc\nstages:\n{stage}"))
+        .expect("pipeline");
+    std::fs::write(p.join("t.md"), "---\nid: T\ntitle: t\n---\n").expect("ticket");
+    assert!(std::process::Command::new("git").arg("init").arg("-q").current_dir(p).status().expect("git").success());
+    let org = tempfile::tempdir().expect("org");
+    std::fs::write(
+        org.path().join("org.yaml"),
+        "version: 1\nimages: { allow: [\"lightsout-test/*\"] }\nresources: { memory: 2g }\nsecrets: { TOKEN: { stages: [run] } }\n",
+    )
+    .expect("org policy");
+    (repo, org)
+}
+
+#[test]
+fn the_organisation_policy_wins_and_the_repository_can_only_tighten() {
+    // The repository tries to loosen: another image registry name and a secret the org gives
+    // no stage. The organisation's policy still refuses the image.
+    let (repo, org) = layered(
+        "version: 1\nimages: { allow: [\"*\"] }\nsecrets: { TOKEN: { stages: [run] }, OTHER: { stages: [run] } }\n",
+        "  a:\n    image: evil/miner:latest\n    secrets: [OTHER]\n    run: echo hi\n",
+    );
+    let org_file = org.path().join("org.yaml");
+    let (code, _, err) = output(lightsout(repo.path()).args(["validate", "--policy"]).arg(&org_file));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("image `evil/miner:latest` is not allowed by policy") && err.contains("org.yaml"), "{err}");
+    assert!(err.contains("secret `OTHER` is not allowed by policy"), "{err}");
+    // Without the organisation policy the same repository passes: the loosening was only local.
+    let (code, _, err) = output(lightsout(repo.path()).arg("validate"));
+    assert_eq!(code, 0, "{err}");
+
+    // The repository tightens: a lower memory ceiling than the org's binds.
+    let (repo, org) =
+        layered("version: 1\nresources: { memory: 256m }\n", "  a:\n    resources: { memory: 1g }\n    run: echo hi\n");
+    let (code, _, err) = output(lightsout(repo.path()).args(["validate", "--policy"]).arg(org.path().join("org.yaml")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("exceeds the policy ceiling of 256m") && err.contains("policy.yaml"), "{err}");
+
+    // `plan` shows which rule of which layer allowed the image.
+    let (repo, org) =
+        layered("version: 1\nimages: { allow: [\"lightsout-test/busybox:*\"] }\n", "  a:\n    run: echo hi\n");
+    let (code, plan, err) = output(
+        lightsout(repo.path())
+            .args(["plan", "--ticket", "t.md", "--category", "misc", "--policy"])
+            .arg(org.path().join("org.yaml")),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(plan.contains("org.yaml") && plan.contains("policy.yaml"), "{plan}");
+}
+
+#[test]
+fn an_organisation_policy_inside_the_repository_is_refused() {
+    let (repo, _org) = layered("version: 1\n", "  a:\n    run: echo hi\n");
+    std::fs::write(repo.path().join("org.yaml"), "version: 1\nallow_unsandboxed: true\n").expect("org");
+    let (code, _, err) = output(lightsout(repo.path()).args(["validate", "--policy", "org.yaml"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inside the repository"), "{err}");
+}

@@ -362,12 +362,12 @@ fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
             let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        PlanFormat::Text => plan_text(&ticket, &route, &plan),
+        PlanFormat::Text => plan_text(&ticket, &route, &plan, &factory.policy),
     };
     print_out(&out)
 }
 
-fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan) -> String {
+fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy::Policy) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     // Ticket text is printed as data: escaped, so that control sequences cannot reach the terminal.
@@ -394,16 +394,33 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan) -> String {
                 let _ = writeln!(out, "       runs on  the host (lightsout itself)");
             }
         }
-        let _ = writeln!(
-            out,
-            "       secrets  {}",
-            if s.secrets.is_empty() { "none".into() } else { s.secrets.join(", ") }
-        );
-        let _ = writeln!(
-            out,
-            "       network  {}",
-            if s.network.is_empty() { "none".into() } else { s.network.join(", ") }
-        );
+        // Each decision with the rule that made it.
+        if s.secrets.is_empty() {
+            let _ = writeln!(out, "       secrets  none");
+        }
+        for (i, name) in s.secrets.iter().enumerate() {
+            let label = if i == 0 { "secrets " } else { "        " };
+            let rule = policy.check_secret(name, &s.kind).unwrap_or_else(|r| r.message);
+            let from = s.secret_sources.get(name).map_or_else(
+                || format!("env {name}"),
+                |src| {
+                    src.env
+                        .as_ref()
+                        .map(|v| format!("env {v}"))
+                        .or_else(|| src.file.as_ref().map(|f| format!("file {f}")))
+                        .unwrap_or_else(|| "command".into())
+                },
+            );
+            let _ = writeln!(out, "       {label} {name} (from {from}; {rule})");
+        }
+        if s.network.is_empty() {
+            let _ = writeln!(out, "       network  none");
+        }
+        for (i, host) in s.network.iter().enumerate() {
+            let label = if i == 0 { "network " } else { "        " };
+            let rule = policy.check_host(host).unwrap_or_else(|r| r.message);
+            let _ = writeln!(out, "       {label} {host} ({rule})");
+        }
         let _ = writeln!(
             out,
             "       timeout  {}",

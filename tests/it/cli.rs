@@ -201,9 +201,11 @@ fn the_organisation_policy_wins_and_the_repository_can_only_tighten() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("exceeds the policy ceiling of 256m") && err.contains("policy.yaml"), "{err}");
 
-    // `plan` shows which rule of which layer allowed the image.
-    let (repo, org) =
-        layered("version: 1\nimages: { allow: [\"lightsout-test/busybox:*\"] }\n", "  a:\n    run: echo hi\n");
+    // `plan` shows which rule of which layer allowed the image and the secret.
+    let (repo, org) = layered(
+        "version: 1\nimages: { allow: [\"lightsout-test/busybox:*\"] }\nsecrets: { TOKEN: { stages: [run] } }\n",
+        "  a:\n    secrets: [TOKEN]\n    run: echo hi\n",
+    );
     let (code, plan, err) = output(
         lightsout(repo.path())
             .args(["plan", "--ticket", "t.md", "--category", "misc", "--policy"])
@@ -211,6 +213,8 @@ fn the_organisation_policy_wins_and_the_repository_can_only_tighten() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(plan.contains("org.yaml") && plan.contains("policy.yaml"), "{plan}");
+    let secret_line = plan.lines().find(|l| l.contains("TOKEN (from env TOKEN;")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(secret_line.contains("org.yaml") && secret_line.contains("policy.yaml:"), "{secret_line}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod docker;
 pub mod image;
 pub mod local;
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,222 @@
+//! The egress proxy: an HTTP proxy (CONNECT for HTTPS, absolute-form requests for plain HTTP)
+//! that admits only the host names and ports a stage's allow-list names, and reports every
+//! connection it allows or refuses. Targets are matched by name as the client asked for them;
+//! an IP address is only admitted when the allow-list names that address.
+//!
+//! This is the proxy alone; wiring it to an internal Docker network is the next step.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request head the proxy reads.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// One connection attempt and what the proxy decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub host: String,
+    pub port: u16,
+    pub allowed: bool,
+    /// The rule that allowed it, or why it was refused.
+    pub why: String,
+}
+
+/// Decides whether `host:port` may be reached: `Ok(rule)` or `Err(reason)`.
+pub type Gate = Arc<dyn Fn(&str, u16) -> Result<String, String> + Send + Sync>;
+
+/// Serves until `cancel`; each decision goes to `decisions`.
+pub async fn serve(listener: TcpListener, gate: Gate, decisions: mpsc::Sender<Decision>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gate = Arc::clone(&gate);
+                let decisions = decisions.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = handle(stream, gate, decisions) => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// `host:port` split; the port defaults to `default`.
+fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
+    let (host, port) = match target.rsplit_once(':') {
+        Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, p.parse().ok()?),
+        _ => (target, default),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return None;
+    }
+    Some((host.to_ascii_lowercase(), port))
+}
+
+async fn handle(mut client: TcpStream, gate: Gate, decisions: mpsc::Sender<Decision>) {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if head.len() > MAX_HEAD {
+            let _ = client.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n").await;
+            return;
+        }
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let rest = head[end..].to_vec();
+    let mut first = text.lines().next().unwrap_or_default().split(' ');
+    let (method, target) = (first.next().unwrap_or_default().to_owned(), first.next().unwrap_or_default().to_owned());
+
+    let (connect, host_port, forward_head) = if method.eq_ignore_ascii_case("CONNECT") {
+        (true, split_target(&target, 443), None)
+    } else if let Some(after) = target.strip_prefix("http://") {
+        let (authority, path) = after.split_once('/').map_or((after, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+        // The request goes on in origin form: `GET /path HTTP/1.1`, the other lines unchanged.
+        let origin = text.replacen(&target, &path, 1);
+        (false, split_target(authority, 80), Some(origin))
+    } else {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        return;
+    };
+    let Some((host, port)) = host_port else {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        return;
+    };
+    let verdict = gate(&host, port);
+    let decision =
+        Decision { host: host.clone(), port, allowed: verdict.is_ok(), why: verdict.clone().unwrap_or_else(|e| e) };
+    let _ = decisions.send(decision).await;
+    if verdict.is_err() {
+        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+        return;
+    };
+    if connect {
+        if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
+            return;
+        }
+    } else if let Some(h) = forward_head
+        && upstream.write_all(h.as_bytes()).await.is_err()
+    {
+        return;
+    }
+    if !rest.is_empty() && upstream.write_all(&rest).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test set-up: a failure to bind or connect is the test failing
+mod tests {
+    use super::*;
+
+    async fn echo_server() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    async fn proxy(allowed: String) -> (u16, mpsc::Receiver<Decision>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::channel(16);
+        let gate: Gate = Arc::new(move |h: &str, p: u16| {
+            if format!("{h}:{p}") == allowed {
+                Ok(format!("allowed by `{allowed}`"))
+            } else {
+                Err(format!("{h}:{p} is not allowed"))
+            }
+        });
+        tokio::spawn(serve(l, gate, tx, CancellationToken::new()));
+        (port, rx)
+    }
+
+    async fn ask(proxy_port: u16, request: &str) -> (String, TcpStream) {
+        let mut s = TcpStream::connect(("127.0.0.1", proxy_port)).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        let mut b = vec![0u8; 256];
+        let n = s.read(&mut b).await.expect("read");
+        (String::from_utf8_lossy(&b[..n]).into_owned(), s)
+    }
+
+    #[tokio::test]
+    async fn connect_to_an_allowed_host_tunnels() {
+        let target = echo_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let (answer, mut s) = ask(p, &format!("CONNECT localhost:{target} HTTP/1.1\r\nHost: localhost\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        s.write_all(b"ping").await.expect("write");
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.expect("echo");
+        assert_eq!(&b, b"ping");
+        let d = rx.recv().await.expect("decision");
+        assert!(d.allowed && d.host == "localhost" && d.port == target);
+    }
+
+    #[tokio::test]
+    async fn other_hosts_ports_and_bare_addresses_are_refused() {
+        let target = echo_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        for req in [
+            format!("CONNECT 127.0.0.1:{target} HTTP/1.1\r\n\r\n"),
+            "CONNECT localhost:22 HTTP/1.1\r\n\r\n".to_owned(),
+            "CONNECT evil.example:443 HTTP/1.1\r\n\r\n".to_owned(),
+            format!("GET http://127.0.0.1:{target}/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ] {
+            let (answer, _) = ask(p, &req).await;
+            assert!(answer.starts_with("HTTP/1.1 403"), "{req:?} -> {answer}");
+            let d = rx.recv().await.expect("decision");
+            assert!(!d.allowed, "{d:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_http_goes_on_in_origin_form() {
+        let target = echo_server().await;
+        let (p, _rx) = proxy(format!("localhost:{target}")).await;
+        let (answer, _) =
+            ask(p, &format!("GET http://localhost:{target}/x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")).await;
+        // The echo server returns what it received: the request in origin form.
+        assert!(answer.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target("a.example:8443", 443), Some(("a.example".into(), 8443)));
+        assert_eq!(split_target("A.Example", 443), Some(("a.example".into(), 443)));
+        assert_eq!(split_target("[::1]:80", 443), Some(("::1".into(), 80)));
+        assert_eq!(split_target("user@evil:80", 443), None);
+    }
+}

@@ -68,6 +68,9 @@ enum Command {
     Reject(runs::DecideArgs),
     /// Print the JSON Schema of a file kind (or write all of them to a directory).
     Schema(SchemaArgs),
+    /// The egress proxy, as the Docker executor starts it in a container of its own.
+    #[command(hide = true)]
+    EgressProxy(EgressProxyArgs),
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -155,6 +158,19 @@ struct PlanArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct EgressProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:3128")]
+    listen: String,
+    /// Only answer clients from this IPv4 subnet (`a.b.c.d/n`).
+    #[arg(long)]
+    clients: Option<String>,
+    /// A host the stage may reach: `name` or `name:port` (443 when absent).
+    #[arg(long)]
+    allow: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
 struct SchemaArgs {
     /// Which file's schema to print.
     #[arg(value_enum, default_value_t = FileKind::Pipeline)]
@@ -226,11 +242,28 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Approve(a) => runs::decide_cmd(&a, true),
         Command::Reject(a) => runs::decide_cmd(&a, false),
         Command::Schema(a) => schema(&a),
+        Command::EgressProxy(a) => egress_proxy(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());
             Ok(Exit::Ok)
         }
     }
+}
+
+fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {
+    let clients =
+        match &a.clients {
+            Some(c) => Some(crate::exec::proxy::Subnet::parse(c).ok_or_else(|| {
+                Failure::Message(format!("--clients `{c}` is not an IPv4 subnet such as 172.18.0.0/16"))
+            })?),
+            None => None,
+        };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(crate::exec::proxy::standalone(&a.listen, clients, a.allow)).map_err(Failure::Message)?;
+    Ok(Exit::Ok)
 }
 
 /// Prints diagnostics to stderr, as people read them or as JSON.

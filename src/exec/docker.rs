@@ -6,12 +6,15 @@ use std::os::unix::fs::MetadataExt as _;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::egress::Egress;
+use super::proxy::Decision;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::run::event::Stream;
 use crate::run::record::start_time;
@@ -29,6 +32,8 @@ pub const FALLBACK_UID: u32 = 65532;
 #[derive(Clone, Debug)]
 pub struct Docker {
     client: bollard::Docker,
+    /// The network egress proxies reach the outside through.
+    egress_network: String,
 }
 
 fn fault(what: &str, e: &bollard::errors::Error) -> String {
@@ -41,6 +46,18 @@ pub fn stage_user(workspace: &std::path::Path) -> (u32, u32) {
         Ok(m) if m.uid() != 0 => (m.uid(), m.gid()),
         _ => (FALLBACK_UID, FALLBACK_UID),
     }
+}
+
+/// The labels of every container and network of one job.
+pub fn labels(job: &Job) -> HashMap<String, String> {
+    let me = std::process::id();
+    let runner = format!("{me} {}", start_time(me).unwrap_or(0));
+    HashMap::from([
+        (LABEL_RUN.to_owned(), job.run_id.clone()),
+        (LABEL_STAGE.to_owned(), job.stage.clone()),
+        (LABEL_ATTEMPT.to_owned(), job.attempt.to_string()),
+        (LABEL_RUNNER.to_owned(), runner),
+    ])
 }
 
 /// A container name Docker accepts, unique per run, stage and attempt.
@@ -56,59 +73,90 @@ impl Docker {
             .negotiate_version()
             .await
             .map_err(|e| format!("docker: the engine does not answer ({e}); start it, or run with --executor local"))?;
-        Ok(Docker { client })
+        let egress_network = std::env::var("LIGHTSOUT_EGRESS_NETWORK")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| super::egress::DEFAULT_EGRESS_NETWORK.to_owned());
+        Ok(Docker { client, egress_network })
     }
 
     pub fn client(&self) -> &bollard::Docker {
         &self.client
     }
 
-    /// Removes containers left by runs whose runner is no longer alive; returns their names.
+    pub fn egress_network(&self) -> &str {
+        &self.egress_network
+    }
+
+    /// Removes containers and networks left by runs whose runner is no longer alive; returns
+    /// the containers' names.
     pub async fn remove_orphans(&self) -> Result<Vec<String>, String> {
-        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
+        self.remove_labelled(LABEL_RUN, |labels| labels.get(LABEL_RUNNER).is_some_and(|r| runner_alive(r))).await
+    }
+
+    /// Removes every container and network of one run (a last sweep when the run ends: a
+    /// container a killed runner asked for may have been created after the start-up sweep).
+    pub async fn remove_run(&self, run_id: &str) -> Result<(), String> {
+        self.remove_labelled(&format!("{LABEL_RUN}={run_id}"), |_| false).await.map(|_| ())
+    }
+
+    /// Removes the containers, then the networks, that carry `label` and that `keep` does not
+    /// keep; returns the containers' names.
+    async fn remove_labelled(
+        &self,
+        label: &str,
+        keep: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> Result<Vec<String>, String> {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
         let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(opts)).await.map_err(|e| fault("listing containers", &e))?;
         let mut removed = Vec::new();
         for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let alive = labels.get(LABEL_RUNNER).is_some_and(|r| runner_alive(r));
-            if alive {
+            if c.labels.as_ref().is_some_and(&keep) {
                 continue;
             }
             let Some(id) = c.id else { continue };
             let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-            if self.client.remove_container(&id, Some(opts)).await.is_ok() {
-                removed.push(c.names.and_then(|n| n.into_iter().next()).unwrap_or(id));
+            let result = self.client.remove_container(&id, Some(opts)).await;
+            not_found_is_fine(result).map_err(|e| fault("removing a container", &e))?;
+            removed.push(c.names.and_then(|n| n.into_iter().next()).unwrap_or(id));
+        }
+        let opts = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let nets = self.client.list_networks(Some(opts)).await.map_err(|e| fault("listing networks", &e))?;
+        for n in nets {
+            if n.labels.as_ref().is_some_and(&keep) {
+                continue;
+            }
+            if let Some(id) = n.id {
+                let result = self.client.remove_network(&id).await;
+                not_found_is_fine(result).map_err(|e| fault("removing a network", &e))?;
             }
         }
         Ok(removed)
     }
 
-    /// Removes every container of one run (a last sweep when the run ends: a container a killed
-    /// runner asked for may have been created after the start-up sweep).
-    pub async fn remove_run(&self, run_id: &str) -> Result<(), String> {
-        let label = format!("{LABEL_RUN}={run_id}");
-        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
-        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let list = self.client.list_containers(Some(opts)).await.map_err(|e| fault("listing containers", &e))?;
-        for id in list.into_iter().filter_map(|c| c.id) {
-            let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-            self.client.remove_container(&id, Some(opts)).await.map_err(|e| fault("removing a container", &e))?;
-        }
-        Ok(())
-    }
-
     /// Runs one job in a fresh container, streaming its output to `logs`; the container is
     /// removed whatever happens.
-    pub async fn run(&self, job: &Job, logs: &LogSink, cancel: &CancellationToken) -> Result<Ended, String> {
+    pub async fn run(
+        &self,
+        job: &Job,
+        logs: &LogSink,
+        decisions: &mpsc::Sender<Decision>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, String> {
         let name = container_name(&job.run_id, &job.stage, job.attempt);
-        let created = self.create(job, &name).await;
+        let egress =
+            if job.egress.is_empty() { None } else { Some(self.egress_start(job, &name, decisions.clone()).await?) };
+        let created = self.create(job, &name, egress.as_ref()).await;
         let result = match created {
             Ok(()) => self.start_and_wait(job, &name, logs, cancel).await,
             Err(e) => Err(e),
         };
         let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let removed = self.client.remove_container(&name, Some(opts)).await;
+        if let Some(egress) = egress {
+            self.egress_stop(egress).await;
+        }
         match (result, removed) {
             (Ok(ended), Ok(())) => Ok(ended),
             // A container that was never created has nothing to remove.
@@ -117,16 +165,8 @@ impl Docker {
         }
     }
 
-    async fn create(&self, job: &Job, name: &str) -> Result<(), String> {
+    async fn create(&self, job: &Job, name: &str, egress: Option<&Egress>) -> Result<(), String> {
         let (uid, gid) = stage_user(&job.workspace);
-        let me = std::process::id();
-        let runner = format!("{me} {}", start_time(me).unwrap_or(0));
-        let labels = HashMap::from([
-            (LABEL_RUN.to_owned(), job.run_id.clone()),
-            (LABEL_STAGE.to_owned(), job.stage.clone()),
-            (LABEL_ATTEMPT.to_owned(), job.attempt.to_string()),
-            (LABEL_RUNNER.to_owned(), runner),
-        ]);
         let mode = if job.writable { "rw" } else { "ro" };
         let binds = vec![
             format!("{}:{WORKSPACE}:{mode}", job.workspace.display()),
@@ -134,11 +174,22 @@ impl Docker {
         ];
         let mut binds = binds;
         binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
+        let mut env = base_env(job);
+        if let Some(e) = egress {
+            // Both spellings: tools read one or the other. Nothing bypasses the proxy.
+            for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                env.push((key.to_owned(), e.url.clone()));
+            }
+            env.push(("NO_PROXY".to_owned(), String::new()));
+            env.push(("no_proxy".to_owned(), String::new()));
+        }
         let env: Vec<String> =
-            base_env(job).into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
+            env.into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
+        // Without an allow-list, no network at all; with one, the stage's internal network only.
+        let network = egress.map_or_else(|| "none".to_owned(), |e| e.network.clone());
         let host = HostConfig {
             binds: Some(binds),
-            network_mode: Some("none".into()),
+            network_mode: Some(network),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
@@ -160,8 +211,8 @@ impl Docker {
             env: Some(env),
             user: Some(format!("{uid}:{gid}")),
             working_dir: Some(WORKSPACE.into()),
-            labels: Some(labels),
-            network_disabled: Some(true),
+            labels: Some(labels(job)),
+            network_disabled: Some(egress.is_none()),
             host_config: Some(host),
             ..ContainerCreateBody::default()
         };
@@ -235,6 +286,14 @@ impl Docker {
     async fn kill(&self, name: &str) {
         let opts = KillContainerOptionsBuilder::new().signal("KILL").build();
         let _ = self.client.kill_container(name, Some(opts)).await;
+    }
+}
+
+/// A removal that found nothing to remove (another sweep was first) succeeded.
+fn not_found_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), bollard::errors::Error> {
+    match result {
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        other => other,
     }
 }
 

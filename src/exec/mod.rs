@@ -4,6 +4,7 @@
 //! the scheduler may retry, never a stage failure.
 
 pub mod docker;
+pub mod egress;
 pub mod image;
 pub mod local;
 pub mod proxy;
@@ -43,6 +44,8 @@ pub struct Job {
     pub timeout: Duration,
     /// Read-only files mounted into the sandbox: (host path, path inside). Secrets as files.
     pub files: Vec<(PathBuf, String)>,
+    /// The hosts the stage may reach through the egress proxy; empty: no network at all.
+    pub egress: Vec<String>,
 }
 
 /// How a job ended, when the executor itself did not fail.
@@ -73,9 +76,16 @@ impl Executor {
         }
     }
 
-    pub async fn run(&self, job: &Job, logs: &LogSink, cancel: &CancellationToken) -> Result<Ended, String> {
+    /// Runs one job; the egress proxy's decisions (docker, with an allow-list) go to `decisions`.
+    pub async fn run(
+        &self,
+        job: &Job,
+        logs: &LogSink,
+        decisions: &mpsc::Sender<proxy::Decision>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, String> {
         match self {
-            Executor::Docker(d) => d.run(job, logs, cancel).await,
+            Executor::Docker(d) => d.run(job, logs, decisions, cancel).await,
             Executor::Local(l) => l.run(job, logs, cancel).await,
         }
     }

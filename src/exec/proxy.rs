@@ -3,9 +3,14 @@
 //! connection it allows or refuses. Targets are matched by name as the client asked for them;
 //! an IP address is only admitted when the allow-list names that address.
 //!
-//! This is the proxy alone; wiring it to an internal Docker network is the next step.
+//! The Docker executor runs it in a container of its own (`lightsout egress-proxy`), on the
+//! stage's internal network and on the egress network; see `egress.rs`.
 
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 const MAX_HEAD: usize = 16 * 1024;
 
 /// One connection attempt and what the proxy decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub host: String,
     pub port: u16,
@@ -28,13 +33,64 @@ pub struct Decision {
 /// Decides whether `host:port` may be reached: `Ok(rule)` or `Err(reason)`.
 pub type Gate = Arc<dyn Fn(&str, u16) -> Result<String, String> + Send + Sync>;
 
-/// Serves until `cancel`; each decision goes to `decisions`.
-pub async fn serve(listener: TcpListener, gate: Gate, decisions: mpsc::Sender<Decision>, cancel: CancellationToken) {
+/// The gate of an allow-list: each entry is `name` or `name:port` (443 when absent), and `*` in
+/// a name matches any run of characters.
+pub fn allow_list(entries: Vec<String>) -> Gate {
+    Arc::new(move |host: &str, port: u16| {
+        for entry in &entries {
+            let (name, p) = match entry.rsplit_once(':') {
+                Some((n, p)) if p.chars().all(|c| c.is_ascii_digit()) => (n, p.parse().unwrap_or(0)),
+                _ => (entry.as_str(), 443),
+            };
+            if p == port && crate::policy::wildcard(&name.to_ascii_lowercase(), host) {
+                return Ok(format!("allowed by `{entry}`"));
+            }
+        }
+        Err(format!("`{host}:{port}` is not on the stage's allow-list"))
+    })
+}
+
+/// An IPv4 subnet, such as `172.18.0.0/16`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    base: u32,
+    mask: u32,
+}
+
+impl Subnet {
+    pub fn parse(text: &str) -> Option<Subnet> {
+        let (addr, bits) = text.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+        Some(Subnet { base: u32::from(addr) & mask, mask })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => u32::from(v4) & self.mask == self.base,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+        }
+    }
+}
+
+/// Serves until `cancel`; each decision goes to `decisions`. With `clients`, connections from
+/// elsewhere are closed unanswered.
+pub async fn serve(
+    listener: TcpListener,
+    gate: Gate,
+    clients: Option<Subnet>,
+    decisions: mpsc::Sender<Decision>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
+                if clients.is_some_and(|c| !c.contains(peer.ip())) {
+                    continue;
+                }
                 let gate = Arc::clone(&gate);
                 let decisions = decisions.clone();
                 let cancel = cancel.clone();
@@ -47,6 +103,25 @@ pub async fn serve(listener: TcpListener, gate: Gate, decisions: mpsc::Sender<De
             }
         }
     }
+}
+
+/// The proxy as a program of its own (`lightsout egress-proxy`): listens on `listen`, prints
+/// `{"listening": address}` and then one JSON decision per line on stdout, until killed.
+pub async fn standalone(listen: &str, clients: Option<Subnet>, allow: Vec<String>) -> Result<(), String> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(serve(listener, allow_list(allow), clients, tx, CancellationToken::new()));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::json!({ "listening": addr.to_string() })).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    while let Some(d) = rx.recv().await {
+        let line = serde_json::to_string(&d).map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// `host:port` split; the port defaults to `default`.
@@ -159,7 +234,7 @@ mod tests {
                 Err(format!("{h}:{p} is not allowed"))
             }
         });
-        tokio::spawn(serve(l, gate, tx, CancellationToken::new()));
+        tokio::spawn(serve(l, gate, None, tx, CancellationToken::new()));
         (port, rx)
     }
 
@@ -210,6 +285,26 @@ mod tests {
             ask(p, &format!("GET http://localhost:{target}/x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")).await;
         // The echo server returns what it received: the request in origin form.
         assert!(answer.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{answer}");
+    }
+
+    #[test]
+    fn allow_lists_match_names_ports_and_wildcards() {
+        let gate = allow_list(vec!["api.example.com".into(), "*.pkg.example:80".into()]);
+        assert!(gate("api.example.com", 443).is_ok());
+        assert!(gate("api.example.com", 80).is_err());
+        assert!(gate("files.pkg.example", 80).is_ok());
+        assert!(gate("pkg.example.evil", 80).is_err());
+        assert!(gate("evil.example", 443).is_err());
+    }
+
+    #[test]
+    fn subnets() {
+        let s = Subnet::parse("172.18.0.0/16").expect("subnet");
+        assert!(s.contains("172.18.3.4".parse().expect("ip")));
+        assert!(!s.contains("172.17.0.1".parse().expect("ip")));
+        assert!(s.contains("::ffff:172.18.0.9".parse().expect("ip")));
+        assert_eq!(Subnet::parse("172.18.0.0/33"), None);
+        assert_eq!(Subnet::parse("nonsense"), None);
     }
 
     #[test]

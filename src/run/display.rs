@@ -71,6 +71,10 @@ fn lines(e: &Stamped) -> Vec<String> {
             vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
         }
         Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::Egress { stage, host, port, allowed, why, .. } => {
+            let word = if *allowed { "egress allowed" } else { "egress REFUSED" };
+            vec![format!("{stage:<12} {word}: {}:{port} ({})", printable(host), printable(why))]
+        }
         Event::ApprovalRequested { stage, message } => {
             vec![format!(
                 "{stage:<12} waiting for approval: {}; run `lightsout approve <run>` or `reject`",

@@ -126,6 +126,16 @@ pub enum Event {
         by: String,
         reason: String,
     },
+    /// The egress proxy let a stage connect to `host:port`, or refused it.
+    Egress {
+        stage: String,
+        attempt: u32,
+        host: String,
+        port: u16,
+        allowed: bool,
+        /// The allow-list entry that admitted it, or why it was refused.
+        why: String,
+    },
     /// A warning the user should see (e.g. an unsandboxed local executor).
     Warning {
         message: String,

@@ -685,6 +685,15 @@ async fn run_stage(
             Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
         };
     }
+    if !stage.network.is_empty() && !matches!(ctx.executor, Executor::Docker(_)) {
+        return done(
+            Outcome::Failed,
+            None,
+            "`network: allow` needs the docker executor, which runs the egress proxy; the local executor gives no network"
+                .into(),
+            BTreeMap::new(),
+        );
+    }
     let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
     if let Err(e) = std::fs::create_dir_all(&io_dir) {
         return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
@@ -764,6 +773,7 @@ async fn run_stage(
         limits: stage.resources,
         timeout: Duration::from_secs(stage.timeout_secs.max(1)),
         files,
+        egress: stage.network.clone(),
     };
     if stage.kind == "grade.tests" {
         return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
@@ -845,14 +855,38 @@ async fn run_job(
     cancel: &CancellationToken,
 ) -> (Result<Ended, String>, Result<(), String>) {
     let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
+    let (egress_tx, mut egress_rx) = mpsc::channel::<crate::exec::proxy::Decision>(64);
+    let egress = {
+        let needles = Arc::clone(&ctx.needles);
+        let logs = logs.clone();
+        let (stage, attempt) = (job.stage.clone(), job.attempt);
+        tokio::spawn(async move {
+            while let Some(d) = egress_rx.recv().await {
+                let event = Event::Egress {
+                    stage: stage.clone(),
+                    attempt,
+                    host: needles.mask_str(&d.host),
+                    port: d.port,
+                    allowed: d.allowed,
+                    why: needles.mask_str(&d.why),
+                };
+                // Every decision is recorded: wait for room rather than drop one.
+                if logs.send(event).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let writer = {
         let needles = Arc::clone(&ctx.needles);
         let stage_id = job.stage.clone();
         let logs = logs.clone();
         tokio::spawn(async move { write_log(&log_path, &stage_id, needles, &mut chunk_rx, &logs).await })
     };
-    let ended = ctx.executor.run(job, &chunk_tx, cancel).await;
+    let ended = ctx.executor.run(job, &chunk_tx, &egress_tx, cancel).await;
     drop(chunk_tx);
+    drop(egress_tx);
+    let _ = egress.await;
     let log_ok = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
     (ended, log_ok)
 }

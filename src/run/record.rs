@@ -290,7 +290,7 @@ impl RunState {
                     if reason.is_empty() { format!("{word} by {by}") } else { format!("{word} by {by}: {reason}") };
             }
             Event::RunFinished { status, .. } => self.status = Some(*status),
-            Event::StageLog { .. } | Event::Warning { .. } => {}
+            Event::StageLog { .. } | Event::Warning { .. } | Event::Egress { .. } => {}
         }
     }
 }

@@ -19,18 +19,23 @@ fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
 
 /// The same, on the given executor (`docker` or `local`, the bubblewrap sandbox).
 fn attack_on(executor: &str, script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
-    let indented: String = script.lines().fold(String::new(), |mut acc, l| {
-        acc.push_str("      ");
-        acc.push_str(l);
-        acc.push('\n');
-        acc
-    });
+    let indented = indent(script);
     let repo = Repo::new(&format!(
         "  attacker:\n    timeout: 30s\n    resources: {{ memory: 64m, pids: 64 }}\n    run: |\n{indented}{extra_stage}"
     ));
     let (_, ev, _) = repo.run(&["--executor", executor]);
     let log = log_text(&ev, "attacker");
     (repo, ev, log)
+}
+
+/// A script as the lines of a YAML block scalar under `run: |`.
+fn indent(script: &str) -> String {
+    script.lines().fold(String::new(), |mut acc, l| {
+        acc.push_str("      ");
+        acc.push_str(l);
+        acc.push('\n');
+        acc
+    })
 }
 
 /// The address containers would use to reach this host (the default bridge's gateway).
@@ -396,4 +401,203 @@ fn a_hostile_ticket_is_inert_data_everywhere() {
     let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
     assert!(!md.contains('\u{1b}') && !md.contains('\u{0}'), "{md:?}");
     assert!(md.contains("{{ 7*7 }}"), "{md}");
+}
+
+/// Servers of the test's own, in containers on a network of the test's own, which lightsout
+/// uses as its egress network (`LIGHTSOUT_EGRESS_NETWORK`). `allowed.test` and `denied.test`
+/// each serve `BODY-<name>` over HTTP on ports 80, 8080 and 8443.
+struct Lab {
+    net: String,
+    servers: Vec<String>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let net = format!("lightsout-test-egress-{}-{n}", std::process::id());
+        let docker = |args: &[&str]| {
+            let out = Command::new("docker").args(args).output().expect("docker");
+            assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        docker(&["network", "create", &net]);
+        let mut lab = Lab { net, servers: Vec::new() };
+        for name in ["allowed", "denied"] {
+            let container = format!("{}-{name}", lab.net);
+            let script = format!(
+                "mkdir -p /tmp/www && echo BODY-{name} > /tmp/www/index.html && httpd -p 8080 -h /tmp/www && httpd -p 8443 -h /tmp/www && exec httpd -f -p 80 -h /tmp/www"
+            );
+            docker(&[
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                &container,
+                "--network",
+                &lab.net,
+                "--network-alias",
+                &format!("{name}.test"),
+                super::run::BUSYBOX,
+                "sh",
+                "-c",
+                &script,
+            ]);
+            lab.servers.push(container);
+        }
+        lab
+    }
+
+    /// The address of a server on the lab's network.
+    fn address(&self, name: &str) -> String {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                &format!("{}-{name}", self.net),
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            ])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Runs `script` as a stage allowed to reach `allow` (the policy allows the same); returns
+    /// the repository, the events and the stage's log.
+    fn attack(&self, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
+        let list = allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
+        let indented = indent(script);
+        let repo = Repo::with_policy(
+            &format!(
+                "  attacker:\n    timeout: 60s\n    network: {{ allow: [{list}] }}\n    run: |\n      P=${{HTTP_PROXY#http://}}; PROXY=${{P%:*}}\n{indented}"
+            ),
+            Some(&format!("version: 1\nnetwork: {{ allow: [{list}] }}\n")),
+        );
+        let mut c = repo.cmd(&["--executor", "docker"]);
+        c.env("LIGHTSOUT_EGRESS_NETWORK", &self.net);
+        let (_, out, err) = output(&mut c);
+        let ev = super::run::events(&out);
+        let log = log_text(&ev, "attacker");
+        assert!(!finished(&ev, "attacker").is_empty(), "the stage did not run: {err}");
+        (repo, ev, log)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&self.servers).output();
+        let _ = Command::new("docker").args(["network", "rm", &self.net]).output();
+    }
+}
+
+/// The egress events of a run, as (host:port, allowed).
+fn egress_events(ev: &[Value]) -> Vec<(String, bool)> {
+    ev.iter()
+        .filter(|e| e["event"] == "egress")
+        .map(|e| (format!("{}:{}", e["host"].as_str().unwrap_or_default(), e["port"]), e["allowed"] == true))
+        .collect()
+}
+
+#[test]
+fn egress_admits_the_allow_list_only_and_records_every_decision() {
+    let lab = Lab::new();
+    let (repo, ev, log) = lab.attack(
+        &["allowed.test:80", "allowed.test:8443"],
+        "wget -q -O- http://allowed.test/ && echo PLAIN-OK\n\
+         wget -q -O- http://denied.test/ 2>&1; echo after-denied\n\
+         printf 'CONNECT allowed.test:8443 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+         printf 'CONNECT denied.test:8443 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+         echo end",
+    );
+    assert!(log.contains("BODY-allowed") && log.contains("PLAIN-OK"), "{log}");
+    assert!(log.contains("200 Connection Established"), "{log}");
+    assert!(!log.contains("BODY-denied") && log.contains("403 Forbidden") && log.contains("end"), "{log}");
+    let decisions = egress_events(&ev);
+    for expected in
+        [("allowed.test:80", true), ("denied.test:80", false), ("allowed.test:8443", true), ("denied.test:8443", false)]
+    {
+        assert!(decisions.contains(&(expected.0.to_owned(), expected.1)), "{expected:?} not in {decisions:?}");
+    }
+    // The same decisions are in the run's record, not only on the screen.
+    let run = repo.run_ids().pop().expect("run");
+    assert_eq!(egress_events(&repo.recorded_events(&run)), decisions);
+}
+
+#[test]
+fn egress_refuses_an_allowed_host_on_another_port_and_bare_addresses() {
+    let lab = Lab::new();
+    let ip = lab.address("allowed");
+    let (_, ev, log) = lab.attack(
+        &["allowed.test:80"],
+        &format!(
+            "printf 'CONNECT allowed.test:8080 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+             printf 'CONNECT {ip}:80 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+             printf 'GET http://{ip}/ HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+             printf 'GET http://allowed.test@denied.test/ HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+             echo end"
+        ),
+    );
+    assert!(log.contains("end") && !log.contains("BODY-"), "{log}");
+    let decisions = egress_events(&ev);
+    assert!(decisions.contains(&("allowed.test:8080".into(), false)), "{decisions:?}");
+    assert!(decisions.contains(&(format!("{ip}:80"), false)), "{decisions:?}");
+    assert!(decisions.iter().all(|(_, allowed)| !allowed), "{decisions:?}");
+}
+
+#[test]
+fn egress_cannot_go_around_the_proxy() {
+    let lab = Lab::new();
+    let server = lab.address("allowed");
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let udp = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    udp.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let udp_port = udp.local_addr().expect("addr").port();
+    let host = host_from_container();
+    let (_, _, log) = lab.attack(
+        &["allowed.test:80"],
+        &format!(
+            "nc -w 3 {server} 80 </dev/null && echo DIRECT-SERVER || echo no-direct-server\n\
+             nc -w 3 {host} {port} </dev/null && echo DIRECT-HOST || echo no-direct-host\n\
+             GW=$(ip route | awk '/default/ {{print $3}}'); nc -w 3 ${{GW:-0.0.0.0}} {port} </dev/null && echo GATEWAY-HOST || echo no-gateway-host\n\
+             echo leak | nc -u -w 1 {host} {udp_port}\n\
+             nslookup allowed.test 2>&1 | grep -q {server} && echo RESOLVED || echo no-dns\n\
+             nslookup example.com 2>&1 | grep -q 'Address: [0-9]' && echo RESOLVED-OUT || echo no-dns-out\n\
+             echo end"
+        ),
+    );
+    for refused in ["no-direct-server", "no-direct-host", "no-gateway-host", "no-dns", "no-dns-out", "end"] {
+        assert!(log.contains(refused), "{refused}: {log}");
+    }
+    assert!(listener.accept().is_err(), "the stage reached a TCP server on the host");
+    let mut buf = [0u8; 64];
+    assert!(udp.recv_from(&mut buf).is_err(), "a UDP datagram left the stage's network");
+}
+
+#[test]
+fn egress_leaves_no_container_nor_network_behind() {
+    let lab = Lab::new();
+    let (repo, ev, _) = lab.attack(&["allowed.test:80"], "wget -q -O- http://allowed.test/");
+    assert_eq!(outcome(&ev, "attacker"), "succeeded");
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty(), "a container outlived the run");
+    let nets = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &format!("label=dev.lightsout.run={run}")])
+        .output()
+        .expect("docker network ls");
+    assert!(nets.stdout.is_empty(), "a network outlived the run");
+}
+
+#[test]
+fn local_egress_needs_the_docker_executor() {
+    let repo = Repo::with_policy(
+        "  attacker:\n    network: { allow: [\"allowed.test:80\"] }\n    run: echo RAN\n",
+        Some("version: 1\nnetwork: { allow: [\"allowed.test:80\"] }\n"),
+    );
+    let (code, ev, _) = repo.run(&["--executor", "local"]);
+    assert_ne!(code, 0);
+    assert_eq!(outcome(&ev, "attacker"), "failed");
+    assert!(!log_text(&ev, "attacker").contains("RAN"));
+    let reason = finished(&ev, "attacker")[0]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("docker executor"), "{reason}");
 }

@@ -86,7 +86,7 @@ impl Policy {
         }
     }
 
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         self.file.as_ref().map_or_else(|| "the default policy (no policy file)".into(), |f| f.display().to_string())
     }
 
@@ -220,6 +220,26 @@ impl Policy {
     }
     pub fn ceiling_timeout(&self) -> Option<&Located<String>> {
         self.rules.as_ref()?.resources.as_ref()?.timeout.as_ref()
+    }
+
+    /// Every layer's resource ceilings, as `what ≤ value at file:line:column`: (limits, timeout).
+    pub fn ceiling_rules(&self) -> (Vec<String>, Vec<String>) {
+        let (mut limits, mut timeout) = (Vec::new(), Vec::new());
+        for l in self.layers() {
+            if let Some(c) = l.ceiling_memory() {
+                limits.push(format!("memory ≤ {} at {}", c.value, l.at(c.at)));
+            }
+            if let Some(c) = l.ceiling_cpus() {
+                limits.push(format!("cpus ≤ {} at {}", c.value, l.at(c.at)));
+            }
+            if let Some(c) = l.ceiling_pids() {
+                limits.push(format!("pids ≤ {} at {}", c.value, l.at(c.at)));
+            }
+            if let Some(c) = l.ceiling_timeout() {
+                timeout.push(format!("timeout ≤ {} at {}", c.value, l.at(c.at)));
+            }
+        }
+        (limits, timeout)
     }
 
     /// Where a rule at `pos` is, for hints.

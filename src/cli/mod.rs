@@ -454,10 +454,28 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
             let rule = policy.check_host(host).unwrap_or_else(|r| r.message);
             let _ = writeln!(out, "       {label} {host} ({rule})");
         }
+        let (limit_rules, timeout_rules) = policy.ceiling_rules();
+        let within = |rules: Vec<String>| {
+            if rules.is_empty() {
+                format!("{}: no ceiling", policy.name())
+            } else {
+                format!("within {}", rules.join(", "))
+            }
+        };
+        #[allow(clippy::cast_precision_loss)] // mebibytes, for reading
+        let mib = s.resources.memory_bytes as f64 / f64::from(1u32 << 20);
         let _ = writeln!(
             out,
-            "       timeout  {}",
-            humantime::format_duration(std::time::Duration::from_secs(s.timeout_secs))
+            "       limits   memory {mib:.0} MiB, {} cpus, {} pids ({})",
+            s.resources.cpus,
+            s.resources.pids,
+            within(limit_rules)
+        );
+        let _ = writeln!(
+            out,
+            "       timeout  {} ({})",
+            humantime::format_duration(std::time::Duration::from_secs(s.timeout_secs)),
+            within(timeout_rules)
         );
         let _ = writeln!(
             out,

@@ -389,7 +389,7 @@ fn unsandboxed_needs_the_policy() {
 }
 
 #[test]
-fn containers_of_dead_runs_are_removed_at_start() {
+fn containers_and_networks_of_dead_runs_are_removed_at_start() {
     images();
     let ghost = format!("lightsout-ghost-{}", std::process::id());
     let st = Command::new("docker")
@@ -407,11 +407,20 @@ fn containers_of_dead_runs_are_removed_at_start() {
         .output()
         .expect("docker create");
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    // A dead runner's egress network, too.
+    let net = Command::new("docker")
+        .args(["network", "create", "--internal", "--label", "dev.lightsout.run=ghost"])
+        .args(["--label", "dev.lightsout.runner=1 1", &ghost])
+        .output()
+        .expect("docker network create");
+    assert!(net.status.success(), "{}", String::from_utf8_lossy(&net.stderr));
     let repo = Repo::new("  a:\n    run: echo hi\n");
     let (code, _, err) = repo.run(&[]);
     assert_eq!(code, 0, "{err}");
     let left = Command::new("docker").args(["inspect", &ghost]).output().expect("inspect");
     assert!(!left.status.success(), "the orphan container is still there");
+    let left = Command::new("docker").args(["network", "inspect", &ghost]).output().expect("inspect");
+    assert!(!left.status.success(), "the orphan network is still there");
 }
 
 #[test]

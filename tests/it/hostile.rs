@@ -59,9 +59,28 @@ fn no_tcp_with_network_none_on(executor: &str) {
     let port = listener.local_addr().expect("addr").port();
     let host = host_from_container();
     let (_, _, log) =
-        attack_on(executor, &format!("nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked"), "");
-    assert!(log.contains("blocked") && !log.contains("CONNECTED"), "{log}");
+        attack_on(executor, &format!("busybox nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked"), "");
+    assert!(log.contains("blocked") && !log.contains("CONNECTED") && !log.contains("not found"), "{log}");
     assert!(listener.accept().is_err(), "the attacker reached a TCP server on the host");
+}
+
+/// The control for the network attacks: without a sandbox the same attack reaches the host, so
+/// the tests above fail if the sandbox stops holding.
+#[test]
+fn control_the_tcp_attack_succeeds_without_a_sandbox() {
+    let listener = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let host = host_from_container();
+    let repo = Repo::with_policy(
+        &format!("  attacker:\n    run: busybox nc -w 3 {host} {port} </dev/null && echo CONNECTED || echo blocked\n"),
+        Some("version: 1\nallow_unsandboxed: true\n"),
+    );
+    // Accept and hang up at once, so that nc ends.
+    let accepted = std::thread::spawn(move || listener.accept().is_ok());
+    let (_, ev, _) = repo.run(&["--executor", "local", "--unsandboxed"]);
+    let log = log_text(&ev, "attacker");
+    assert!(log.contains("CONNECTED"), "the control attack did not connect: {log}");
+    assert!(accepted.join().expect("accept thread"));
 }
 
 #[test]
@@ -74,8 +93,9 @@ fn no_udp_with_network_none_on(executor: &str) {
     sock.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
     let port = sock.local_addr().expect("addr").port();
     let host = host_from_container();
-    let (_, _, log) = attack_on(executor, &format!("echo leak | nc -u -w 1 {host} {port}; echo sent-attempted"), "");
-    assert!(log.contains("sent-attempted"), "{log}");
+    let (_, _, log) =
+        attack_on(executor, &format!("echo leak | busybox nc -u -w 1 {host} {port}; echo sent-attempted"), "");
+    assert!(log.contains("sent-attempted") && !log.contains("not found"), "{log}");
     let mut buf = [0u8; 64];
     assert!(sock.recv_from(&mut buf).is_err(), "a UDP datagram left the container");
 }
@@ -86,8 +106,8 @@ fn no_dns_with_network_none() {
 }
 
 fn no_dns_with_network_none_on(executor: &str) {
-    let (_, _, log) = attack_on(executor, "nslookup example.com 2>&1 && echo RESOLVED || echo no-dns", "");
-    assert!(log.contains("no-dns") && !log.contains("RESOLVED"), "{log}");
+    let (_, _, log) = attack_on(executor, "busybox nslookup example.com 2>&1 && echo RESOLVED || echo no-dns", "");
+    assert!(log.contains("no-dns") && !log.contains("RESOLVED") && !log.contains("not found"), "{log}");
 }
 
 #[test]

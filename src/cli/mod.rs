@@ -71,6 +71,10 @@ enum Command {
     /// The egress proxy, as the Docker executor starts it in a container of its own.
     #[command(hide = true)]
     EgressProxy(EgressProxyArgs),
+    /// Inside a local sandbox: carries loopback connections to the egress proxy's socket while
+    /// running a command.
+    #[command(hide = true)]
+    EgressForward(EgressForwardArgs),
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -171,6 +175,19 @@ struct EgressProxyArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct EgressForwardArgs {
+    /// Loopback address to listen on.
+    #[arg(long)]
+    listen: String,
+    /// The egress proxy's Unix socket.
+    #[arg(long)]
+    to: PathBuf,
+    /// The command to run.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
 struct SchemaArgs {
     /// Which file's schema to print.
     #[arg(value_enum, default_value_t = FileKind::Pipeline)]
@@ -243,11 +260,23 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Reject(a) => runs::decide_cmd(&a, false),
         Command::Schema(a) => schema(&a),
         Command::EgressProxy(a) => egress_proxy(a),
+        Command::EgressForward(a) => egress_forward(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());
             Ok(Exit::Ok)
         }
     }
+}
+
+fn egress_forward(a: &EgressForwardArgs) -> Result<Exit, Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
+    let code = rt.block_on(crate::exec::proxy::forward(&a.listen, &a.to, &a.command)).map_err(Failure::Message)?;
+    drop(rt);
+    // The stage's own exit status, whatever it is: it is the stage's result.
+    std::process::exit(code);
 }
 
 fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {

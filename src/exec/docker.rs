@@ -176,12 +176,7 @@ impl Docker {
         binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
         let mut env = base_env(job);
         if let Some(e) = egress {
-            // Both spellings: tools read one or the other. Nothing bypasses the proxy.
-            for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-                env.push((key.to_owned(), e.url.clone()));
-            }
-            env.push(("NO_PROXY".to_owned(), String::new()));
-            env.push(("no_proxy".to_owned(), String::new()));
+            env.extend(super::proxy::proxy_env(&e.url));
         }
         let env: Vec<String> =
             env.into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();

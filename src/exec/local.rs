@@ -3,22 +3,67 @@
 //! pid namespace, all capabilities dropped; it dies with the runner). A plain, unsandboxed
 //! process only when the user asks for it and the policy allows it, with a warning.
 //!
+//! A sandboxed stage with a network allow-list still has no network: it reaches the egress
+//! proxy, which runs in the runner, through a Unix socket bound into the sandbox, by way of a
+//! forwarder on the sandbox's loopback (`lightsout egress-forward`, this binary, bound in
+//! read-only) that its `HTTP_PROXY` names.
+//!
 //! Resource limits (memory, cpus, pids) are not enforced here; that needs cgroups, which the
 //! docker executor has.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt as _;
 use tokio::process::Command;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::proxy::Decision;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::run::event::Stream;
 
 /// Host directories the sandbox sees, read-only, when they exist.
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
+
+/// Inside the sandbox: the directory holding the proxy's socket, and this binary.
+const EGRESS_DIR: &str = "/run/lightsout-egress";
+const FORWARDER: &str = "/run/lightsout/lightsout";
+/// The forwarder's address, inside the sandbox.
+const FORWARD_ADDR: &str = "127.0.0.1:3128";
+
+/// The egress proxy of one sandboxed job: served by the runner on a Unix socket in a private
+/// directory, until dropped.
+struct Egress {
+    dir: PathBuf,
+    stop: CancellationToken,
+}
+
+impl Egress {
+    fn start(job: &Job, decisions: mpsc::Sender<Decision>) -> Result<Egress, String> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lightsout-egress-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("local: {}: {e}", dir.display()))?;
+        let egress = Egress { dir, stop: CancellationToken::new() };
+        let listener = tokio::net::UnixListener::bind(egress.dir.join("egress.sock"))
+            .map_err(|e| format!("local: cannot listen for the egress proxy: {e}"))?;
+        let gate = super::proxy::allow_list(job.egress.clone());
+        tokio::spawn(super::proxy::serve_unix(listener, gate, decisions, egress.stop.clone()));
+        Ok(egress)
+    }
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Local {
@@ -49,8 +94,12 @@ impl Local {
         Local { bwrap: None }
     }
 
-    fn command(&self, job: &Job) -> Command {
-        let env: Vec<(String, String)> = base_env(job).into_iter().chain(job.env.iter().cloned()).collect();
+    fn command(&self, job: &Job, egress: Option<&Path>) -> Result<Command, String> {
+        let mut env: Vec<(String, String)> = base_env(job);
+        if egress.is_some() {
+            env.extend(super::proxy::proxy_env(&format!("http://{FORWARD_ADDR}")));
+        }
+        env.extend(job.env.iter().cloned());
         if let Some(bwrap) = &self.bwrap {
             let mut c = Command::new(bwrap);
             c.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]);
@@ -68,8 +117,17 @@ impl Local {
             for (k, v) in &env {
                 c.args(["--setenv", k, v]);
             }
-            c.args(["--", "sh", "-c", &job.script]);
-            c
+            if let Some(dir) = egress {
+                let exe = std::env::current_exe().map_err(|e| format!("local: cannot find this executable: {e}"))?;
+                c.args(["--ro-bind", &dir.to_string_lossy(), EGRESS_DIR]);
+                c.args(["--ro-bind", &exe.to_string_lossy(), FORWARDER]);
+                // The forwarder starts the stage's command once it listens.
+                c.args(["--", FORWARDER, "egress-forward", "--listen", FORWARD_ADDR, "--to"]);
+                c.args([&format!("{EGRESS_DIR}/egress.sock"), "--", "sh", "-c", &job.script]);
+            } else {
+                c.args(["--", "sh", "-c", &job.script]);
+            }
+            Ok(c)
         } else {
             let mut c = Command::new("sh");
             c.args(["-c", &job.script]).current_dir(&job.workspace).env_clear();
@@ -83,12 +141,26 @@ impl Local {
                 c.env(k, v);
             }
             c.process_group(0);
-            c
+            Ok(c)
         }
     }
 
-    pub async fn run(&self, job: &Job, logs: &LogSink, cancel: &CancellationToken) -> Result<Ended, String> {
-        let mut cmd = self.command(job);
+    /// Runs one job; with an allow-list (sandboxed), the egress proxy's decisions go to
+    /// `decisions`.
+    pub async fn run(
+        &self,
+        job: &Job,
+        logs: &LogSink,
+        decisions: &mpsc::Sender<Decision>,
+        cancel: &CancellationToken,
+    ) -> Result<Ended, String> {
+        // Unsandboxed, the process has the host's network anyway (the run warns of it).
+        let egress = if job.egress.is_empty() || !self.sandboxed() {
+            None
+        } else {
+            Some(Egress::start(job, decisions.clone())?)
+        };
+        let mut cmd = self.command(job, egress.as_ref().map(|e| e.dir.as_path()))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| format!("local: cannot start the stage: {e}"))?;
         let pid = child.id();

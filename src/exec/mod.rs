@@ -76,7 +76,7 @@ impl Executor {
         }
     }
 
-    /// Runs one job; the egress proxy's decisions (docker, with an allow-list) go to `decisions`.
+    /// Runs one job; the egress proxy's decisions (with an allow-list) go to `decisions`.
     pub async fn run(
         &self,
         job: &Job,
@@ -86,7 +86,7 @@ impl Executor {
     ) -> Result<Ended, String> {
         match self {
             Executor::Docker(d) => d.run(job, logs, decisions, cancel).await,
-            Executor::Local(l) => l.run(job, logs, cancel).await,
+            Executor::Local(l) => l.run(job, logs, decisions, cancel).await,
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -86,23 +86,83 @@ pub async fn serve(
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                if clients.is_some_and(|c| !c.contains(peer.ip())) {
-                    continue;
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if clients.is_none_or(|c| c.contains(peer.ip())) => {
+                    spawn_handler(stream, &gate, &decisions, &cancel);
                 }
-                let gate = Arc::clone(&gate);
-                let decisions = decisions.clone();
-                let cancel = cancel.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = handle(stream, gate, decisions) => {}
-                    }
-                });
-            }
+                _ => {}
+            },
         }
     }
+}
+
+/// Serves on a Unix socket until `cancel` (the local executor: the sandbox has no network, and
+/// reaches the proxy through a socket file bound into it).
+pub async fn serve_unix(
+    listener: UnixListener,
+    gate: Gate,
+    decisions: mpsc::Sender<Decision>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                spawn_handler(stream, &gate, &decisions, &cancel);
+            },
+        }
+    }
+}
+
+/// Handles one client in a task of its own, until it is done or `cancel`.
+fn spawn_handler<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    gate: &Gate,
+    decisions: &mpsc::Sender<Decision>,
+    cancel: &CancellationToken,
+) {
+    let (gate, decisions, cancel) = (Arc::clone(gate), decisions.clone(), cancel.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = handle(stream, gate, decisions) => {}
+        }
+    });
+}
+
+/// The environment that points a stage's HTTP clients at the proxy, in both spellings (tools
+/// read one or the other), with nothing exempt.
+pub fn proxy_env(url: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+        .into_iter()
+        .map(|k| (k.to_owned(), url.to_owned()))
+        .collect();
+    env.extend(["NO_PROXY", "no_proxy"].map(|k| (k.to_owned(), String::new())));
+    env
+}
+
+/// Inside a local sandbox (`lightsout egress-forward`): listens on `listen` (loopback), carries
+/// each connection to the proxy's Unix socket `to`, and runs `argv` meanwhile; returns its exit
+/// status (128 + the signal when a signal ended it).
+pub async fn forward(listen: &str, to: &std::path::Path, argv: &[String]) -> Result<i32, String> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let (program, rest) = argv.split_first().ok_or("no command to run")?;
+    let mut child =
+        tokio::process::Command::new(program).args(rest).spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
+    let to = to.to_path_buf();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut proxy) = UnixStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut proxy).await;
+                }
+            });
+        }
+    });
+    let status = child.wait().await.map_err(|e| format!("waiting for {program}: {e}"))?;
+    Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 
 /// The proxy as a program of its own (`lightsout egress-proxy`): listens on `listen`, prints
@@ -137,7 +197,7 @@ fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
     Some((host.to_ascii_lowercase(), port))
 }
 
-async fn handle(mut client: TcpStream, gate: Gate, decisions: mpsc::Sender<Decision>) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, decisions: mpsc::Sender<Decision>) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     let end = loop {

@@ -481,25 +481,56 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// Runs `script` as a stage allowed to reach `allow` (the policy allows the same); returns
-    /// the repository, the events and the stage's log.
+    /// Runs `script` as a docker stage allowed to reach `allow`, with this lab as the egress
+    /// network.
     fn attack(&self, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
-        let list = allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
-        let indented = indent(script);
-        let repo = Repo::with_policy(
-            &format!(
-                "  attacker:\n    timeout: 60s\n    network: {{ allow: [{list}] }}\n    run: |\n      P=${{HTTP_PROXY#http://}}; PROXY=${{P%:*}}\n{indented}"
-            ),
-            Some(&format!("version: 1\nnetwork: {{ allow: [{list}] }}\n")),
-        );
-        let mut c = repo.cmd(&["--executor", "docker"]);
-        c.env("LIGHTSOUT_EGRESS_NETWORK", &self.net);
-        let (_, out, err) = output(&mut c);
-        let ev = super::run::events(&out);
-        let log = log_text(&ev, "attacker");
-        assert!(!finished(&ev, "attacker").is_empty(), "the stage did not run: {err}");
-        (repo, ev, log)
+        egress_attack("docker", Some(&self.net), allow, script)
     }
+}
+
+/// Runs `script` as a stage allowed to reach `allow` (the policy allows the same), its proxy's
+/// address in `$PROXY`; returns the repository, the events and the stage's log.
+fn egress_attack(executor: &str, egress_net: Option<&str>, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
+    let list = allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
+    let indented = indent(script);
+    let repo = Repo::with_policy(
+        &format!(
+            "  attacker:\n    timeout: 60s\n    network: {{ allow: [{list}] }}\n    run: |\n      P=${{HTTP_PROXY#http://}}; PROXY=${{P%:*}}\n{indented}"
+        ),
+        Some(&format!("version: 1\nnetwork: {{ allow: [{list}] }}\n")),
+    );
+    let mut c = repo.cmd(&["--executor", executor]);
+    if let Some(net) = egress_net {
+        c.env("LIGHTSOUT_EGRESS_NETWORK", net);
+    }
+    let (_, out, err) = output(&mut c);
+    let ev = super::run::events(&out);
+    let log = log_text(&ev, "attacker");
+    assert!(!finished(&ev, "attacker").is_empty(), "the stage did not run: {err}");
+    (repo, ev, log)
+}
+
+/// An HTTP server of the test's own on this machine, answering `body` to every request.
+fn http_server(bind: &str, body: &'static str) -> u16 {
+    let listener = TcpListener::bind(bind).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{Read as _, Write as _};
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            });
+        }
+    });
+    port
 }
 
 impl Drop for Lab {
@@ -609,15 +640,54 @@ fn egress_leaves_no_container_nor_network_behind() {
 }
 
 #[test]
-fn local_egress_needs_the_docker_executor() {
-    let repo = Repo::with_policy(
-        "  attacker:\n    network: { allow: [\"allowed.test:80\"] }\n    run: echo RAN\n",
-        Some("version: 1\nnetwork: { allow: [\"allowed.test:80\"] }\n"),
+fn local_egress_admits_the_allow_list_only_and_records_every_decision() {
+    let allowed = http_server("127.0.0.1:0", "BODY-allowed");
+    let other = http_server("127.0.0.1:0", "BODY-other");
+    let (repo, ev, log) = egress_attack(
+        "local",
+        None,
+        &[&format!("localhost:{allowed}")],
+        &format!(
+            "busybox wget -q -O- http://localhost:{allowed}/ && echo PLAIN-OK\n\
+             busybox wget -q -O- http://localhost:{other}/ 2>&1; echo after-other\n\
+             printf 'CONNECT localhost:{allowed} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 $PROXY 3128\n\
+             printf 'CONNECT denied.invalid:443 HTTP/1.1\\r\\n\\r\\n' | busybox nc -w 3 $PROXY 3128\n\
+             echo end"
+        ),
     );
-    let (code, ev, _) = repo.run(&["--executor", "local"]);
-    assert_ne!(code, 0);
-    assert_eq!(outcome(&ev, "attacker"), "failed");
-    assert!(!log_text(&ev, "attacker").contains("RAN"));
-    let reason = finished(&ev, "attacker")[0]["reason"].as_str().unwrap_or_default().to_owned();
-    assert!(reason.contains("docker executor"), "{reason}");
+    assert!(log.contains("BODY-allowed") && log.contains("PLAIN-OK"), "{log}");
+    assert!(log.contains("200 Connection Established") && log.contains("end"), "{log}");
+    assert!(!log.contains("BODY-other") && log.contains("403 Forbidden"), "{log}");
+    let decisions = egress_events(&ev);
+    for expected in [
+        (format!("localhost:{allowed}"), true),
+        (format!("localhost:{other}"), false),
+        ("denied.invalid:443".to_owned(), false),
+    ] {
+        assert!(decisions.contains(&expected), "{expected:?} not in {decisions:?}");
+    }
+    let run = repo.run_ids().pop().expect("run");
+    assert_eq!(egress_events(&repo.recorded_events(&run)), decisions);
+}
+
+#[test]
+fn local_egress_cannot_go_around_the_proxy() {
+    let loopback = http_server("127.0.0.1:0", "BODY-loopback");
+    let any = http_server("0.0.0.0:0", "BODY-any");
+    let host = host_from_container();
+    let (_, _, log) = egress_attack(
+        "local",
+        None,
+        &[&format!("localhost:{loopback}")],
+        &format!(
+            "busybox nc -w 3 127.0.0.1 {loopback} </dev/null && echo DIRECT-LOOPBACK || echo no-direct-loopback\n\
+             busybox nc -w 3 {host} {any} </dev/null && echo DIRECT-HOST || echo no-direct-host\n\
+             busybox nslookup example.com 2>&1 | grep -q 'Address: [0-9]' && echo RESOLVED || echo no-dns\n\
+             echo end"
+        ),
+    );
+    for refused in ["no-direct-loopback", "no-direct-host", "no-dns", "end"] {
+        assert!(log.contains(refused), "{refused}: {log}");
+    }
+    assert!(!log.contains("BODY-") && !log.contains("not found"), "{log}");
 }

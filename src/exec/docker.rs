@@ -17,7 +17,7 @@ use super::egress::Egress;
 use super::proxy::Decision;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::run::event::Stream;
-use crate::run::record::start_time;
+use crate::run::record::{runner_alive, runner_id};
 
 /// Label keys on every container lightsout starts.
 pub const LABEL_RUN: &str = "dev.lightsout.run";
@@ -50,13 +50,11 @@ pub fn stage_user(workspace: &std::path::Path) -> (u32, u32) {
 
 /// The labels of every container and network of one job.
 pub fn labels(job: &Job) -> HashMap<String, String> {
-    let me = std::process::id();
-    let runner = format!("{me} {}", start_time(me).unwrap_or(0));
     HashMap::from([
         (LABEL_RUN.to_owned(), job.run_id.clone()),
         (LABEL_STAGE.to_owned(), job.stage.clone()),
         (LABEL_ATTEMPT.to_owned(), job.attempt.to_string()),
-        (LABEL_RUNNER.to_owned(), runner),
+        (LABEL_RUNNER.to_owned(), runner_id()),
     ])
 }
 
@@ -292,12 +290,3 @@ fn not_found_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), b
     }
 }
 
-fn runner_alive(label: &str) -> bool {
-    let mut parts = label.split_whitespace();
-    let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-    let started: Option<u64> = parts.next().and_then(|p| p.parse().ok());
-    match (pid, started) {
-        (Some(pid), Some(started)) => start_time(pid) == Some(started),
-        _ => false,
-    }
-}

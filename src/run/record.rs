@@ -119,25 +119,34 @@ impl RunDir {
 
     /// Marks this process as the run's owner.
     pub fn claim(&self) -> std::io::Result<()> {
-        let me = std::process::id();
-        write_atomic(&self.path.join("runner.pid"), format!("{me} {}", start_time(me).unwrap_or(0)).as_bytes())
+        write_atomic(&self.path.join("runner.pid"), runner_id().as_bytes())
     }
 
     /// Whether the process that owns the run is alive.
     pub fn owner_alive(&self) -> bool {
-        let Ok(text) = fs::read_to_string(self.path.join("runner.pid")) else { return false };
-        let mut parts = text.split_whitespace();
-        let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-        let started: Option<u64> = parts.next().and_then(|p| p.parse().ok());
-        match (pid, started) {
-            (Some(pid), Some(started)) => start_time(pid) == Some(started),
-            _ => false,
-        }
+        fs::read_to_string(self.path.join("runner.pid")).is_ok_and(|text| runner_alive(&text))
+    }
+}
+
+/// This process as `<pid> <start time>`: unlike a pid alone, never the name of a later process.
+pub fn runner_id() -> String {
+    let me = std::process::id();
+    format!("{me} {}", start_time(me).unwrap_or(0))
+}
+
+/// Whether the process a [`runner_id`] names is still running.
+pub fn runner_alive(id: &str) -> bool {
+    let mut parts = id.split_whitespace();
+    let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let started: Option<u64> = parts.next().and_then(|p| p.parse().ok());
+    match (pid, started) {
+        (Some(pid), Some(started)) => start_time(pid) == Some(started),
+        _ => false,
     }
 }
 
 /// A process's start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-pub fn start_time(pid: u32) -> Option<u64> {
+fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];

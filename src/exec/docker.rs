@@ -289,4 +289,3 @@ fn not_found_is_fine(result: Result<(), bollard::errors::Error>) -> Result<(), b
         other => other,
     }
 }
-

@@ -902,14 +902,7 @@ async fn grade_tests(
     logs: &mpsc::Sender<Event>,
     cancel: &CancellationToken,
 ) -> Result<(crate::stages::Verdict, i64), Result<Ended, String>> {
-    let strings = |k: &str| -> Vec<String> {
-        stage
-            .with
-            .get(k)
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
+    let strings = |k: &str| crate::stages::string_list(&stage.with, k);
     let mut fail_to_pass = Vec::new();
     for t in strings("fail_to_pass") {
         fail_to_pass.push(templates::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);

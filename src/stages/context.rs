@@ -37,12 +37,7 @@ pub struct Params {
 
 impl Params {
     pub fn from_with(with: &indexmap::IndexMap<String, serde_json::Value>) -> Params {
-        let list = |k: &str| -> Vec<String> {
-            with.get(k)
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
+        let list = |k: &str| super::string_list(with, k);
         let num = |k: &str, d: usize| {
             with.get(k).and_then(serde_json::Value::as_u64).map_or(d, |n| usize::try_from(n).unwrap_or(d))
         };

@@ -38,11 +38,7 @@ pub struct Params {
 impl Params {
     pub fn from_with(with: &indexmap::IndexMap<String, serde_json::Value>) -> Params {
         Params {
-            protect: with
-                .get("protect")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
+            protect: super::string_list(with, "protect"),
             max_changed_files: with.get("max_changed_files").and_then(serde_json::Value::as_u64),
             max_changed_lines: with.get("max_changed_lines").and_then(serde_json::Value::as_u64),
             allow_dependencies: with.get("allow_dependencies").and_then(serde_json::Value::as_bool).unwrap_or(false),

@@ -23,15 +23,10 @@ pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value
     let schema = parse(schema_path, &schema_text)?;
     let validator =
         jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;
-    let globs: Vec<glob::Pattern> = with.get("files").and_then(|v| v.as_array()).map_or_else(
-        || Ok(Vec::new()),
-        |a| {
-            a.iter()
-                .filter_map(|s| s.as_str())
-                .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}`: {e}")))
-                .collect()
-        },
-    )?;
+    let globs: Vec<glob::Pattern> = super::string_list(with, "files")
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}`: {e}")))
+        .collect::<Result<_, _>>()?;
     let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
     let files: Vec<String> =
         ws.files()?.into_iter().filter(|f| globs.iter().any(|g| g.matches_with(f, opts))).collect();

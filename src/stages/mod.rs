@@ -45,6 +45,15 @@ pub trait Grader: Sync {
     fn grade(&self, ws: &Workspace, with: &IndexMap<String, serde_json::Value>) -> Result<HostResult, String>;
 }
 
+/// A stage parameter that is a list of strings (`with: { key: [a, b] }`); absent or of
+/// another type: empty. (The schema has checked the types at compile time.)
+pub fn string_list(with: &IndexMap<String, serde_json::Value>, key: &str) -> Vec<String> {
+    with.get(key)
+        .and_then(serde_json::Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
 /// The host grader for `kind`, if there is one.
 pub fn host_grader(kind: &str) -> Option<&'static dyn Grader> {
     const GRADERS: &[&dyn Grader] = &[&diff::DiffGrader, &jsonschema::JsonSchemaGrader];

@@ -830,11 +830,28 @@ fn command_verdict(outcome: Outcome, code: Option<i64>, reason: &str, log: &Path
     let mut reasons = Vec::new();
     if !pass {
         reasons.push(reason.to_owned());
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        reasons.extend(tail.into_iter().rev().map(str::to_owned));
+        reasons.extend(log_tail(log, 5));
     }
     crate::stages::Verdict { pass, reasons, details: serde_json::json!({ "exit_code": code }) }
+}
+
+/// The last `n` lines of a stage's log, read from its last 64 KiB only (a log may be huge).
+fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
+    let len = file.metadata().map_or(0, |m| m.len());
+    if file.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(WINDOW).read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text.lines().rev().take(n).map(str::to_owned).collect();
+    lines.reverse();
+    lines
 }
 
 /// Runs one job, writing its masked output to `log_path` and to the observers.
@@ -1163,11 +1180,10 @@ fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
                     let _ = writeln!(feedback, "- {reason}");
                 }
             }
-            let log = std::fs::read_to_string(ctx.dir.log_path(g, st.attempts)).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail = log_tail(&ctx.dir.log_path(g, st.attempts), 40);
             if !tail.is_empty() {
                 feedback.push_str("\nlast lines of its log:\n");
-                for line in tail.iter().rev() {
+                for line in &tail {
                     let _ = writeln!(feedback, "    {line}");
                 }
             }
@@ -1411,6 +1427,7 @@ pub fn repo_of(dir: &Path) -> Result<PathBuf, RunError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test set-up: a failing temp dir or write is the test failing
 mod tests {
     use super::*;
     use crate::spec::factory::{PromptMode, UsageFormat};
@@ -1446,6 +1463,17 @@ mod tests {
         assert_eq!(u.get("tokens_out").map(String::as_str), Some("1600"));
         assert!(!u.contains_key("cost_usd"));
         assert!(usage(UsageFormat::None, log).is_empty());
+    }
+
+    #[test]
+    fn a_log_tail_reads_only_the_end() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("log");
+        let mut text = "x".repeat(200 * 1024);
+        text.push_str("\nsecond to last\nlast\n");
+        std::fs::write(&path, text).expect("write");
+        assert_eq!(log_tail(&path, 2), ["second to last", "last"]);
+        assert_eq!(log_tail(&dir.path().join("missing"), 2), Vec::<String>::new());
     }
 
     #[test]

@@ -82,6 +82,30 @@ enum Command {
     },
 }
 
+/// The factory, a ticket and how to route it: what `plan` and `run` start from.
+#[derive(clap::Args, Debug)]
+struct TicketArgs {
+    #[command(flatten)]
+    factory: FactoryArg,
+    /// The ticket: a Markdown file with front matter, or a GitHub `issues` event (.json).
+    #[arg(long, value_name = "PATH")]
+    ticket: PathBuf,
+    /// Use this category instead of the match rules.
+    #[arg(long)]
+    category: Option<String>,
+}
+
+impl TicketArgs {
+    /// Loads the factory and the ticket, routes the ticket to a category and compiles its plan.
+    fn compile(&self) -> Result<(Factory, Ticket, Route, Plan), Failure> {
+        let factory = load_factory(&self.factory)?;
+        let ticket = Ticket::load(&self.ticket)?;
+        let route = route(&factory, &ticket, self.category.as_deref())?;
+        let plan = factory.compile(&route.category, Some(&ticket))?;
+        Ok((factory, ticket, route, plan))
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct FactoryArg {
     /// factory.yaml to use [default: the nearest factory.yaml in this or a parent directory]
@@ -150,13 +174,7 @@ enum PlanFormat {
 #[derive(clap::Args, Debug)]
 struct PlanArgs {
     #[command(flatten)]
-    factory: FactoryArg,
-    /// The ticket: a Markdown file with front matter, or a GitHub `issues` event (.json).
-    #[arg(long, value_name = "PATH")]
-    ticket: PathBuf,
-    /// Use this category instead of the match rules.
-    #[arg(long)]
-    category: Option<String>,
+    ticket: TicketArgs,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
 }
@@ -415,10 +433,7 @@ fn graph(a: &GraphArgs) -> Result<Exit, Failure> {
 }
 
 fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
-    let factory = load_factory(&a.factory)?;
-    let ticket = Ticket::load(&a.ticket)?;
-    let route = route(&factory, &ticket, a.category.as_deref())?;
-    let plan = factory.compile(&route.category, Some(&ticket))?;
+    let (factory, ticket, route, plan) = a.ticket.compile()?;
     let out = match a.format {
         PlanFormat::Json => {
             let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });

@@ -4,14 +4,12 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use super::{FactoryArg, Failure, load_factory};
+use super::{FactoryArg, Failure, TicketArgs};
 use crate::cli::exit::Exit;
-use crate::compile::route;
 use crate::exec::{Executor, docker, local};
 use crate::run::event::{Event, RunStatus};
 use crate::run::record::{self, RunDir};
 use crate::run::{self, Options, Output, RunError};
-use crate::ticket::Ticket;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorChoice {
@@ -34,13 +32,7 @@ pub enum RunFormat {
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
-    factory: FactoryArg,
-    /// The ticket: a Markdown file with front matter, or a GitHub `issues` event (.json).
-    #[arg(long, value_name = "PATH")]
-    ticket: PathBuf,
-    /// Use this category instead of the match rules.
-    #[arg(long)]
-    category: Option<String>,
+    ticket: TicketArgs,
     /// Stages run at once [default: the number of cores].
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
@@ -197,10 +189,7 @@ fn exit_for(f: &run::Finished) -> Exit {
 }
 
 pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
-    let factory = load_factory(&a.factory)?;
-    let ticket = Ticket::load(&a.ticket)?;
-    let route = route(&factory, &ticket, a.category.as_deref())?;
-    let plan = factory.compile(&route.category, Some(&ticket))?;
+    let (factory, ticket, _, plan) = a.ticket.compile()?;
     run::check_runnable(&plan).map_err(run_error)?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     let opts = Options {

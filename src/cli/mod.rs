@@ -306,6 +306,8 @@ fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {
             None => None,
         };
     let rt = tokio::runtime::Builder::new_current_thread()
+        // Name lookups run on blocking threads; the proxy's container has a small pids limit.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;

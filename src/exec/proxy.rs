@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;
+/// Longest the proxy waits to resolve and reach an allowed host.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One connection attempt and what the proxy decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +243,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, de
         let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
         return;
     }
-    let Ok(mut upstream) = TcpStream::connect((host.as_str(), port)).await else {
+    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
+    let Ok(Ok(mut upstream)) = upstream else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
         return;
     };

@@ -626,6 +626,24 @@ fn egress_cannot_go_around_the_proxy() {
 }
 
 #[test]
+fn egress_survives_a_flood_of_connections() {
+    let lab = Lab::new();
+    let (_, ev, log) = lab.attack(
+        &["allowed.test:80"],
+        "i=0; while [ $i -lt 120 ]; do\n\
+           (printf 'CONNECT allowed.test:80 HTTP/1.1\\r\\n\\r\\n' | nc -w 5 $PROXY 3128 >/dev/null 2>&1 &)\n\
+           (printf 'CONNECT denied.test:80 HTTP/1.1\\r\\n\\r\\n' | nc -w 5 $PROXY 3128 >/dev/null 2>&1 &)\n\
+           i=$((i+1))\n\
+         done\n\
+         wget -q -O- http://allowed.test/ && echo STILL-SERVING",
+    );
+    assert!(log.contains("BODY-allowed") && log.contains("STILL-SERVING"), "{log}");
+    let decisions = egress_events(&ev);
+    assert!(decisions.iter().any(|(h, a)| h == "denied.test:80" && !a), "{decisions:?}");
+    assert!(decisions.iter().filter(|(_, a)| *a).count() > 1, "{decisions:?}");
+}
+
+#[test]
 fn egress_leaves_no_container_nor_network_behind() {
     let lab = Lab::new();
     let (repo, ev, _) = lab.attack(&["allowed.test:80"], "wget -q -O- http://allowed.test/");

@@ -45,10 +45,11 @@ pub fn allow_list(entries: Vec<String>) -> Gate {
                 _ => (entry.as_str(), 443),
             };
             if p == port && crate::policy::wildcard(&name.to_ascii_lowercase(), host) {
-                return Ok(format!("allowed by `{entry}`"));
+                return Ok(format!("allowed by {entry}"));
             }
         }
-        Err(format!("`{host}:{port}` is not on the stage's allow-list"))
+        // The target is in the decision already; a reason without it has nothing a stage chose.
+        Err("not on the stage's allow-list".to_owned())
     })
 }
 
@@ -186,16 +187,26 @@ pub async fn standalone(listen: &str, clients: Option<Subnet>, allow: Vec<String
     Ok(())
 }
 
-/// `host:port` split; the port defaults to `default`.
+/// `host:port` split; the port defaults to `default`. The host is a DNS name (letters, digits,
+/// `-`, `.`, `_`), an IPv4 address or a bracketed IPv6 one; anything else is not a target.
 fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
-    let (host, port) = match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, p.parse().ok()?),
-        _ => (target, default),
+    let port_of = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0);
+    let (host, port) = if let Some(rest) = target.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = if after.is_empty() { default } else { port_of(after.strip_prefix(':')?)? };
+        (h, port)
+    } else {
+        let (h, port) = match target.split_once(':') {
+            Some((h, p)) => (h, port_of(p)?),
+            None => (target, default),
+        };
+        let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+        if h.is_empty() || h.len() > 253 || !h.chars().all(name) {
+            return None;
+        }
+        (h, port)
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
-        return None;
-    }
     Some((host.to_ascii_lowercase(), port))
 }
 
@@ -228,11 +239,14 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, de
         let origin = text.replacen(&target, &path, 1);
         (false, split_target(authority, 80), Some(origin))
     } else {
-        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-        return;
+        (false, None, None)
     };
     let Some((host, port)) = host_port else {
-        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        // Refused too, and recorded: what was asked for, cut short, as data.
+        let asked: String = format!("{method} {target}").chars().take(120).collect();
+        let why = "not a proxy request for a host name and port".to_owned();
+        let _ = decisions.send(Decision { host: asked, port: 0, allowed: false, why }).await;
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
         return;
     };
     let verdict = gate(&host, port);
@@ -376,5 +390,11 @@ mod tests {
         assert_eq!(split_target("A.Example", 443), Some(("a.example".into(), 443)));
         assert_eq!(split_target("[::1]:80", 443), Some(("::1".into(), 80)));
         assert_eq!(split_target("user@evil:80", 443), None);
+        assert_eq!(split_target("x`![p](q)|y:443", 443), None);
+        assert_eq!(split_target("a.example:0", 443), None);
+        assert_eq!(split_target("a.example:80:80", 443), None);
+        assert_eq!(split_target("[not-v6]:80", 443), None);
+        assert_eq!(split_target("[::1]", 443), Some(("::1".into(), 443)));
+        assert_eq!(split_target("10.0.0.1:8080", 443), Some(("10.0.0.1".into(), 8080)));
     }
 }

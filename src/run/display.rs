@@ -73,7 +73,8 @@ fn lines(e: &Stamped) -> Vec<String> {
         Event::Warning { message } => vec![format!("warning: {message}")],
         Event::Egress { stage, host, port, allowed, why, .. } => {
             let word = if *allowed { "egress allowed" } else { "egress REFUSED" };
-            vec![format!("{stage:<12} {word}: {}:{port} ({})", printable(host), printable(why))]
+            let port = if *port == 0 { String::new() } else { format!(":{port}") };
+            vec![format!("{stage:<12} {word}: {}{port} ({})", printable(host), printable(why))]
         }
         Event::ApprovalRequested { stage, message } => {
             vec![format!(

@@ -1,5 +1,5 @@
 //! Reports of a run, from its record: the Markdown summary a reviewer reads (ticket, verdicts,
-//! attempts, diff stat, cost, time), `JUnit` XML for CI test views, and JSON.
+//! attempts, diff stat, network connections, cost, time), `JUnit` XML for CI test views, and JSON.
 
 use std::fmt::Write as _;
 
@@ -46,6 +46,35 @@ fn diff_stat(dir: &RunDir) -> Option<String> {
         _ => None,
     })
 }
+
+/// The egress proxy's decisions of a run, one row per stage, target and decision, with counts.
+#[derive(Debug, serde::Serialize)]
+pub struct EgressRow {
+    pub stage: String,
+    pub target: String,
+    pub allowed: bool,
+    pub count: u64,
+    /// The rule that admitted it, or why it was refused (the first time).
+    pub why: String,
+}
+
+fn egress(dir: &RunDir) -> Vec<EgressRow> {
+    let mut rows: Vec<EgressRow> = Vec::new();
+    for e in dir.events() {
+        if let Event::Egress { stage, host, port, allowed, why, .. } = e.event {
+            // Port 0: a request that named no valid target; the text asked for is the host.
+            let target = if port == 0 { host } else { format!("{host}:{port}") };
+            match rows.iter_mut().find(|r| r.stage == stage && r.target == target && r.allowed == allowed) {
+                Some(r) => r.count += 1,
+                None => rows.push(EgressRow { stage, target, allowed, count: 1, why }),
+            }
+        }
+    }
+    rows
+}
+
+/// Most rows of the network table in Markdown; the rest are counted.
+const EGRESS_ROWS: usize = 50;
 
 fn load(dir: &RunDir) -> Result<(Plan, Ticket), String> {
     let plan_text = std::fs::read_to_string(dir.path.join("plan.json")).map_err(|e| e.to_string())?;
@@ -118,6 +147,29 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
         }
         None => {
             let _ = writeln!(out, "No change.");
+        }
+    }
+    let _ = writeln!(out, "\n## Network\n");
+    let rows = egress(dir);
+    if plan.stages().iter().all(|s| s.network.is_empty()) {
+        let _ = writeln!(out, "No stage had network access.");
+    } else if rows.is_empty() {
+        let _ = writeln!(out, "No connection was attempted through the egress proxy.");
+    } else {
+        let _ = writeln!(out, "| stage | host | decision | times | rule or reason |\n|---|---|---|---|---|");
+        for r in rows.iter().take(EGRESS_ROWS) {
+            let word = if r.allowed { "allowed" } else { "**refused**" };
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {word} | {} | {} |",
+                r.stage,
+                clean(&r.target).replace('|', "\\|"),
+                r.count,
+                clean(&r.why).replace('|', "\\|")
+            );
+        }
+        if rows.len() > EGRESS_ROWS {
+            let _ = writeln!(out, "\nand {} more (see `lightsout report --format json`)", rows.len() - EGRESS_ROWS);
         }
     }
     let c = cost(dir);
@@ -207,6 +259,7 @@ pub fn json(dir: &RunDir) -> Result<String, String> {
         "ticket": ticket,
         "plan": plan,
         "diff_stat": diff_stat(dir),
+        "egress": egress(dir),
         "cost": cost(dir),
     });
     serde_json::to_string_pretty(&v).map_err(|e| e.to_string())

@@ -568,26 +568,38 @@ fn egress_admits_the_allow_list_only_and_records_every_decision() {
     {
         assert!(decisions.contains(&(expected.0.to_owned(), expected.1)), "{expected:?} not in {decisions:?}");
     }
-    // The same decisions are in the run's record, not only on the screen.
+    // The same decisions are in the run's record, not only on the screen, and in the report.
     let run = repo.run_ids().pop().expect("run");
     assert_eq!(egress_events(&repo.recorded_events(&run)), decisions);
+    let (code, md, err) = output(super::lightsout(repo.path()).args(["report", &run]));
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("| attacker | `allowed.test:80` | allowed | 1 | allowed by allowed.test:80 |"), "{md}");
+    assert!(md.contains("| attacker | `denied.test:8443` | **refused** | 1 | not on the stage's allow-list |"), "{md}");
+    let (_, json, _) = output(super::lightsout(repo.path()).args(["report", &run, "--format", "json"]));
+    let v: Value = serde_json::from_str(&json).expect("json report");
+    assert_eq!(v["egress"].as_array().map(Vec::len), Some(4), "{json}");
 }
 
 #[test]
 fn egress_refuses_an_allowed_host_on_another_port_and_bare_addresses() {
     let lab = Lab::new();
     let ip = lab.address("allowed");
-    let (_, ev, log) = lab.attack(
+    let (repo, ev, log) = lab.attack(
         &["allowed.test:80"],
         &format!(
             "printf 'CONNECT allowed.test:8080 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
              printf 'CONNECT {ip}:80 HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
              printf 'GET http://{ip}/ HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
              printf 'GET http://allowed.test@denied.test/ HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
+             printf 'CONNECT x`![p](q)|y:443 HTTP/1.1\\r\\n\\r\\n' | nc -w 3 $PROXY 3128\n\
              echo end"
         ),
     );
     assert!(log.contains("end") && !log.contains("BODY-"), "{log}");
+    // A target name is data in the report too: in a code span, its markup and table breaks inert.
+    let run = repo.run_ids().pop().expect("run");
+    let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
+    assert!(md.contains("| attacker | `CONNECT x ![p](q)\\|y:443` | **refused** |"), "{md}");
     let decisions = egress_events(&ev);
     assert!(decisions.contains(&("allowed.test:8080".into(), false)), "{decisions:?}");
     assert!(decisions.contains(&(format!("{ip}:80"), false)), "{decisions:?}");

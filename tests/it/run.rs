@@ -927,6 +927,7 @@ fn the_report_tells_a_reviewer_what_happened() {
     assert!(md.contains("`fix` ran again (attempt 2)"), "{md}");
     assert!(md.contains("stats/__init__.py"), "{md}");
     assert!(md.contains("agent attempts:") && md.contains("wall time:"), "{md}");
+    assert!(md.contains("## Network\n\nNo stage had network access."), "{md}");
 
     let (code, xml, _) = output(lightsout(dir.path()).args(["report", &run, "--format", "junit"]));
     assert_eq!(code, 0);

@@ -1108,6 +1108,40 @@ fn policy_is_enforced_again_when_a_stage_starts() {
         .expect("tighten");
     let reason = approve_and_reason(&repo, &run);
     assert!(reason.contains("refused by policy at run time") && reason.contains("DEPLOY_KEY"), "{reason}");
+
+    // A host or a limit written into the recorded plan is refused as well.
+    let ceiling = format!("{policy}resources: {{ memory: 4g }}\n");
+    for (key, value, refused) in [
+        ("network", serde_json::json!(["evil.example:443"]), "evil.example"),
+        ("memory_bytes", serde_json::json!(64u64 << 30), "over the ceiling"),
+    ] {
+        let (repo, run) = run_to_gate(&ceiling);
+        let plan_path = repo.record(&run).join("plan.json");
+        let mut plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("plan")).expect("json");
+        assert!(set_everywhere(&mut plan, key, &value), "no `{key}` in the plan");
+        std::fs::write(&plan_path, plan.to_string()).expect("tamper");
+        let reason = approve_and_reason(&repo, &run);
+        assert!(reason.contains("refused by policy at run time") && reason.contains(refused), "{reason}");
+    }
+}
+
+/// Sets `key` to `value` in every object of `v` that has it; whether there was one.
+fn set_everywhere(v: &mut Value, key: &str, value: &Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            let mut found = false;
+            if let Some(slot) = map.get_mut(key) {
+                *slot = value.clone();
+                found = true;
+            }
+            for child in map.values_mut() {
+                found |= set_everywhere(child, key, value);
+            }
+            found
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |found, item| set_everywhere(item, key, value) | found),
+        _ => false,
+    }
 }
 
 #[test]

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Run-engine benchmarks, by hand: benches/run.sh [a|b|c|d ...] (default: all four).
+# Run-engine benchmarks, by hand: benches/run.sh [a|b|c|d|e ...] (default: all five).
 # Each compares lightsout with what a user would run instead, in the same run:
 #   a  1,000 trivial stages on the local executor   vs  make -j2 on the equivalent Makefile
 #   b  50 sequential container stages               vs  a shell loop of `docker run --rm`
 #                                                       with the same image, flags and command
 #   c  a wide DAG of sleep stages: makespan / critical path (target <= 1.05)
 #   d  a stage printing 1 GB: the runner's peak memory (target: growth < 64 MB)
+#   e  the cost of the egress fence: one stage fetching a page through the allow-list proxy
+#      vs the same stage with no network, vs `docker run --rm` fetching it with an open network
 # Needs hyperfine, make, bubblewrap, Docker and the test images (scripts/test-images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=$PWD/target/release/lightsout
 image=lightsout-test/busybox:latest
-which=("$@"); [ ${#which[@]} -eq 0 ] && which=(a b c d)
+which=("$@"); [ ${#which[@]} -eq 0 ] && which=(a b c d e)
 export CI=true
 
 # A git repository holding a factory whose `misc` pipeline is the given stages.
@@ -25,7 +27,13 @@ repo() { # repo <dir> <stages yaml>
 }
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+net=lightsout-bench-egress-$$
+cleanup() {
+  docker rm -f "$net-server" >/dev/null 2>&1 || true
+  docker network rm "$net" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 for w in "${which[@]}"; do case $w in
 a)
@@ -89,5 +97,22 @@ d)
     base=$( /usr/bin/time -f "%M" sh -c "cd $tmp/d && $bin runs > /dev/null" 2>&1 | tail -n1 )
     echo "  $ex: peak RSS $(( $(cat "$tmp/d.rss") / 1024 )) MB with 1 GB of output (a listing command: $(( base / 1024 )) MB)"
   done
+  ;;
+e)
+  echo "== (e) the egress fence: a fetch through the proxy vs no network vs docker run with a network"
+  docker network create "$net" >/dev/null
+  docker run -d --rm --name "$net-server" --network "$net" --network-alias server.bench $image \
+    sh -c 'mkdir -p /tmp/www && echo hello > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www' >/dev/null
+  printf 'version: 1\nnetwork: { allow: ["server.bench:80"] }\n' > "$tmp/policy.yaml"
+  repo "$tmp/e" "  fetch: { run: \"wget -q -O- http://server.bench/\", network: { allow: [\"server.bench:80\"] } }"$'\n'
+  cp "$tmp/policy.yaml" "$tmp/e/policy.yaml" && printf 'policy: policy.yaml\n' >> "$tmp/e/factory.yaml"
+  git -C "$tmp/e" add -A && git -C "$tmp/e" -c user.name=b -c user.email=b@b commit -qm policy
+  repo "$tmp/e0" "  fetch: { run: \"true\" }"$'\n'
+  export LIGHTSOUT_EGRESS_NETWORK=$net
+  (cd "$tmp/e" && $bin run --ticket t.md --category misc --executor docker --format json > /dev/null) # builds the proxy image once
+  hyperfine --warmup 1 --runs 10 \
+    -n "lightsout run, one stage fetching through the egress proxy" "cd $tmp/e && $bin run --ticket t.md --category misc --executor docker --format json > /dev/null" \
+    -n "lightsout run, one stage with no network" "cd $tmp/e0 && $bin run --ticket t.md --category misc --executor docker --format json > /dev/null" \
+    -n "docker run --rm fetching on an open network" "docker run --rm --network $net $image wget -q -O- http://server.bench/ > /dev/null"
   ;;
 esac; done

@@ -490,7 +490,10 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                         .unwrap_or_else(|| "command".into())
                 },
             );
-            let _ = writeln!(out, "       {label} {name} (from {from}; {rule})");
+            let file =
+                s.secret_sources.get(name).and_then(|src| src.mount) == Some(crate::spec::factory::SecretMount::File);
+            let how = if file { format!(", as the file /run/secrets/{name}") } else { String::new() };
+            let _ = writeln!(out, "       {label} {name} (from {from}{how}; {rule})");
         }
         if s.network.is_empty() {
             let _ = writeln!(out, "       network  none");

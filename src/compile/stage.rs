@@ -9,6 +9,7 @@ use super::kinds::{self, Role};
 use super::{Factory, check_name, units};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::plan::{Decided, Limits, Loop, Stage};
+use crate::spec::factory::SecretSource;
 use crate::spec::pipeline::{self, Access, Expect, Resources};
 use crate::spec::{Located, PipelineFile};
 
@@ -160,15 +161,20 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
 
     // Secrets: the stage's and its agent's, each allowed by policy for this kind.
     let mut secrets = Vec::new();
-    for sec in s.secrets.iter().chain(agent.map(|a| a.secrets.iter()).into_iter().flatten()) {
-        match policy.check_secret(&sec.value, &kind_name) {
+    let mut mounts = std::collections::BTreeMap::new();
+    let asked = s.secrets.iter().map(|r| (r.value.name.as_str(), r.value.mount, r.at));
+    let agents = agent.map(|a| a.secrets.iter()).into_iter().flatten().map(|n| (n.value.as_str(), None, id.at));
+    for (name, mount, at) in asked.chain(agents) {
+        match policy.check_secret(name, &kind_name) {
             Ok(_) => {
-                if !secrets.contains(&sec.value) {
-                    secrets.push(sec.value.clone());
+                if !secrets.iter().any(|s| s == name) {
+                    secrets.push(name.to_owned());
+                }
+                if let Some(m) = mount {
+                    mounts.insert(name.to_owned(), m);
                 }
             }
             Err(r) => {
-                let at = if s.secrets.iter().any(|x| std::ptr::eq(x, sec)) { sec.at } else { id.at };
                 errors.push(Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
             }
         }
@@ -261,9 +267,21 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         };
         Some(agent_call(name, a, prompt))
     });
+    // Each secret's provider, with how the stage asked to receive it over the provider's default.
     let secret_sources = secrets
         .iter()
-        .filter_map(|name| factory.secrets.get(name.as_str()).map(|src| (name.clone(), src.clone())))
+        .filter_map(|name| {
+            let provider = factory.secrets.get(name.as_str()).cloned();
+            let mount = mounts.get(name).copied();
+            let src = match (provider, mount) {
+                (Some(src), None) => src,
+                (Some(src), Some(m)) => SecretSource { mount: Some(m), ..src },
+                // No provider: the runner's variable of the same name, received as asked.
+                (None, Some(m)) => SecretSource { env: Some(name.clone()), mount: Some(m), ..SecretSource::default() },
+                (None, None) => return None,
+            };
+            Some((name.clone(), src))
+        })
         .collect();
     Stage {
         secret_sources,

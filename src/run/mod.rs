@@ -118,7 +118,6 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
     }
 }
 
-/// Secret values from the runner's environment, by name.
 /// Secret values, by name, from their providers (the environment variable of the same name when
 /// factory.yaml names none). A secret whose provider fails is left out: the stage that needs it
 /// fails with the reason when it starts, and no other stage is affected.

@@ -92,9 +92,10 @@ pub struct Stage {
     /// Environment variables; values are templates.
     #[serde(default)]
     pub env: IndexMap<Located<String>, Located<String>>,
-    /// Names of secrets this stage needs; policy decides whether it gets them.
+    /// Secrets this stage needs: a name, or `{name, as: env|file}`; policy decides whether it
+    /// gets them.
     #[serde(default)]
-    pub secrets: Vec<Located<String>>,
+    pub secrets: Vec<Located<SecretRef>>,
     /// Network access. Absent means no network at all.
     #[serde(default)]
     pub network: Option<Network>,
@@ -120,6 +121,63 @@ pub struct Stage {
     /// Access to `/workspace` (graders default to read-only, others to read-write).
     #[serde(default)]
     pub workspace: Option<Located<Access>>,
+}
+
+/// A secret a stage asks for: `NAME`, or `{ name: NAME, as: file }` to choose how it receives
+/// it (over the provider's `as:` in factory.yaml).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub mount: Option<super::factory::SecretMount>,
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a secret's name, or a map with `name` and `as`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretRef, E> {
+                Ok(SecretRef { name: v.to_owned(), mount: None })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+                let (mut name, mut mount) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value::<String>()?),
+                        "as" => mount = Some(map.next_value::<super::factory::SecretMount>()?),
+                        other => return Err(serde::de::Error::unknown_field(other, &["name", "as"])),
+                    }
+                }
+                let name = name.ok_or_else(|| serde::de::Error::missing_field("name"))?;
+                Ok(SecretRef { name, mount })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl JsonSchema for SecretRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretRef".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mount = generator.subschema_for::<super::factory::SecretMount>();
+        schemars::json_schema!({
+            "description": "A secret's name, or `{name, as}` to receive it as an environment variable or a file.",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": { "name": { "type": "string" }, "as": mount },
+                    "required": ["name"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 /// Network access for a stage: only the listed `host:port`s, through the runner's proxy.

@@ -168,9 +168,17 @@ fn report(
             );
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-            // `Option<T>` is `anyOf [T, null]`: report why the value is not a T, not that it is
-            // not null.
-            let mut inner = context.iter().flatten().filter(|e| !is_null_type_error(e)).peekable();
+            // Report the branches the value's type fits (a mapping given where a name or a map
+            // is allowed is wrong as a map, not as a name); when none fits, every branch but
+            // `null` (`Option<T>` is `anyOf [T, null]`: why the value is not a T).
+            let misfit = |b: &Vec<jsonschema::ValidationError<'_>>| {
+                b.iter().all(|e| {
+                    matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.instance_path() == err.instance_path()
+                })
+            };
+            let fitting: Vec<&Vec<jsonschema::ValidationError<'_>>> = context.iter().filter(|b| !misfit(b)).collect();
+            let branches = if fitting.is_empty() { context.iter().collect() } else { fitting };
+            let mut inner = branches.into_iter().flatten().filter(|e| !is_null_type_error(e)).peekable();
             if inner.peek().is_none() {
                 out.push(Diagnostic::new(path, value_at, format!("{} is not valid: {err}", dotted(&segs))));
             }

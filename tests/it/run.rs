@@ -1155,7 +1155,7 @@ fn secrets_come_from_their_providers_and_files_live_on_tmpfs_only() {
     );
     // The command computes the values it checks, so that the plan (which holds the command)
     // does not hold them.
-    let stages = "  use:\n    secrets: [FROM_FILE, FROM_CMD]\n    run: |\n      test \"$(cat $FROM_FILE_FILE)\" = file-secret-$((5500+21)) && echo file-ok\n      test \"$FROM_CMD\" = cmd-secret-$((7700+34)) && echo cmd-ok\n      env | grep -c file-secret-$((5500+21)) || true\n      touch $FROM_FILE_FILE 2>/dev/null && echo WRITABLE || echo read-only\n";
+    let stages = "  use:\n    secrets: [FROM_FILE, FROM_CMD]\n    run: |\n      test \"$(cat $FROM_FILE_FILE)\" = file-secret-$((5500+21)) && echo file-ok\n      test \"$FROM_CMD\" = cmd-secret-$((7700+34)) && echo cmd-ok\n      env | grep -c file-secret-$((5500+21)) || true\n      touch $FROM_FILE_FILE 2>/dev/null && echo WRITABLE || echo read-only\n  asks:\n    secrets: [{ name: FROM_CMD, as: file }]\n    run: |\n      test \"$(cat $FROM_CMD_FILE)\" = cmd-secret-$((7700+34)) && echo as-file-ok\n      echo \"env=${FROM_CMD:-unset}\"\n";
     let policy = "version: 1\nsecrets: { FROM_FILE: { stages: [run] }, FROM_CMD: { stages: [run] } }\n";
     let repo = Repo::full(stages, Some(policy), &extra);
     let (code, ev, err) = repo.run(&[]);
@@ -1163,6 +1163,9 @@ fn secrets_come_from_their_providers_and_files_live_on_tmpfs_only() {
     let log = log_text(&ev, "use");
     assert!(log.contains("file-ok") && log.contains("cmd-ok") && log.contains("read-only"), "{log}");
     assert!(log.lines().any(|l| l.trim() == "0"), "the file secret leaked into the environment: {log}");
+    // The same secret, as another stage asked: a file, not an environment variable.
+    let asks = log_text(&ev, "asks");
+    assert!(asks.contains("as-file-ok") && asks.contains("env=unset"), "{asks}");
     let run = repo.run_ids().pop().expect("run");
     let left: Vec<_> = std::fs::read_dir("/dev/shm")
         .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains(&run)).collect())

@@ -104,6 +104,22 @@ impl Needles {
     pub fn mask_str(&self, text: &str) -> String {
         String::from_utf8_lossy(&self.mask(text.as_bytes())).into_owned()
     }
+
+    /// Masks every string (and every key) of a JSON value, such as a grader's verdict.
+    pub fn mask_json(&self, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = self.mask_str(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.mask_json(i)),
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut item) in entries {
+                    self.mask_json(&mut item);
+                    map.insert(self.mask_str(&k), item);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A streaming masker: feed chunks as they arrive, get back what is safe to show.

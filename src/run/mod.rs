@@ -509,7 +509,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                         outputs: done.outputs,
                         snapshot: if wrote { snapshot.clone() } else { None },
                         retrying: retry,
-                        verdict: done.verdict,
+                        verdict: done.verdict.map(|v| mask_verdict(&ctx.needles, v)),
                     }, &mut state)?;
                     if retry {
                         // The next attempt waits out its backoff in its own task, not in the loop.
@@ -824,6 +824,15 @@ async fn run_stage(
     done(outcome, code, reason, outputs)
 }
 
+/// A verdict with every secret value masked: its reasons and details come from the stage's own
+/// output and files.
+fn mask_verdict(needles: &Needles, v: crate::stages::Verdict) -> crate::stages::Verdict {
+    let reasons = v.reasons.iter().map(|r| needles.mask_str(r)).collect();
+    let mut details = v.details;
+    needles.mask_json(&mut details);
+    crate::stages::Verdict { pass: v.pass, reasons, details }
+}
+
 fn command_verdict(outcome: Outcome, code: Option<i64>, reason: &str, log: &Path) -> crate::stages::Verdict {
     let pass = outcome.is_success();
     let mut reasons = Vec::new();
@@ -957,7 +966,8 @@ async fn grade_tests(
     let cand_results = results_of(&io_dir, &log_path).map_err(Err)?;
 
     // The base revision, once per base, command and test files.
-    let key = format!("{}\n{:?}", job.script, strings("test_files"));
+    // The image and the stage's (non-secret) environment change results as much as the command.
+    let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, stage.env, strings("test_files"));
     let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
     let cache = cache_dir.join(format!("{}-{}.json", ctx.meta.base, crate::exec::image::short_hash(key.as_bytes())));
     let base_results: crate::stages::grade_tests::Results =
@@ -986,7 +996,10 @@ async fn grade_tests(
             }
             let r = results_of(&base_io, &base_log).map_err(Err)?;
             let _ = std::fs::create_dir_all(&cache_dir);
-            let _ = std::fs::write(&cache, serde_json::to_string(&r).unwrap_or_default());
+            // Test names and messages come from the stage's own files: masked like its log.
+            let mut cached = serde_json::to_value(&r).unwrap_or_default();
+            ctx.needles.mask_json(&mut cached);
+            let _ = std::fs::write(&cache, cached.to_string());
             r
         };
     Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))

@@ -222,6 +222,41 @@ fn another_stages_secret_and_the_runners_environment_are_out_of_reach() {
 }
 
 #[test]
+fn a_secret_in_a_graders_own_files_is_masked_in_its_verdict_and_cache() {
+    // The test command holds the secret and writes it into the test names and messages of its
+    // JUnit report, which the verdict (and the cached baseline) are made of.
+    let stages = r#"  edit:
+    run: echo yes > broken
+  tests:
+    needs: [edit]
+    uses: grade.tests
+    secrets: [LEAK_TOKEN]
+    with:
+      fail_to_pass: [t.bug]
+      pass_to_pass: true
+      command: |
+        if [ -f broken ]; then r="<failure message=\"got $LEAK_TOKEN\"/>"; else r=''; fi
+        printf '<testsuite><testcase classname="t" name="bug"><failure/></testcase><testcase classname="t" name="n-%s">%s</testcase></testsuite>' "$LEAK_TOKEN" "$r" > $LIGHTSOUT_JUNIT
+"#;
+    let repo = Repo::with_policy(stages, Some("version: 1\nsecrets: { LEAK_TOKEN: { stages: [grade.tests] } }\n"));
+    let mut c = repo.cmd(&[]);
+    c.env("LEAK_TOKEN", "verdict-secret-6612");
+    let (_, out, err) = output(&mut c);
+    let ev = super::run::events(&out);
+    let v = &finished(&ev, "tests").first().unwrap_or_else(|| panic!("no verdict: {err}"))["verdict"];
+    assert_eq!(v["pass"], false, "{v:#?}");
+    assert!(v.to_string().contains("***"), "the verdict does not show the masked name: {v}");
+    let run = repo.run_ids().pop().expect("run");
+    let mut seen = vec![std::fs::read_to_string(repo.record(&run).join("events.jsonl")).unwrap_or_default(), out];
+    for entry in std::fs::read_dir(repo.path().join(".lightsout/baselines")).expect("baseline cache").flatten() {
+        seen.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    for text in seen {
+        assert!(!text.contains("verdict-secret-6612"), "a secret in a verdict or cache: {text}");
+    }
+}
+
+#[test]
 fn planted_symlinks_do_not_lead_the_host_side_runner_out() {
     let (repo, ev, _) = attack(
         "ln -s /etc/passwd leak.txt\nln -s / rootlink\nmkdir -p docs && ln -s /etc/shadow docs/notes.md",

@@ -1032,6 +1032,30 @@ fn grade_jsonschema_checks_json_and_yaml_files() {
 }
 
 #[test]
+fn a_baseline_is_reused_for_the_same_image_and_command_only() {
+    let pipeline = |image: &str| {
+        format!(
+            "  tests:\n    uses: grade.tests\n    image: \"{image}\"\n    with:\n      fail_to_pass: [t.a]\n      command: printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+        )
+    };
+    let repo = Repo::new(&pipeline(BUSYBOX));
+    let base_logs = |repo: &Repo| {
+        repo.run_ids().iter().filter(|r| repo.record(r).join("stages/tests/1.base.log").is_file()).count()
+    };
+    repo.run(&[]);
+    repo.run(&[]);
+    assert_eq!(base_logs(&repo), 1, "the same image and command ran the base revision twice");
+    // Another image: the cached baseline does not apply.
+    std::fs::write(
+        repo.path().join("pipelines/misc.yaml"),
+        format!("version: 1\ncategory: misc\nstages:\n{}", pipeline("lightsout-test/debian:bookworm")),
+    )
+    .expect("pipeline");
+    repo.run(&[]);
+    assert_eq!(base_logs(&repo), 2, "a baseline from another image was reused");
+}
+
+#[test]
 fn grade_tests_reads_junit_reports() {
     let stages = r#"  edit:
     run: echo yes > fixed

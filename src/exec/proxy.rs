@@ -249,7 +249,21 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, de
         let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
         return;
     };
-    let verdict = gate(&host, port);
+    // Plain HTTP: a `Host` header naming another host would reach another site on the same
+    // server (virtual hosting); only the target itself may be named.
+    let other_host = forward_head.as_deref().and_then(|h| {
+        h.lines().skip(1).filter_map(|l| l.split_once(':')).find_map(|(k, v)| {
+            let named = split_target(v.trim(), port).map(|(h, _)| h);
+            (k.trim().eq_ignore_ascii_case("host") && named.as_deref() != Some(host.as_str()))
+                .then(|| v.trim().to_owned())
+        })
+    });
+    let verdict = match other_host {
+        Some(named) => {
+            Err(format!("its Host header names another host ({})", named.chars().take(80).collect::<String>()))
+        }
+        None => gate(&host, port),
+    };
     let decision =
         Decision { host: host.clone(), port, allowed: verdict.is_ok(), why: verdict.clone().unwrap_or_else(|e| e) };
     let _ = decisions.send(decision).await;
@@ -351,6 +365,23 @@ mod tests {
             assert!(answer.starts_with("HTTP/1.1 403"), "{req:?} -> {answer}");
             let d = rx.recv().await.expect("decision");
             assert!(!d.allowed, "{d:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_header_naming_another_host_is_refused() {
+        let target = echo_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let req = format!("GET http://localhost:{target}/ HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+        let (answer, _) = ask(p, &req).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        let d = rx.recv().await.expect("decision");
+        assert!(!d.allowed && d.why.contains("Host header"), "{d:?}");
+        // The target's own name, with or without its port, is fine.
+        for host in ["localhost".to_owned(), format!("localhost:{target}"), "LOCALHOST".to_owned()] {
+            let req = format!("GET http://localhost:{target}/ HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let (answer, _) = ask(p, &req).await;
+            assert!(answer.starts_with("GET / HTTP/1.1"), "{host}: {answer}");
         }
     }
 

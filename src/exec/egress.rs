@@ -216,7 +216,19 @@ impl Docker {
             ..ContainerCreateBody::default()
         };
         let opts = CreateContainerOptionsBuilder::new().name(proxy).build();
-        self.client().create_container(Some(opts), body).await.map_err(|e| fault("creating the egress proxy", &e))?;
+        // Depending on the engine's version, a missing egress network fails the create or the start.
+        let missing = |what: &str, e: bollard::errors::Error| match e {
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+                if message.contains("network") =>
+            {
+                format!(
+                    "docker: the egress network `{}` does not exist; create it, or set LIGHTSOUT_EGRESS_NETWORK to one that does",
+                    self.egress_network()
+                )
+            }
+            other => fault(what, &other),
+        };
+        self.client().create_container(Some(opts), body).await.map_err(|e| missing("creating the egress proxy", e))?;
         let connect = NetworkConnectRequest { container: Some(proxy.to_owned()), endpoint_config: None };
         self.client()
             .connect_network(network, connect)
@@ -225,7 +237,7 @@ impl Docker {
         self.client()
             .start_container(proxy, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-            .map_err(|e| fault("starting the egress proxy", &e))?;
+            .map_err(|e| missing("starting the egress proxy", e))?;
 
         let opts = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build();
         let mut stream = self.client().logs(proxy, Some(opts));

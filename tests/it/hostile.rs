@@ -691,6 +691,16 @@ fn egress_survives_a_flood_of_connections() {
 }
 
 #[test]
+fn a_missing_egress_network_is_named_and_nothing_runs() {
+    let (repo, ev, log) = egress_attack("docker", Some("lightsout-no-such-network"), &["allowed.test:80"], "echo RAN");
+    assert!(!log.contains("RAN"), "{log}");
+    let reason = finished(&ev, "attacker")[0]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("lightsout-no-such-network") && reason.contains("LIGHTSOUT_EGRESS_NETWORK"), "{reason}");
+    let run = repo.run_ids().pop().expect("run");
+    assert!(containers_of(&run).is_empty());
+}
+
+#[test]
 fn egress_leaves_no_container_nor_network_behind() {
     let lab = Lab::new();
     let (repo, ev, _) = lab.attack(&["allowed.test:80"], "wget -q -O- http://allowed.test/");

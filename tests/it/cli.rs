@@ -204,7 +204,7 @@ fn the_organisation_policy_wins_and_the_repository_can_only_tighten() {
     // `plan` shows which rule of which layer allowed the image and the secret.
     let (repo, org) = layered(
         "version: 1\nimages: { allow: [\"lightsout-test/busybox:*\"] }\nsecrets: { TOKEN: { stages: [run] } }\n",
-        "  a:\n    secrets: [TOKEN]\n    run: echo hi\n",
+        "  a:\n    secrets: [{ name: TOKEN, as: file }]\n    run: echo hi\n",
     );
     let (code, plan, err) = output(
         lightsout(repo.path())
@@ -213,8 +213,15 @@ fn the_organisation_policy_wins_and_the_repository_can_only_tighten() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(plan.contains("org.yaml") && plan.contains("policy.yaml"), "{plan}");
-    let secret_line = plan.lines().find(|l| l.contains("TOKEN (from env TOKEN;")).unwrap_or_else(|| panic!("{plan}"));
+    // The stage asked for the secret as a file; the plan says so.
+    let secret_line = plan
+        .lines()
+        .find(|l| l.contains("TOKEN (from env TOKEN, as the file /run/secrets/TOKEN;"))
+        .unwrap_or_else(|| panic!("{plan}"));
     assert!(secret_line.contains("org.yaml") && secret_line.contains("policy.yaml:"), "{secret_line}");
+    // Limits show the ceiling rule of the layer that sets one.
+    let limits = plan.lines().find(|l| l.trim_start().starts_with("limits")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(limits.contains("memory ≤ 2g at") && limits.contains("org.yaml"), "{limits}");
 }
 
 #[test]

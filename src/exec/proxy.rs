@@ -35,8 +35,8 @@ pub struct Decision {
 /// Decides whether `host:port` may be reached: `Ok(rule)` or `Err(reason)`.
 pub type Gate = Arc<dyn Fn(&str, u16) -> Result<String, String> + Send + Sync>;
 
-/// The gate of an allow-list: each entry is `name` or `name:port` (443 when absent), and `*` in
-/// a name matches any run of characters.
+/// The gate of an allow-list: each entry is `name` or `name:port` (443 when absent; an IPv6
+/// address in brackets), and `*` in a name matches any run of characters.
 pub fn allow_list(entries: Vec<String>) -> Gate {
     Arc::new(move |host: &str, port: u16| {
         for entry in &entries {
@@ -44,7 +44,9 @@ pub fn allow_list(entries: Vec<String>) -> Gate {
                 Some((n, p)) if p.chars().all(|c| c.is_ascii_digit()) => (n, p.parse().unwrap_or(0)),
                 _ => (entry.as_str(), 443),
             };
-            if p == port && crate::policy::wildcard(&name.to_ascii_lowercase(), host) {
+            // An IPv6 literal is written in brackets (`[::1]:8080`); the target has none.
+            let name = name.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+            if p == port && crate::policy::wildcard(&name, host) {
                 return Ok(format!("allowed by {entry}"));
             }
         }
@@ -403,6 +405,9 @@ mod tests {
         assert!(gate("files.pkg.example", 80).is_ok());
         assert!(gate("pkg.example.evil", 80).is_err());
         assert!(gate("evil.example", 443).is_err());
+        let gate = allow_list(vec!["[::1]:8080".into(), "[fd00::2]".into()]);
+        assert!(gate("::1", 8080).is_ok() && gate("fd00::2", 443).is_ok());
+        assert!(gate("::1", 443).is_err() && gate("fd00::3", 443).is_err());
     }
 
     #[test]

@@ -89,35 +89,41 @@ impl Docker {
     /// Removes containers and networks left by runs whose runner is no longer alive; returns
     /// the containers' names.
     pub async fn remove_orphans(&self) -> Result<Vec<String>, String> {
-        self.remove_labelled(LABEL_RUN, |labels| labels.get(LABEL_RUNNER).is_some_and(|r| runner_alive(r))).await
+        // Best effort: a leftover that cannot be removed now (say, one Docker is still removing)
+        // must not stop a new run; the next sweep tries again.
+        let (removed, _failed) =
+            self.remove_labelled(LABEL_RUN, |labels| labels.get(LABEL_RUNNER).is_some_and(|r| runner_alive(r))).await?;
+        Ok(removed)
     }
 
     /// Removes every container and network of one run (a last sweep when the run ends: a
     /// container a killed runner asked for may have been created after the start-up sweep).
     pub async fn remove_run(&self, run_id: &str) -> Result<(), String> {
-        self.remove_labelled(&format!("{LABEL_RUN}={run_id}"), |_| false).await.map(|_| ())
+        let (_, failed) = self.remove_labelled(&format!("{LABEL_RUN}={run_id}"), |_| false).await?;
+        failed.into_iter().next().map_or(Ok(()), Err)
     }
 
     /// Removes the containers, then the networks, that carry `label` and that `keep` does not
-    /// keep; returns the containers' names.
+    /// keep, trying each; returns the containers' names and the removals that failed.
     async fn remove_labelled(
         &self,
         label: &str,
         keep: impl Fn(&HashMap<String, String>) -> bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<(Vec<String>, Vec<String>), String> {
         let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label])]);
         let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list = self.client.list_containers(Some(opts)).await.map_err(|e| fault("listing containers", &e))?;
-        let mut removed = Vec::new();
+        let (mut removed, mut failed) = (Vec::new(), Vec::new());
         for c in list {
             if c.labels.as_ref().is_some_and(&keep) {
                 continue;
             }
             let Some(id) = c.id else { continue };
             let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-            let result = self.client.remove_container(&id, Some(opts)).await;
-            not_found_is_fine(result).map_err(|e| fault("removing a container", &e))?;
-            removed.push(c.names.and_then(|n| n.into_iter().next()).unwrap_or(id));
+            match not_found_is_fine(self.client.remove_container(&id, Some(opts)).await) {
+                Ok(()) => removed.push(c.names.and_then(|n| n.into_iter().next()).unwrap_or(id)),
+                Err(e) => failed.push(fault("removing a container", &e)),
+            }
         }
         let opts = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let nets = self.client.list_networks(Some(opts)).await.map_err(|e| fault("listing networks", &e))?;
@@ -125,12 +131,13 @@ impl Docker {
             if n.labels.as_ref().is_some_and(&keep) {
                 continue;
             }
-            if let Some(id) = n.id {
-                let result = self.client.remove_network(&id).await;
-                not_found_is_fine(result).map_err(|e| fault("removing a network", &e))?;
+            if let Some(id) = n.id
+                && let Err(e) = not_found_is_fine(self.client.remove_network(&id).await)
+            {
+                failed.push(fault("removing a network", &e));
             }
         }
-        Ok(removed)
+        Ok((removed, failed))
     }
 
     /// Runs one job in a fresh container, streaming its output to `logs`; the container is

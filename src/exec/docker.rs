@@ -34,6 +34,8 @@ pub struct Docker {
     client: bollard::Docker,
     /// The network egress proxies reach the outside through.
     egress_network: String,
+    /// The IPv4 range stage networks take their subnets from.
+    egress_subnets: String,
 }
 
 fn fault(what: &str, e: &bollard::errors::Error) -> String {
@@ -75,7 +77,11 @@ impl Docker {
             .ok()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| super::egress::DEFAULT_EGRESS_NETWORK.to_owned());
-        Ok(Docker { client, egress_network })
+        let egress_subnets = std::env::var("LIGHTSOUT_EGRESS_SUBNETS")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| super::egress::DEFAULT_EGRESS_SUBNETS.to_owned());
+        Ok(Docker { client, egress_network, egress_subnets })
     }
 
     pub fn client(&self) -> &bollard::Docker {
@@ -84,6 +90,10 @@ impl Docker {
 
     pub fn egress_network(&self) -> &str {
         &self.egress_network
+    }
+
+    pub fn egress_subnets(&self) -> &str {
+        &self.egress_subnets
     }
 
     /// Removes containers and networks left by runs whose runner is no longer alive; returns

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest};
 use bollard::query_parameters::{BuildImageOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, mpsc};
@@ -21,13 +21,18 @@ use tokio::task::JoinHandle;
 use super::Job;
 use super::docker::{Docker, FALLBACK_UID, labels};
 use super::image::short_hash;
-use super::proxy::Decision;
+use super::proxy::{Decision, Subnet};
 
 /// The port the proxy listens on, inside its container.
 pub const PROXY_PORT: u16 = 3128;
 /// The network the proxy reaches the outside through, unless `LIGHTSOUT_EGRESS_NETWORK` names
 /// another.
 pub const DEFAULT_EGRESS_NETWORK: &str = "bridge";
+
+/// The range stage networks take their subnets from, unless `LIGHTSOUT_EGRESS_SUBNETS` names
+/// another; and the size of each (16 addresses: the proxy and the stage need two).
+pub const DEFAULT_EGRESS_SUBNETS: &str = "10.213.0.0/16";
+const SUBNET_PREFIX: u32 = 28;
 
 /// The proxy image, built at most once per process.
 static PROXY_IMAGE: OnceCell<(String, Vec<String>)> = OnceCell::const_new();
@@ -144,20 +149,10 @@ impl Docker {
         name: &str,
         decisions: mpsc::Sender<Decision>,
     ) -> Result<Egress, String> {
-        let fault = |what: &str, e: &dyn std::fmt::Display| format!("docker: {what}: {e}");
         let (image, command) = self.proxy_image().await?;
         let network = format!("{name}-net");
         let proxy = format!("{name}-egress");
-        let request = NetworkCreateRequest {
-            name: network.clone(),
-            driver: Some("bridge".into()),
-            internal: Some(true),
-            enable_ipv6: Some(false),
-            options: Some(HashMap::from([("com.docker.network.bridge.inhibit_ipv4".to_owned(), "true".to_owned())])),
-            labels: Some(labels(job)),
-            ..NetworkCreateRequest::default()
-        };
-        self.client().create_network(request).await.map_err(|e| fault("creating the stage's network", &e))?;
+        self.create_stage_network(job, &network).await?;
         // From here on, the caller removes what was created, whatever fails.
         let started = self.proxy_start(job, image, command, &network, &proxy, decisions).await;
         match started {
@@ -167,6 +162,50 @@ impl Docker {
                 Err(e)
             }
         }
+    }
+
+    /// Creates the stage's network on a /28 of its own from the egress range: Docker's default
+    /// pools hold about thirty networks, too few for many networked stages at once. A /28 another
+    /// network holds already is skipped.
+    async fn create_stage_network(&self, job: &Job, network: &str) -> Result<(), String> {
+        let range = self.egress_subnets();
+        let pool = Subnet::parse(range).filter(|p| p.blocks(SUBNET_PREFIX) > 0).ok_or_else(|| {
+            format!("LIGHTSOUT_EGRESS_SUBNETS `{range}` is not an IPv4 range of /28 or more, such as {DEFAULT_EGRESS_SUBNETS}")
+        })?;
+        let count = pool.blocks(SUBNET_PREFIX);
+        // A random start (the hasher's keys are random), so that runners rarely try the same /28.
+        let start = {
+            use std::hash::BuildHasher as _;
+            std::collections::hash_map::RandomState::new().hash_one((network, std::process::id()))
+        };
+        let mut last = String::new();
+        for k in 0..64u64 {
+            #[allow(clippy::cast_possible_truncation)] // the remainder is below `count`, a u32
+            let n = ((start.wrapping_add(k.wrapping_mul(7919))) % u64::from(count)) as u32;
+            let Some(subnet) = pool.block(SUBNET_PREFIX, n) else { continue };
+            let request = NetworkCreateRequest {
+                name: network.to_owned(),
+                driver: Some("bridge".into()),
+                internal: Some(true),
+                enable_ipv6: Some(false),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig { subnet: Some(subnet), ..IpamConfig::default() }]),
+                    ..Ipam::default()
+                }),
+                options: Some(HashMap::from([(
+                    "com.docker.network.bridge.inhibit_ipv4".to_owned(),
+                    "true".to_owned(),
+                )])),
+                labels: Some(labels(job)),
+                ..NetworkCreateRequest::default()
+            };
+            match self.client().create_network(request).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().to_ascii_lowercase().contains("overlap") => last = e.to_string(),
+                Err(e) => return Err(format!("docker: creating the stage's network: {e}")),
+            }
+        }
+        Err(format!("docker: no free /28 in the egress range {range} ({last}); widen LIGHTSOUT_EGRESS_SUBNETS"))
     }
 
     async fn proxy_start(

@@ -71,6 +71,22 @@ impl Subnet {
         Some(Subnet { base: u32::from(addr) & mask, mask })
     }
 
+    /// How many subnets of `prefix` bits this one holds (none when `prefix` is shorter).
+    pub fn blocks(&self, prefix: u32) -> u32 {
+        let bits = self.mask.count_ones();
+        if prefix < bits || prefix > 32 { 0 } else { 1u32.checked_shl(prefix - bits).unwrap_or(u32::MAX) }
+    }
+
+    /// The `n`th subnet of `prefix` bits in this one, as `a.b.c.d/prefix`.
+    pub fn block(&self, prefix: u32, n: u32) -> Option<String> {
+        if n >= self.blocks(prefix) {
+            return None;
+        }
+        let size = 1u32.checked_shl(32 - prefix).unwrap_or(0);
+        let base = self.base.checked_add(n.checked_mul(size)?)?;
+        Some(format!("{}/{prefix}", Ipv4Addr::from(base)))
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(v4) => u32::from(v4) & self.mask == self.base,
@@ -418,6 +434,12 @@ mod tests {
         assert!(s.contains("::ffff:172.18.0.9".parse().expect("ip")));
         assert_eq!(Subnet::parse("172.18.0.0/33"), None);
         assert_eq!(Subnet::parse("nonsense"), None);
+        let pool = Subnet::parse("10.213.0.0/16").expect("pool");
+        assert_eq!(pool.blocks(28), 4096);
+        assert_eq!(pool.block(28, 0).as_deref(), Some("10.213.0.0/28"));
+        assert_eq!(pool.block(28, 4095).as_deref(), Some("10.213.255.240/28"));
+        assert_eq!(pool.block(28, 4096), None);
+        assert_eq!(Subnet::parse("10.0.0.0/30").expect("small").blocks(28), 0);
     }
 
     #[test]

@@ -701,6 +701,21 @@ fn a_missing_egress_network_is_named_and_nothing_runs() {
 }
 
 #[test]
+fn more_networked_stages_at_once_than_dockers_default_pools_hold() {
+    // Docker's default address pools hold about thirty networks; each stage below has its own.
+    let lab = Lab::new();
+    let stage = "    network: { allow: [\"allowed.test:80\"] }\n    resources: { memory: 64m }\n    run: wget -q -O- http://allowed.test/ && sleep 3\n";
+    let stages: String = (0..34).map(|i| format!("  s{i}:\n")).flat_map(|head| [head, stage.to_owned()]).collect();
+    let repo = Repo::with_policy(&stages, Some("version: 1\nnetwork: { allow: [\"allowed.test:80\"] }\n"));
+    let mut c = repo.cmd(&["--executor", "docker", "--jobs", "34"]);
+    c.env("LIGHTSOUT_EGRESS_NETWORK", &lab.net);
+    let (code, out, err) = output(&mut c);
+    let ev = super::run::events(&out);
+    assert_eq!(code, 0, "{err}\n{:#?}", ev.iter().filter(|e| e["event"] == "stage_finished").collect::<Vec<_>>());
+    assert_eq!(egress_events(&ev).iter().filter(|(_, allowed)| *allowed).count(), 34);
+}
+
+#[test]
 fn egress_leaves_no_container_nor_network_behind() {
     let lab = Lab::new();
     let (repo, ev, _) = lab.attack(&["allowed.test:80"], "wget -q -O- http://allowed.test/");

@@ -75,6 +75,10 @@ enum Command {
     /// running a command.
     #[command(hide = true)]
     EgressForward(EgressForwardArgs),
+    /// Inside a local sandbox started by root: drops to an unprivileged uid and gid (no
+    /// supplementary groups) and execs a command.
+    #[command(hide = true)]
+    SandboxExec(SandboxExecArgs),
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -206,6 +210,17 @@ struct EgressForwardArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct SandboxExecArgs {
+    #[arg(long)]
+    uid: u32,
+    #[arg(long)]
+    gid: u32,
+    /// The command to run.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
 struct SchemaArgs {
     /// Which file's schema to print.
     #[arg(value_enum, default_value_t = FileKind::Pipeline)]
@@ -279,11 +294,26 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Schema(a) => schema(&a),
         Command::EgressProxy(a) => egress_proxy(a),
         Command::EgressForward(a) => egress_forward(&a),
+        Command::SandboxExec(a) => sandbox_exec(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());
             Ok(Exit::Ok)
         }
     }
+}
+
+fn sandbox_exec(a: &SandboxExecArgs) -> Result<Exit, Failure> {
+    use std::os::unix::process::CommandExt as _;
+    if a.uid == 0 || a.gid == 0 {
+        return Err(Failure::Message("sandbox-exec never runs a command as root".into()));
+    }
+    let Some((program, args)) = a.command.split_first() else {
+        return Err(Failure::Message("sandbox-exec: no command".into()));
+    };
+    // As root, std drops the supplementary groups, then sets the gid, then the uid; exec only
+    // returns on failure.
+    let e = std::process::Command::new(program).args(args).uid(a.uid).gid(a.gid).exec();
+    Err(Failure::Message(format!("sandbox-exec: cannot run {program} as {}:{}: {e}", a.uid, a.gid)))
 }
 
 fn egress_forward(a: &EgressForwardArgs) -> Result<Exit, Failure> {

@@ -3,8 +3,15 @@
 //! (`image: devcontainer` or `devcontainer:<path to devcontainer.json>`; its `image` or its
 //! `build.dockerfile` and `build.context`). Built images are tagged by the hash of their build
 //! context, so an unchanged context is never built twice. Nothing is ever pulled.
+//!
+//! The Dockerfile, the devcontainer.json and the build context are read from the run's base
+//! revision, never from the workspace: an agent that rewrites them changes nothing a later
+//! stage runs in. Builds have no network. An image a devcontainer.json names is checked
+//! against the policy when the stage starts, like an image the pipeline names.
 
 use std::path::{Path, PathBuf};
+
+use crate::run::workspace::Workspace;
 
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt as _;
@@ -79,12 +86,14 @@ fn strip_jsonc(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads a devcontainer.json: an image name, or a Dockerfile and its context.
-fn devcontainer(root: &Path, file: &Path) -> Result<ImageSpec, String> {
-    let path = root.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a devcontainer.json of the base revision: an image name, or a Dockerfile and its
+/// context.
+fn devcontainer(ws: &Workspace, file: &Path) -> Result<ImageSpec, String> {
+    let shown = file.display();
+    let bytes = ws.base_file(&file.to_string_lossy())?;
+    let text = String::from_utf8_lossy(&bytes);
     let json: serde_json::Value =
-        serde_json::from_str(&strip_jsonc(&text)).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+        serde_json::from_str(&strip_jsonc(&text)).map_err(|e| format!("{shown}: not valid JSON: {e}"))?;
     if let Some(image) = json.get("image").and_then(|v| v.as_str()) {
         return Ok(ImageSpec::Named(image.to_owned()));
     }
@@ -92,7 +101,7 @@ fn devcontainer(root: &Path, file: &Path) -> Result<ImageSpec, String> {
     let dockerfile = build
         .and_then(|b| b.get("dockerfile").or_else(|| b.get("dockerFile")))
         .and_then(|v| v.as_str())
-        .ok_or_else(|| format!("{}: has neither `image` nor `build.dockerfile`", path.display()))?;
+        .ok_or_else(|| format!("{shown}: has neither `image` nor `build.dockerfile`"))?;
     let base = file.parent().unwrap_or(Path::new(""));
     let context = build.and_then(|b| b.get("context")).and_then(|v| v.as_str()).map(|c| normalize(&base.join(c)));
     Ok(ImageSpec::Dockerfile(normalize(&base.join(dockerfile)), context))
@@ -113,17 +122,26 @@ fn normalize(p: &Path) -> PathBuf {
     out.iter().collect()
 }
 
-/// A tar of `context` with fixed metadata (so equal contexts give equal bytes and tags).
-fn context_tar(context: &Path, dockerfile_name: &str, dockerfile: &[u8]) -> Result<Vec<u8>, String> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    let mut files: Vec<PathBuf> = Vec::new();
-    collect(context, context, &mut files)?;
+/// A tar of the base revision's `context` directory with fixed metadata (so equal contexts give
+/// equal bytes and tags); regular files only.
+fn context_tar(ws: &Workspace, context: &Path, dockerfile_name: &str, dockerfile: &[u8]) -> Result<Vec<u8>, String> {
+    let archive = ws.base_tar(context)?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut reader = tar::Archive::new(archive.as_slice());
+    for entry in reader.entries().map_err(|e| format!("the build context: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("the build context: {e}"))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().map_err(|e| format!("the build context: {e}"))?.to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| format!("the build context: {e}"))?;
+        files.push((name, data));
+    }
     files.sort();
-    for rel in files {
-        let full = context.join(&rel);
-        let data = std::fs::read(&full).map_err(|e| format!("{}: {e}", full.display()))?;
-        append(&mut builder, &rel.to_string_lossy(), &data)?;
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        append(&mut builder, name, data)?;
     }
     append(&mut builder, dockerfile_name, dockerfile)?;
     builder.into_inner().map_err(|e| e.to_string())
@@ -138,31 +156,39 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> Resul
     builder.append_data(&mut header, name, data).map_err(|e| e.to_string())
 }
 
-/// Regular files under `dir`, relative to `root`; skips `.git`, `.lightsout` and symlinks.
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let name = entry.file_name();
-        if name == ".git" || name == ".lightsout" {
-            continue;
-        }
-        let kind = entry.file_type().map_err(|e| e.to_string())?;
-        if kind.is_dir() {
-            collect(root, &entry.path(), out)?;
-        } else if kind.is_file() {
-            out.push(entry.path().strip_prefix(root).map_err(|e| e.to_string())?.to_path_buf());
-        }
-    }
-    Ok(())
+/// Why a stage's image could not be had.
+#[derive(Debug)]
+pub enum ImageError {
+    /// The policy does not allow the image a devcontainer.json names: the stage fails.
+    Refused(String),
+    /// Anything else (a missing image, a failed build): an infrastructure fault.
+    Fault(String),
 }
 
-/// Resolves a stage's image to a name on the machine, building it if needed. `root` is the
-/// directory build paths are relative to (the workspace).
-pub async fn ensure(docker: &Docker, root: &Path, value: &str) -> Result<String, String> {
+/// Resolves a stage's image to a name on the machine, building it from the base revision if
+/// needed. `allowed` is the policy's check of an image a devcontainer.json names.
+pub async fn ensure(
+    docker: &Docker,
+    ws: &Workspace,
+    value: &str,
+    allowed: impl Fn(&str) -> Result<(), String>,
+) -> Result<String, ImageError> {
     let spec = match ImageSpec::parse(value) {
-        ImageSpec::DevContainer(file) => devcontainer(root, &file)?,
+        ImageSpec::DevContainer(file) => {
+            let spec = devcontainer(ws, &file).map_err(ImageError::Fault)?;
+            if let ImageSpec::Named(name) = &spec {
+                allowed(name).map_err(|e| {
+                    ImageError::Refused(format!("refused by policy at run time: {} names {e}", file.display()))
+                })?;
+            }
+            spec
+        }
         other => other,
     };
+    resolve(docker, ws, spec).await.map_err(ImageError::Fault)
+}
+
+async fn resolve(docker: &Docker, ws: &Workspace, spec: ImageSpec) -> Result<String, String> {
     match spec {
         ImageSpec::Named(name) => match docker.client().inspect_image(&name).await {
             Ok(_) => Ok(name),
@@ -170,33 +196,36 @@ pub async fn ensure(docker: &Docker, root: &Path, value: &str) -> Result<String,
                 "docker: image `{name}` is not on this machine, and lightsout never pulls; build or load it first"
             )),
         },
-        ImageSpec::Dockerfile(rel, context) => build(docker, root, &rel, context.as_deref()).await,
+        ImageSpec::Dockerfile(rel, context) => build(docker, ws, &rel, context.as_deref()).await,
         ImageSpec::DevContainer(_) => Err("a devcontainer.json may not point at another one".into()),
     }
 }
 
-async fn build(docker: &Docker, root: &Path, rel: &Path, context: Option<&Path>) -> Result<String, String> {
+async fn build(docker: &Docker, ws: &Workspace, rel: &Path, context: Option<&Path>) -> Result<String, String> {
     let outside = |p: &Path| p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir));
     if outside(rel) || context.is_some_and(outside) {
         return Err(format!("the Dockerfile `{}` and its context must be inside the repository", rel.display()));
     }
-    let dockerfile_path = root.join(rel);
-    // Never read through a symlink planted in the workspace.
-    if std::fs::symlink_metadata(&dockerfile_path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(format!("the Dockerfile `{}` is a symbolic link; lightsout does not follow it", rel.display()));
-    }
-    let dockerfile = std::fs::read(&dockerfile_path).map_err(|e| format!("{}: {e}", dockerfile_path.display()))?;
+    let dockerfile = ws.base_file(&rel.to_string_lossy())?;
     let context = match context {
-        Some(c) => root.join(c),
-        None => dockerfile_path.parent().unwrap_or(root).to_path_buf(),
+        Some(c) => c.to_path_buf(),
+        None => rel.parent().unwrap_or(Path::new("")).to_path_buf(),
     };
     let name = ".lightsout.Dockerfile";
-    let tar = context_tar(&context, name, &dockerfile)?;
+    let tar = context_tar(ws, &context, name, &dockerfile)?;
     let tag = format!("lightsout-build/{}:latest", short_hash(&tar));
     if docker.client().inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
-    let opts = BuildImageOptionsBuilder::new().dockerfile(name).t(&tag).rm(true).forcerm(true).pull("false").build();
+    // No network: a build reaches nothing (its base image must be on the machine already).
+    let opts = BuildImageOptionsBuilder::new()
+        .dockerfile(name)
+        .t(&tag)
+        .rm(true)
+        .forcerm(true)
+        .pull("false")
+        .networkmode("none")
+        .build();
     let mut stream = docker.client().build_image(opts, None, Some(bollard::body_full(tar.into())));
     while let Some(item) = stream.next().await {
         match item {

@@ -8,6 +8,17 @@
 //! forwarder on the sandbox's loopback (`lightsout egress-forward`, this binary, bound in
 //! read-only) that its `HTTP_PROXY` names.
 //!
+//! The sandbox never runs a stage as host root. A runner started by an ordinary user starts
+//! bwrap as itself (bwrap then maps it into a user namespace). A runner started as root starts
+//! bwrap as root, without a user namespace, with every capability dropped but the two it needs
+//! to change uids; the first thing inside is this binary (`lightsout sandbox-exec`), which
+//! drops to an unprivileged uid (the one the docker executor uses, [`FALLBACK_UID`]) and execs
+//! the stage: so `/proc/sys`, `/etc/shadow` and root's files are out of its reach.
+//!
+//! The stage's environment (secrets included) reaches bwrap as its environment, never as
+//! arguments: every user of the host can read a process's arguments, only its owner its
+//! environment. Nothing of the runner's own environment enters the sandbox.
+//!
 //! Resource limits (memory, cpus, pids) are not enforced here; that needs cgroups, which the
 //! docker executor has.
 
@@ -21,6 +32,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::docker::FALLBACK_UID;
 use super::proxy::Decision;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::run::event::Stream;
@@ -30,7 +42,7 @@ const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib6
 
 /// Inside the sandbox: the directory holding the proxy's socket, and this binary.
 const EGRESS_DIR: &str = "/run/lightsout-egress";
-const FORWARDER: &str = "/run/lightsout/lightsout";
+const SELF: &str = "/run/lightsout/lightsout";
 /// The forwarder's address, inside the sandbox.
 const FORWARD_ADDR: &str = "127.0.0.1:3128";
 
@@ -42,7 +54,7 @@ struct Egress {
 }
 
 impl Egress {
-    fn start(job: &Job, decisions: mpsc::Sender<Decision>) -> Result<Egress, String> {
+    fn start(job: &Job, decisions: mpsc::Sender<Decision>, user: Option<(u32, u32)>) -> Result<Egress, String> {
         use std::os::unix::fs::DirBuilderExt as _;
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -52,6 +64,13 @@ impl Egress {
         let egress = Egress { dir, stop: CancellationToken::new() };
         let listener = tokio::net::UnixListener::bind(egress.dir.join("egress.sock"))
             .map_err(|e| format!("local: cannot listen for the egress proxy: {e}"))?;
+        if let Some((uid, gid)) = user {
+            // The sandbox's user must reach the socket: the directory and the socket are its.
+            for p in [egress.dir.clone(), egress.dir.join("egress.sock")] {
+                std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+                    .map_err(|e| format!("local: {}: {e}", p.display()))?;
+            }
+        }
         let gate = super::proxy::allow_list(job.egress.clone());
         tokio::spawn(super::proxy::serve_unix(listener, gate, decisions, egress.stop.clone()));
         Ok(egress)
@@ -69,6 +88,14 @@ impl Drop for Egress {
 pub struct Local {
     /// The bwrap binary; `None` for the unsandboxed mode.
     bwrap: Option<PathBuf>,
+    /// The uid and gid stages run as when the runner is root; `None`: as the runner.
+    user: Option<(u32, u32)>,
+}
+
+/// Whether this process runs as root.
+pub fn runner_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Where `bwrap` is on `PATH`.
@@ -85,13 +112,13 @@ impl Local {
     /// The sandboxed executor, or why it is not available.
     pub fn bubblewrap() -> Result<Local, String> {
         find_bwrap()
-            .map(|b| Local { bwrap: Some(b) })
+            .map(|b| Local { bwrap: Some(b), user: runner_is_root().then_some((FALLBACK_UID, FALLBACK_UID)) })
             .ok_or_else(|| "bwrap (bubblewrap) is not installed; install it, or use --executor docker".to_owned())
     }
 
     /// A plain process: only for a user who asked and a policy that allows it.
     pub fn unsandboxed() -> Local {
-        Local { bwrap: None }
+        Local { bwrap: None, user: None }
     }
 
     fn command(&self, job: &Job, egress: Option<&Path>) -> Result<Command, String> {
@@ -102,31 +129,51 @@ impl Local {
         env.extend(job.env.iter().cloned());
         if let Some(bwrap) = &self.bwrap {
             let mut c = Command::new(bwrap);
-            c.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]);
+            // The stage's environment is bwrap's, which passes it on: never in arguments.
+            c.env_clear().envs(env);
+            if self.user.is_some() {
+                // Root: no user namespace (its root would be host root), and only the
+                // capabilities `sandbox-exec` needs to drop to the stage's uid.
+                c.args(["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]);
+                c.args(["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]);
+            } else {
+                c.args(["--unshare-all", "--cap-drop", "ALL"]);
+            }
+            c.args(["--die-with-parent", "--new-session"]);
             for d in SYSTEM_DIRS {
                 c.args(["--ro-bind-try", d, d]);
             }
             c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+            // bwrap makes missing mount points' parents 0700 (root's, when the runner is root):
+            // the stage's user must reach this binary and its secrets under /run.
+            c.args(["--perms", "0755", "--dir", "/run", "--perms", "0755", "--dir", "/run/lightsout"]);
             let ws = job.workspace.to_string_lossy().into_owned();
             c.args([if job.writable { "--bind" } else { "--ro-bind" }, &ws, WORKSPACE]);
             c.args(["--bind", &job.io_dir.to_string_lossy(), IO_DIR]);
             for (host, inside) in &job.files {
+                if let Some(parent) = Path::new(inside).parent().filter(|p| *p != Path::new("/")) {
+                    c.args(["--perms", "0755", "--dir", &parent.to_string_lossy()]);
+                }
                 c.args(["--ro-bind", &host.to_string_lossy(), inside]);
             }
             c.args(["--chdir", WORKSPACE]);
-            for (k, v) in &env {
-                c.args(["--setenv", k, v]);
+            if egress.is_some() || self.user.is_some() {
+                let exe = std::env::current_exe().map_err(|e| format!("local: cannot find this executable: {e}"))?;
+                c.args(["--ro-bind", &exe.to_string_lossy(), SELF]);
             }
             if let Some(dir) = egress {
-                let exe = std::env::current_exe().map_err(|e| format!("local: cannot find this executable: {e}"))?;
                 c.args(["--ro-bind", &dir.to_string_lossy(), EGRESS_DIR]);
-                c.args(["--ro-bind", &exe.to_string_lossy(), FORWARDER]);
-                // The forwarder starts the stage's command once it listens.
-                c.args(["--", FORWARDER, "egress-forward", "--listen", FORWARD_ADDR, "--to"]);
-                c.args([&format!("{EGRESS_DIR}/egress.sock"), "--", "sh", "-c", &job.script]);
-            } else {
-                c.args(["--", "sh", "-c", &job.script]);
             }
+            c.arg("--");
+            if let Some((uid, gid)) = self.user {
+                c.args([SELF, "sandbox-exec", "--uid", &uid.to_string(), "--gid", &gid.to_string(), "--"]);
+            }
+            if egress.is_some() {
+                // The forwarder starts the stage's command once it listens.
+                c.args([SELF, "egress-forward", "--listen", FORWARD_ADDR, "--to"]);
+                c.args([&format!("{EGRESS_DIR}/egress.sock"), "--"]);
+            }
+            c.args(["sh", "-c", &job.script]);
             Ok(c)
         } else {
             let mut c = Command::new("sh");
@@ -158,7 +205,7 @@ impl Local {
         let egress = if job.egress.is_empty() || !self.sandboxed() {
             None
         } else {
-            Some(Egress::start(job, decisions.clone())?)
+            Some(Egress::start(job, decisions.clone(), self.user)?)
         };
         let mut cmd = self.command(job, egress.as_ref().map(|e| e.dir.as_path()))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);

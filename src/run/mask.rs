@@ -12,7 +12,7 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 /// What replaces a secret.
 pub const MASK: &[u8] = b"***";
 /// Shortest needle masked: shorter fragments would mask ordinary text without protecting much.
-const MIN_NEEDLE: usize = 4;
+pub const MIN_NEEDLE: usize = 4;
 /// Line breaks allowed between two bytes of a secret for it still to match.
 const MAX_BREAKS: usize = 2;
 

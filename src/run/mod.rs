@@ -7,6 +7,7 @@ pub mod event;
 pub mod mask;
 pub mod record;
 pub mod report;
+pub mod untrusted;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,14 @@ use workspace::Workspace;
 
 /// Largest outputs file read back from a stage.
 const MAX_OUTPUT_FILE: u64 = 1024 * 1024;
+/// What a stage attempt's log keeps of its output: its start and its end.
+const LOG_HEAD: u64 = 4 * 1024 * 1024;
+const LOG_TAIL: usize = 4 * 1024 * 1024;
+const MAX_LOG_BYTES: u64 = LOG_HEAD + LOG_TAIL as u64;
+/// The largest file a stage's I/O directory keeps in the record.
+const MAX_KEPT_FILE: u64 = 64 * 1024 * 1024;
+/// The largest `JUnit` report a test command may write.
+const MAX_JUNIT_FILE: u64 = 32 * 1024 * 1024;
 /// First delay before retrying an infrastructure fault; doubles each time.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -347,10 +356,8 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     let display = tokio::spawn(display::show(ctx.output, ctx.plan.clone(), obs_rx));
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let docker = matches!(ctx.executor, Executor::Docker(_));
-    if docker {
-        ownership::prepare(&ctx.workspace.dir);
-    }
+    // Stages never run as root: when the runner is, the workspace is the stages' user's.
+    ownership::prepare(&ctx.workspace.dir);
 
     let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
         let stamped = Stamped::now(e);
@@ -477,15 +484,27 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                 }
                 // Drain the logs the tasks sent before they finished, so they come first.
                 while let Ok(log) = log_rx.try_recv() { emit(log, &mut state)?; }
-                let writers: Vec<&str> = dones
+                let writers: Vec<String> = dones
                     .iter()
                     .filter(|d| d.outcome.is_success() && stages[d.index].workspace == Access::ReadWrite)
-                    .map(|d| stages[d.index].id.as_str())
+                    .map(|d| stages[d.index].id.clone())
                     .collect();
                 let snapshot = if writers.is_empty() {
                     None
                 } else {
-                    Some(ctx.workspace.snapshot(&format!("lightsout: after {}", writers.join(", "))).map_err(RunError::Infra)?)
+                    match ctx.workspace.snapshot(&format!("lightsout: after {}", writers.join(", "))) {
+                        Ok(commit) => Some(commit),
+                        Err(e) => {
+                            // What the stages left cannot be recorded (a nested repository, a
+                            // huge file): their change fails, the run goes on to its end.
+                            let reason = ctx.needles.mask_str(&e);
+                            for d in dones.iter_mut().filter(|d| d.outcome.is_success() && stages[d.index].workspace == Access::ReadWrite) {
+                                d.outcome = Outcome::Failed;
+                                d.reason.clone_from(&reason);
+                            }
+                            None
+                        }
+                    }
                 };
                 for done in dones {
                     let s = &stages[done.index];
@@ -722,11 +741,21 @@ async fn run_stage(
                 BTreeMap::new(),
             );
         };
+        if value.trim_end_matches(['\n', '\r']).len() < mask::MIN_NEEDLE {
+            return done(
+                Outcome::Failed,
+                None,
+                format!(
+                    "secret `{name}` is shorter than {} bytes: lightsout cannot mask it in logs and records without masking ordinary text, so no stage gets it; use a longer value",
+                    mask::MIN_NEEDLE
+                ),
+                BTreeMap::new(),
+            );
+        }
         let as_file =
             stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::spec::factory::SecretMount::File);
         if as_file {
-            let docker = matches!(ctx.executor, Executor::Docker(_));
-            match secret_dir.write(name, value, docker) {
+            match secret_dir.write(name, value) {
                 Ok(host) => {
                     let inside = format!("/run/secrets/{name}");
                     env.push((format!("{name}_FILE"), inside.clone()));
@@ -738,14 +767,16 @@ async fn run_stage(
             env.push((name.clone(), value.clone()));
         }
     }
-    if matches!(ctx.executor, Executor::Docker(_)) {
-        ownership::prepare(&io_dir);
-    }
+    ownership::prepare(&io_dir);
     let image = match (&ctx.executor, &stage.image) {
         (Executor::Docker(d), Some(img)) => {
-            match crate::exec::image::ensure(d, &ctx.workspace.root(), &img.value).await {
+            let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
+            match crate::exec::image::ensure(d, &ctx.workspace, &img.value, allowed).await {
                 Ok(name) => name,
-                Err(e) => return done(Outcome::Fault, None, e, BTreeMap::new()),
+                Err(crate::exec::image::ImageError::Refused(e)) => {
+                    return done(Outcome::Failed, None, e, BTreeMap::new());
+                }
+                Err(crate::exec::image::ImageError::Fault(e)) => return done(Outcome::Fault, None, e, BTreeMap::new()),
             }
         }
         (_, img) => img.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
@@ -786,7 +817,8 @@ async fn run_stage(
         };
     }
     let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
-    let outputs = read_outputs(&io_dir.join("output"), &ctx.needles);
+    clean_after(&ctx, &job, &logs).await;
+    let outputs = read_outputs(&io_dir.join("output"), &ctx.needles).await;
     let (outcome, code, reason) = match ended {
         Err(fault) => (Outcome::Fault, None, fault),
         Ok(Ended::TimedOut) => {
@@ -907,11 +939,42 @@ async fn run_job(
     (ended, log_ok)
 }
 
+/// After a stage: what it left in its I/O directory (kept in the record) and the workspace
+/// loses every setuid, setgid and sticky bit and every FIFO, socket and device file; the I/O
+/// directory loses its links too, and its files are masked. Each removal is a warning in the
+/// record.
+async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<Event>) {
+    let (io, ws, writable, needles) =
+        (job.io_dir.clone(), job.workspace.clone(), job.writable, Arc::clone(&ctx.needles));
+    let work = tokio::task::spawn_blocking(move || {
+        let mut done: Vec<String> =
+            untrusted::scrub(&io, false).into_iter().map(|d| format!("I/O directory: {d}")).collect();
+        done.extend(
+            untrusted::mask_files(&io, &needles, MAX_KEPT_FILE).into_iter().map(|d| format!("I/O directory: {d}")),
+        );
+        if writable {
+            done.extend(untrusted::scrub(&ws, true).into_iter().map(|d| format!("workspace: {d}")));
+        }
+        done
+    });
+    let done = work.await.unwrap_or_default();
+    for d in done {
+        let message = ctx.needles.mask_str(&format!("`{}` attempt {}: {d}", job.stage, job.attempt));
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+}
+
 /// Per-test results of one run of the test command: `JUnit` if it wrote one, else its output.
-fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
-    match std::fs::read_to_string(io_dir.join("junit.xml")) {
-        Ok(xml) => crate::stages::grade_tests::parse_junit(&xml),
-        Err(_) => Ok(crate::stages::grade_tests::parse_log(&std::fs::read_to_string(log_path).unwrap_or_default())),
+/// The report is the stage's file: read as [`untrusted`] says, off the scheduler's thread.
+async fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
+    match untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE).await {
+        Ok(Some(xml)) => crate::stages::grade_tests::parse_junit(&String::from_utf8_lossy(&xml)),
+        Ok(None) => {
+            let log =
+                untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096).await.ok().flatten().unwrap_or_default();
+            Ok(crate::stages::grade_tests::parse_log(&String::from_utf8_lossy(&log)))
+        }
+        Err(why) => Err(format!("the JUnit report {why}")),
     }
 }
 
@@ -946,15 +1009,15 @@ async fn grade_tests(
     let run = &ctx.meta.run_id;
     let cand = ctx.workspace.scratch(&format!("{run}-{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
     let prepared = cand.reset_to_base(&test_files);
-    if matches!(ctx.executor, Executor::Docker(_)) {
-        ownership::prepare(&cand.dir);
-    }
+    ownership::prepare(&cand.dir);
     let cand_job = Job { workspace: cand.root(), writable: false, env: env.clone(), ..job.clone() };
     let log_path = ctx.dir.log_path(&stage.id, attempt);
     let (ended, log_ok) = if let Err(e) = prepared {
         (Err(e), Ok(()))
     } else {
-        run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
+        let r = run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await;
+        clean_after(ctx, &cand_job, logs).await;
+        r
     };
     ownership::restore(&cand.dir, &ctx.meta.repo);
     let _ = cand.remove();
@@ -963,7 +1026,7 @@ async fn grade_tests(
         Ended::Exited(c) => c,
         other => return Err(Ok(other)),
     };
-    let cand_results = results_of(&io_dir, &log_path).map_err(Err)?;
+    let cand_results = results_of(&io_dir, &log_path).await.map_err(Err)?;
 
     // The base revision, once per base, command and test files.
     // The image and the stage's (non-secret) environment change results as much as the command.
@@ -976,17 +1039,17 @@ async fn grade_tests(
         } else {
             let base_ws =
                 ctx.workspace.scratch(&format!("{run}-{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
-            if matches!(ctx.executor, Executor::Docker(_)) {
-                ownership::prepare(&base_ws.dir);
-            }
-            let base_io = io_dir.join("base");
-            let _ = std::fs::create_dir_all(&base_io);
-            if matches!(ctx.executor, Executor::Docker(_)) {
-                ownership::prepare(&base_io);
-            }
+            ownership::prepare(&base_ws.dir);
+            // Beside the candidate's I/O directory, never inside it: the candidate's code ran
+            // with that directory writable and could have left a forged report there.
+            let base_io = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.io"));
+            let _ = std::fs::remove_dir_all(&base_io);
+            std::fs::create_dir_all(&base_io).map_err(|e| Err(format!("{}: {e}", base_io.display())))?;
+            ownership::prepare(&base_io);
             let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
             let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
+            clean_after(ctx, &base_job, logs).await;
             ownership::restore(&base_ws.dir, &ctx.meta.repo);
             let _ = base_ws.remove();
             log_ok.map_err(Err)?;
@@ -994,7 +1057,7 @@ async fn grade_tests(
                 Ended::Exited(_) => {}
                 other => return Err(Ok(other)),
             }
-            let r = results_of(&base_io, &base_log).map_err(Err)?;
+            let r = results_of(&base_io, &base_log).await.map_err(Err)?;
             let _ = std::fs::create_dir_all(&cache_dir);
             // Test names and messages come from the stage's own files: masked like its log.
             let mut cached = serde_json::to_value(&r).unwrap_or_default();
@@ -1016,8 +1079,8 @@ impl SecretDir {
         SecretDir { path: PathBuf::from(format!("/dev/shm/lightsout-{run}-{stage}-{attempt}")) }
     }
 
-    /// Writes one secret, readable by its owner only (the stage's user under docker).
-    fn write(&self, name: &str, value: &str, docker: bool) -> Result<PathBuf, String> {
+    /// Writes one secret, readable by its owner only (the stage's user when the runner is root).
+    fn write(&self, name: &str, value: &str) -> Result<PathBuf, String> {
         use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
         if !self.path.exists() {
             std::fs::DirBuilder::new()
@@ -1033,9 +1096,7 @@ impl SecretDir {
             .open(&file)
             .map_err(|e| format!("{}: {e}", file.display()))?;
         std::io::Write::write_all(&mut f, value.as_bytes()).map_err(|e| e.to_string())?;
-        if docker {
-            ownership::prepare(&self.path);
-        }
+        ownership::prepare(&self.path);
         Ok(file)
     }
 }
@@ -1306,7 +1367,9 @@ async fn run_host_stage(
     Ok((outputs, verdict))
 }
 
-/// Writes a stage's output, masked, to its log file and to the observers.
+/// Writes a stage's output, masked, to its log file and to the observers. A log keeps at most
+/// [`LOG_HEAD`] bytes from its start and [`LOG_TAIL`] from its end: what lies between is
+/// dropped, and the log says where and how much, as does a warning in the run's record.
 async fn write_log(
     path: &Path,
     stage: &str,
@@ -1320,56 +1383,86 @@ async fn write_log(
     let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
     let mut out = Masker::new(Arc::clone(&needles));
     let mut err = Masker::new(needles);
-    let send = |which, bytes: Vec<u8>| {
+    let mut written: u64 = 0;
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut omitted: u64 = 0;
+    let send = |which, bytes: &[u8]| {
         let event = Event::StageLog {
             stage: stage.to_owned(),
             stream: which,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
+            text: String::from_utf8_lossy(bytes).into_owned(),
         };
         // The display is best effort: a full channel drops lines rather than slowing the stage.
         let _ = logs.try_send(event);
+    };
+    let mut keep = async |which, safe: Vec<u8>, file: &mut tokio::fs::File| -> Result<(), String> {
+        let room = usize::try_from(LOG_HEAD.saturating_sub(written)).unwrap_or(usize::MAX).min(safe.len());
+        if room > 0 {
+            file.write_all(&safe[..room]).await.map_err(|e| e.to_string())?;
+            send(which, &safe[..room]);
+            written += room as u64;
+        }
+        tail.extend(&safe[room..]);
+        if tail.len() > LOG_TAIL {
+            let excess = tail.len() - LOG_TAIL;
+            tail.drain(..excess);
+            omitted += excess as u64;
+        }
+        Ok(())
     };
     while let Some((which, chunk)) = chunks.recv().await {
         let m = if which == event::Stream::Stdout { &mut out } else { &mut err };
         let safe = m.push(&chunk);
         if !safe.is_empty() {
-            file.write_all(&safe).await.map_err(|e| e.to_string())?;
-            send(which, safe);
+            keep(which, safe, &mut file).await?;
         }
     }
     for (which, m) in [(event::Stream::Stdout, &mut out), (event::Stream::Stderr, &mut err)] {
         let rest = m.finish();
         if !rest.is_empty() {
-            file.write_all(&rest).await.map_err(|e| e.to_string())?;
-            send(which, rest);
+            keep(which, rest, &mut file).await?;
         }
     }
+    if omitted > 0 {
+        let note = format!(
+            "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {} and last {} bytes]\n",
+            LOG_HEAD, LOG_TAIL
+        );
+        file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
+        send(event::Stream::Stderr, note.as_bytes());
+        let message =
+            format!("`{stage}`: its output was longer than a log keeps; {omitted} bytes in the middle were omitted");
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+    let (a, b) = tail.as_slices();
+    file.write_all(a).await.map_err(|e| e.to_string())?;
+    file.write_all(b).await.map_err(|e| e.to_string())?;
     file.sync_data().await.map_err(|e| e.to_string())
 }
 
-/// Reads `$LIGHTSOUT_OUTPUT`: a JSON object, or `key=value` lines.
-fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, String>, String> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(BTreeMap::new()) };
-    if !meta.is_file() {
-        return Err("$LIGHTSOUT_OUTPUT is not a regular file".into());
-    }
-    if meta.len() > MAX_OUTPUT_FILE {
-        return Err(format!("$LIGHTSOUT_OUTPUT is larger than {MAX_OUTPUT_FILE} bytes"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("$LIGHTSOUT_OUTPUT: {e}"))?;
+/// Reads `$LIGHTSOUT_OUTPUT`: a JSON object, or `key=value` lines. The file is the stage's:
+/// it is read as [`untrusted`] says, and every key, value and error quoting it is masked.
+async fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, String>, String> {
+    let bytes = match untrusted::read_file_async(path, MAX_OUTPUT_FILE).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(BTreeMap::new()),
+        Err(why) => return Err(format!("$LIGHTSOUT_OUTPUT {why}")),
+    };
+    let text = String::from_utf8_lossy(&bytes);
     let mut out = BTreeMap::new();
     if text.trim_start().starts_with('{') {
-        let obj: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&text).map_err(|e| format!("$LIGHTSOUT_OUTPUT is not a JSON object: {e}"))?;
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| needles.mask_str(&format!("$LIGHTSOUT_OUTPUT is not a JSON object: {e}")))?;
         for (k, v) in obj {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            out.insert(k, needles.mask_str(&v));
+            out.insert(needles.mask_str(&k), needles.mask_str(&v));
         }
     } else {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let (k, v) =
-                line.split_once('=').ok_or_else(|| format!("$LIGHTSOUT_OUTPUT: `{line}` is not `key=value`"))?;
-            out.insert(k.trim().to_owned(), needles.mask_str(v));
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                needles.mask_str(&format!("$LIGHTSOUT_OUTPUT: `{}` is not `key=value`", line.escape_debug()))
+            })?;
+            out.insert(needles.mask_str(k.trim()), needles.mask_str(v));
         }
     }
     Ok(out)
@@ -1394,9 +1487,9 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// File ownership between the host and a container: when the runner is root, container stages
-/// run as an unprivileged user, so the workspace is handed to that user for the run and back
-/// after. (The bubblewrap sandbox runs as the invoking user, with every capability dropped.)
+/// File ownership between the host and a sandbox: when the runner is root, stages (containers
+/// and bubblewrap sandboxes alike) run as an unprivileged user, so the workspace is handed to
+/// that user for the run and back after.
 mod ownership {
     use std::os::unix::fs::MetadataExt as _;
     use std::path::Path;

@@ -3,9 +3,25 @@
 //! Every git command the runner issues names the worktree's git directory and work tree
 //! explicitly and disables hooks, so that files a stage writes into the workspace (a `.git`
 //! file pointing elsewhere, a hook) cannot redirect what the runner does on the host.
+//!
+//! Host git sees the workspace's bytes as bytes: attributes are read from the empty tree, never
+//! from `.gitattributes` files (so no `-diff`, `binary`, `filter`, `eol`, `text` or
+//! `working-tree-encoding` a stage wrote has an effect), and diffs never run textconv or
+//! external diff programs. Before git reads the workspace, the runner walks it: a file over
+//! [`MAX_FILE_BYTES`] (sparse or not), a nested git repository, or a FIFO, socket or device
+//! file that git would take in fails the operation with its path, before git opens anything.
+//! Operations that write the worktree's index hold its lock, one at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// git's empty tree: where host git reads attributes from (git 2.42 and newer; older gits
+/// ignore it, and the protected paths refuse a change to `.gitattributes` either way).
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// The largest file host git reads from a workspace (GitHub refuses files over 100 MiB too).
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 
 /// A git worktree owned by one run.
 #[derive(Clone, Debug)]
@@ -21,9 +37,11 @@ pub struct Workspace {
     /// Where the factory lives inside the repository (empty at its top): stages see this
     /// directory as `/workspace`, and paths in pipelines are relative to it.
     pub sub: PathBuf,
+    /// Held by every operation that writes the worktree's index (host stages run in parallel).
+    lock: Arc<Mutex<()>>,
 }
 
-fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
+fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
     let mut cmd = Command::new("git");
     // Hooks off; and the worktree may belong to the sandbox user while the runner is root.
     cmd.args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"]).args(args);
@@ -31,12 +49,17 @@ fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
         cmd.current_dir(d);
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0").env_remove("GIT_DIR").env_remove("GIT_WORK_TREE");
+    cmd.env("GIT_ATTR_SOURCE", EMPTY_TREE);
     let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        Ok(out.stdout)
     } else {
         Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
     }
+}
+
+fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
+    run_git_bytes(args, cwd).map(|out| String::from_utf8_lossy(&out).trim_end().to_owned())
 }
 
 /// The top of the git repository holding `dir`.
@@ -88,6 +111,7 @@ impl Workspace {
             git_dir,
             base: base.to_owned(),
             sub: sub.to_path_buf(),
+            lock: Arc::new(Mutex::new(())),
         })
     }
 
@@ -114,6 +138,79 @@ impl Workspace {
         run_git(&all, Some(&self.root()))
     }
 
+    fn locked(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves nothing half-done that a later git call minds.
+        self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stages the whole worktree (`git add --all`), after checking that git will read nothing
+    /// it should not: see the module's documentation.
+    fn stage_all(&self) -> Result<(), String> {
+        let mut suspects = Vec::new();
+        walk(&self.dir, &self.dir, &mut suspects);
+        if !suspects.is_empty() {
+            // What .gitignore excludes, git never reads.
+            let paths: Vec<&str> = suspects.iter().map(|(p, _)| p.as_str()).collect();
+            let ignored = self.ignored(&paths)?;
+            let refused: Vec<String> = suspects
+                .iter()
+                .filter(|(p, _)| !ignored.iter().any(|i| i == p))
+                .map(|(p, why)| format!("`{}` {why}", p.escape_debug()))
+                .collect();
+            if !refused.is_empty() {
+                return Err(format!("the change cannot be recorded: {}", refused.join("; ")));
+            }
+        }
+        self.git(&["add", "--all", "--", "."]).map(|_| ())
+    }
+
+    /// Which of `paths` (relative to the worktree's top) `.gitignore` excludes.
+    fn ignored(&self, paths: &[&str]) -> Result<Vec<String>, String> {
+        let gd = format!("--git-dir={}", self.git_dir.display());
+        let wt = format!("--work-tree={}", self.dir.display());
+        let mut cmd = Command::new("git");
+        cmd.args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"])
+            .args([gd.as_str(), wt.as_str(), "check-ignore", "--no-index", "-z", "--stdin"])
+            .current_dir(&self.dir)
+            .env("GIT_ATTR_SOURCE", EMPTY_TREE)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+        let input: Vec<u8> = paths.iter().flat_map(|p| p.bytes().chain([0])).collect();
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, &input).map_err(|e| format!("git check-ignore: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("git check-ignore: {e}"))?;
+        // Exit 1: none is ignored.
+        Ok(String::from_utf8_lossy(&out.stdout).split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// A file of the base revision (a path relative to the factory's directory), as bytes.
+    pub fn base_file(&self, rel: &str) -> Result<Vec<u8>, String> {
+        let path = self.sub.join(rel);
+        let spec = format!("{}:{}", self.base, path.display());
+        run_git_bytes(&["cat-file", "blob", &spec], Some(&self.repo)).map_err(|_| {
+            format!(
+                "`{}` is not a file of the base revision {}",
+                rel.escape_debug(),
+                &self.base[..12.min(self.base.len())]
+            )
+        })
+    }
+
+    /// A directory of the base revision (relative to the factory's directory; empty for the
+    /// factory's directory itself), as a tar archive with paths relative to it.
+    pub fn base_tar(&self, rel: &Path) -> Result<Vec<u8>, String> {
+        let path = self.sub.join(rel);
+        let tree =
+            if path.as_os_str().is_empty() { self.base.clone() } else { format!("{}:{}", self.base, path.display()) };
+        run_git_bytes(&["archive", "--format=tar", &tree], Some(&self.repo))
+            .map_err(|_| format!("`{}` is not a directory of the base revision", rel.display()))
+    }
+
     /// Files of the workspace, tracked and untracked, without those .gitignore excludes.
     pub fn files(&self) -> Result<Vec<String>, String> {
         let out = self.git_here(&["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
@@ -131,7 +228,8 @@ impl Workspace {
     /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
     /// When nothing changed since HEAD, HEAD itself is the snapshot (no new commit).
     pub fn snapshot(&self, label: &str) -> Result<String, String> {
-        self.git(&["add", "--all", "--", "."])?;
+        let _held = self.locked();
+        self.stage_all()?;
         // `diff --cached --quiet` exits 1 when the index differs from HEAD.
         if self.git(&["diff", "--cached", "--quiet", "HEAD"]).is_ok() {
             return self.git(&["rev-parse", "HEAD"]);
@@ -155,24 +253,47 @@ impl Workspace {
 
     /// Puts the workspace back to a snapshot (or the base), dropping anything newer.
     pub fn restore(&self, commit: &str) -> Result<(), String> {
+        let _held = self.locked();
         self.git(&["reset", "--quiet", "--hard", commit])?;
-        self.git(&["clean", "--quiet", "-d", "--force", "-x"])?;
+        // Twice --force: nested repositories a stage made go too.
+        self.git(&["clean", "--quiet", "-d", "--force", "--force", "-x"])?;
         Ok(())
     }
 
     /// The change against the base revision, as `git diff --stat` and as a patch.
     pub fn diff(&self) -> Result<(String, String), String> {
-        self.git(&["add", "--all", "--", "."])?;
-        let stat = self.git_here(&["diff", "--cached", "--relative", "--stat", &self.base])?;
-        let patch = self.git_here(&["diff", "--cached", "--relative", "--binary", &self.base])?;
+        let _held = self.locked();
+        self.stage_all()?;
+        let stat =
+            self.git_here(&["diff", "--cached", "--relative", "--no-textconv", "--no-ext-diff", "--stat", &self.base])?;
+        let patch = self.git_here(&[
+            "diff",
+            "--cached",
+            "--relative",
+            "--no-textconv",
+            "--no-ext-diff",
+            "--binary",
+            &self.base,
+        ])?;
         Ok((stat, patch))
     }
 
     /// Per changed file against the base: (path, added lines, removed lines); binary files
     /// count as one line each way.
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
-        self.git(&["add", "--all", "--", "."])?;
-        let out = self.git_here(&["diff", "--cached", "--relative", "--numstat", "-z", "--no-renames", &self.base])?;
+        let _held = self.locked();
+        self.stage_all()?;
+        let out = self.git_here(&[
+            "diff",
+            "--cached",
+            "--relative",
+            "--no-textconv",
+            "--no-ext-diff",
+            "--numstat",
+            "-z",
+            "--no-renames",
+            &self.base,
+        ])?;
         let mut rows = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(3, '\t');
@@ -184,9 +305,22 @@ impl Workspace {
 
     /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
     pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
-        self.git(&["add", "--all", "--", "."])?;
-        let out =
-            self.git_here(&["diff", "--cached", "--relative", "-U0", "--no-renames", "--no-color", &self.base])?;
+        let _held = self.locked();
+        self.stage_all()?;
+        // --text: a file git takes for binary still shows its lines (a secret in a file with a
+        // NUL byte is still a secret).
+        let out = self.git_here(&[
+            "diff",
+            "--cached",
+            "--relative",
+            "--no-textconv",
+            "--no-ext-diff",
+            "--text",
+            "-U0",
+            "--no-renames",
+            "--no-color",
+            &self.base,
+        ])?;
         let mut file = String::new();
         let mut lines = Vec::new();
         for l in out.lines() {
@@ -220,6 +354,7 @@ impl Workspace {
     /// Makes the files matching `globs` what they are at the base revision: changed ones are
     /// checked out from it, ones the base does not have are deleted.
     pub fn reset_to_base(&self, globs: &[glob::Pattern]) -> Result<Vec<String>, String> {
+        let _held = self.locked();
         let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
         let matches = |f: &str| globs.iter().any(|g| g.matches_with(f, opts));
         let prefix = if self.sub.as_os_str().is_empty() { String::new() } else { format!("{}/", self.sub.display()) };
@@ -258,7 +393,8 @@ impl Workspace {
 
     /// One commit on top of the base holding the whole change; returns its id.
     pub fn commit_change(&self, message: &str) -> Result<String, String> {
-        self.git(&["add", "--all", "--", "."])?;
+        let _held = self.locked();
+        self.stage_all()?;
         let tree = self.git(&["write-tree"])?;
         let ident = ["-c", "user.name=lightsout", "-c", "user.email=lightsout@localhost", "-c", "commit.gpgsign=false"];
         let mut args: Vec<&str> = ident.to_vec();
@@ -292,5 +428,33 @@ impl Workspace {
             .or_else(|_| std::fs::remove_dir_all(&self.dir).map_err(|e| e.to_string()))?;
         let _ = run_git(&["worktree", "prune"], Some(&self.repo));
         Ok(())
+    }
+}
+
+/// Collects, under `dir`, what host git must not read: files over [`MAX_FILE_BYTES`], nested
+/// git repositories, FIFOs, sockets and device files (as paths relative to `top`, with why).
+/// Never follows a link; does not descend into nested repositories or the top's `.git`.
+fn walk(top: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let rel = path.strip_prefix(top).unwrap_or(&path).to_string_lossy().into_owned();
+        let t = meta.file_type();
+        if entry.file_name() == ".git" {
+            if dir != top {
+                let parent = dir.strip_prefix(top).unwrap_or(dir).to_string_lossy().into_owned();
+                out.push((parent, "is a nested git repository (lightsout commits files, not repositories)".into()));
+            }
+            continue;
+        }
+        if t.is_dir() {
+            walk(top, &path, out);
+        } else if t.is_file() && meta.len() > MAX_FILE_BYTES {
+            out.push((rel, format!("is {} bytes, over the limit of {MAX_FILE_BYTES}", meta.len())));
+        } else if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {
+            out.push((rel, "is not a regular file".into()));
+        }
     }
 }

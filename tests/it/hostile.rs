@@ -296,7 +296,8 @@ fn the_outputs_file_cannot_be_a_symlink_to_a_host_file_on(executor: &str) {
     let (_, ev, _) = attack_on(executor, "ln -sf /etc/passwd $LIGHTSOUT_OUTPUT", "");
     assert_eq!(outcome(&ev, "attacker"), "failed");
     let f = finished(&ev, "attacker")[0];
-    assert!(f["reason"].as_str().unwrap_or_default().contains("not a regular file"), "{f:#?}");
+    let reason = f["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not a regular file") || reason.contains("symbolic link"), "{f:#?}");
     assert!(!f.to_string().contains("root:x:0:0"));
 }
 

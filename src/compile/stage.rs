@@ -13,10 +13,6 @@ use crate::spec::factory::SecretSource;
 use crate::spec::pipeline::{self, Access, Expect, Resources};
 use crate::spec::{Located, PipelineFile};
 
-/// Where tests usually live, for `grade.tests` when neither the stage nor the policy says.
-const DEFAULT_TEST_FILES: &[&str] =
-    &["tests/**", "test/**", "spec/**", "**/test_*.py", "**/*_test.py", "**/*_test.go", "**/*.test.*", "**/*_spec.rb"];
-
 /// Built-in defaults, below the factory's `defaults` and policy's ceilings.
 const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
 const DEFAULT_MEMORY: u64 = 2 << 30;
@@ -296,14 +292,11 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             let mut with: indexmap::IndexMap<String, serde_json::Value> =
                 s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
             // The tests a candidate is graded with are never the agent's: unless the stage names
-            // them, they are the policy's protected paths, or the usual test locations.
+            // them, they are the usual test locations and the policy's protected paths, both.
             if kind_name == "grade.tests" && !with.contains_key("test_files") {
-                let protected: Vec<String> = policy.protected_paths().into_iter().map(str::to_owned).collect();
-                let files: Vec<String> = if protected.is_empty() {
-                    DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect()
-                } else {
-                    protected
-                };
+                let mut files: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
+                files.extend(policy.protected_paths().into_iter().map(str::to_owned));
+                files.dedup();
                 with.insert("test_files".into(), serde_json::json!(files));
             }
             with

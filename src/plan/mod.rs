@@ -86,6 +86,11 @@ pub struct Limits {
     pub pids: u32,
 }
 
+/// Where tests usually live, for `grade.tests` (with the policy's protected paths) when the stage does not say, and
+/// protected from the change before `ship`.
+pub const DEFAULT_TEST_FILES: &[&str] =
+    &["tests/**", "test/**", "spec/**", "**/test_*.py", "**/*_test.py", "**/*_test.go", "**/*.test.*", "**/*_spec.rb"];
+
 /// The immutable, compiled plan of one pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {

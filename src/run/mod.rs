@@ -817,8 +817,10 @@ async fn run_stage(
         };
     }
     let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
-    clean_after(&ctx, &job, &logs).await;
+    // The outputs file first (read as untrusted: a link there fails the stage, and says so),
+    // then what the stage left is cleaned.
     let outputs = read_outputs(&io_dir.join("output"), &ctx.needles).await;
+    clean_after(&ctx, &job, &logs).await;
     let (outcome, code, reason) = match ended {
         Err(fault) => (Outcome::Fault, None, fault),
         Ok(Ended::TimedOut) => {
@@ -1323,16 +1325,18 @@ async fn run_host_stage(
     logs: &mpsc::Sender<Event>,
 ) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
     let ship = if stage.kind == "ship" { Some(ship_inputs(ctx, stage, tctx)?) } else { None };
+    let guard = (stage.kind == "ship").then(|| guard_rules(ctx));
     let work = {
         let ctx = Arc::clone(ctx);
         let with = stage.with.clone();
         let kind = stage.kind.clone();
         tokio::task::spawn_blocking(move || match kind.as_str() {
-            "ship" => match ship {
-                Some((params, github, summary, issue)) => {
+            "ship" => match (ship, guard) {
+                (Some((params, github, summary, issue)), Some(rules)) => {
+                    crate::stages::guard::check(&ctx.workspace, &rules, &ctx.needles)?;
                     crate::stages::ship::ship(&ctx.workspace, &params, github.as_ref(), &summary, issue)
                 }
-                None => Err("ship: no parameters".into()),
+                _ => Err("ship: no parameters".into()),
             },
             "context" => crate::stages::context::assemble(
                 &ctx.workspace,
@@ -1365,6 +1369,25 @@ async fn run_host_stage(
         v
     });
     Ok((outputs, verdict))
+}
+
+/// What the last check before `ship` protects: see [`crate::stages::guard`].
+fn guard_rules(ctx: &Ctx) -> crate::stages::guard::Rules {
+    let repo_relative = |p: &Path| {
+        let abs = if p.is_absolute() { p.to_path_buf() } else { ctx.meta.repo.join(ctx.meta.sub.join(p)) };
+        abs.strip_prefix(&ctx.meta.repo).ok().map(|r| r.to_string_lossy().into_owned())
+    };
+    let mut files: Vec<String> = [Some(ctx.plan.pipeline()), ctx.meta.policy.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(repo_relative)
+        .collect();
+    files.sort();
+    let mut tests: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
+    for s in ctx.plan.stages().iter().filter(|s| s.kind == "grade.tests") {
+        tests.extend(crate::stages::string_list(&s.with, "test_files"));
+    }
+    crate::stages::guard::Rules::new(&ctx.policy.protected_paths(), &files, &tests)
 }
 
 /// Writes a stage's output, masked, to its log file and to the observers. A log keeps at most

@@ -278,6 +278,15 @@ impl Workspace {
         Ok((stat, patch))
     }
 
+    /// Every path the change adds, changes or deletes, relative to the repository's top (the
+    /// whole repository, not only the factory's directory).
+    pub fn changed_paths(&self) -> Result<Vec<String>, String> {
+        let _held = self.locked();
+        self.stage_all()?;
+        let out = self.git(&["diff", "--cached", "--name-only", "-z", "--no-renames", &self.base])?;
+        Ok(out.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
     /// Per changed file against the base: (path, added lines, removed lines); binary files
     /// count as one line each way.
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {

@@ -101,29 +101,18 @@ fn fenced(lang: &str, text: &str) -> String {
     format!("{f}{lang}\n{text}{nl}{f}\n")
 }
 
-/// Reads a workspace file as text, refusing symlinks, escapes, large and binary files.
+/// Reads a workspace file as text, refusing symlinks (anywhere on its path), escapes, special,
+/// large and binary files; race-free against a stage swapping a link in (see
+/// [`crate::run::untrusted`]).
 pub(crate) fn read_inside(root: &Path, rel: &str) -> Result<String, &'static str> {
-    let rel_path = Path::new(rel);
-    if rel_path.is_absolute() || rel_path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err("outside the workspace");
-    }
-    // No component on the way may be a symlink: a planted link must not lead the host out.
-    let mut here = root.to_path_buf();
-    for c in rel_path.components() {
-        here.push(c);
-        let meta = std::fs::symlink_metadata(&here).map_err(|_| "unreadable")?;
-        if meta.file_type().is_symlink() {
-            return Err("a symbolic link (not followed)");
-        }
-    }
-    let meta = std::fs::symlink_metadata(&here).map_err(|_| "unreadable")?;
-    if !meta.is_file() {
-        return Err("not a regular file");
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err("larger than 1 MiB");
-    }
-    let bytes = std::fs::read(&here).map_err(|_| "unreadable")?;
+    use crate::run::untrusted::Refusal;
+    let bytes = crate::run::untrusted::read_under(root, Path::new(rel), MAX_FILE_BYTES).map_err(|r| match r {
+        Refusal::Outside => "outside the workspace",
+        Refusal::Link => "a symbolic link (not followed)",
+        Refusal::NotRegular(_) => "not a regular file",
+        Refusal::TooLarge(_) => "larger than 1 MiB",
+        Refusal::Missing | Refusal::Unreadable(_) => "unreadable",
+    })?;
     if bytes.contains(&0) {
         return Err("binary");
     }

@@ -1,6 +1,7 @@
 //! `uses: grade.jsonschema`: the workspace's JSON or YAML files named by `files` (globs) are
-//! valid against the JSON Schema at `schema`. Files are read on the host, never through a
-//! symbolic link.
+//! valid against the JSON Schema at `schema`. The schema is the base revision's (an agent that
+//! rewrites it changes nothing); the files are the workspace's, read on the host, never
+//! through a symbolic link.
 
 use super::context::read_inside;
 use super::{HostResult, Verdict};
@@ -19,7 +20,8 @@ fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
 
 pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value>) -> Result<HostResult, String> {
     let schema_path = with.get("schema").and_then(|v| v.as_str()).ok_or("grade.jsonschema needs `schema`")?;
-    let schema_text = read_inside(&ws.root(), schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
+    let schema_bytes = ws.base_file(schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
+    let schema_text = String::from_utf8(schema_bytes).map_err(|_| format!("schema {schema_path}: not UTF-8"))?;
     let schema = parse(schema_path, &schema_text)?;
     let validator =
         jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod diff;
 pub mod grade_tests;
+pub mod guard;
 pub mod jsonschema;
 pub mod ship;
 

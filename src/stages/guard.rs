@@ -1,0 +1,129 @@
+//! The last check before `ship`, which no pipeline can leave out or configure away: the change
+//! touches no protected path and holds no secret.
+//!
+//! Protected paths are the policy's `protected.paths` (every layer), always unioned with the
+//! factory's own files, the repository's CI configuration and git's own configuration files,
+//! and the test files `grade.tests` takes from the base revision (what it graded is not what
+//! the change holds there, so the change may not ship them). A secret is any value of a secret
+//! given to the run, plain, spread over lines or base64-encoded, in an added line or a path.
+
+use std::path::Path;
+
+use crate::run::mask::Needles;
+use crate::run::workspace::Workspace;
+
+/// Paths no change may touch, whatever the policy says: CI configuration, git's configuration
+/// files, the runner's own directory.
+pub const ALWAYS_PROTECTED: &[&str] = &[
+    ".github/**",
+    ".gitlab-ci.yml",
+    ".gitlab/**",
+    ".circleci/**",
+    ".buildkite/**",
+    ".travis.yml",
+    "Jenkinsfile",
+    "azure-pipelines.yml",
+    ".azure-pipelines/**",
+    "bitbucket-pipelines.yml",
+    ".drone.yml",
+    ".woodpecker.yml",
+    ".woodpecker/**",
+    ".ci/**",
+    "**/.gitattributes",
+    ".gitattributes",
+    ".gitmodules",
+    "**/.gitmodules",
+    ".lightsout/**",
+];
+
+/// The factory's own files, relative to its directory.
+pub const FACTORY_FILES: &[&str] = &["factory.yaml", "policy.yaml", "pipelines/**", "prompts/**"];
+
+/// What the guard checks a change against.
+pub struct Rules {
+    /// Glob patterns, each matched against the path relative to the repository's top and
+    /// relative to the factory's directory.
+    pub protected: Vec<String>,
+}
+
+impl Rules {
+    /// The protected set: the policy's paths, the factory's files (and the pipeline and policy
+    /// files wherever they are), [`ALWAYS_PROTECTED`], and `test_files`.
+    pub fn new(policy_paths: &[&str], factory_files: &[String], test_files: &[String]) -> Rules {
+        let mut protected: Vec<String> = ALWAYS_PROTECTED.iter().map(|s| (*s).to_owned()).collect();
+        protected.extend(FACTORY_FILES.iter().map(|s| (*s).to_owned()));
+        protected.extend(policy_paths.iter().map(|s| (*s).to_owned()));
+        protected.extend(factory_files.iter().cloned());
+        protected.extend(test_files.iter().cloned());
+        protected.sort();
+        protected.dedup();
+        Rules { protected }
+    }
+
+    /// The first protected pattern `path` matches (repository-relative; `sub` is the factory's
+    /// directory).
+    fn protects(&self, path: &str, sub: &Path) -> Option<&str> {
+        let opts = glob::MatchOptions { require_literal_separator: true, ..glob::MatchOptions::new() };
+        let prefix = sub.to_string_lossy();
+        let local = if prefix.is_empty() { Some(path) } else { path.strip_prefix(&format!("{prefix}/")) };
+        self.protected.iter().map(String::as_str).find(|p| {
+            glob::Pattern::new(p)
+                .is_ok_and(|g| g.matches_with(path, opts) || local.is_some_and(|l| g.matches_with(l, opts)))
+        })
+    }
+}
+
+/// Checks the workspace's change against the base: `Err` with every reason (masked) when it
+/// touches a protected path or holds a secret.
+pub fn check(ws: &Workspace, rules: &Rules, needles: &Needles) -> Result<(), String> {
+    let mut reasons = Vec::new();
+    let changed = ws.changed_paths()?;
+    for path in &changed {
+        if let Some(rule) = rules.protects(path, &ws.sub) {
+            reasons.push(format!(
+                "the change touches the protected path `{}` (protected by `{rule}`)",
+                path.escape_debug()
+            ));
+        }
+        if !needles.is_empty() && needles.mask(path.as_bytes()) != path.as_bytes() {
+            reasons.push(format!("a path of the change holds a secret: `{}`", needles.mask_str(path).escape_debug()));
+        }
+    }
+    if !needles.is_empty() {
+        let mut by_file: Vec<(String, String)> = Vec::new();
+        for (file, line) in ws.added_lines()? {
+            match by_file.last_mut() {
+                Some((f, text)) if *f == file => {
+                    text.push('\n');
+                    text.push_str(&line);
+                }
+                _ => by_file.push((file, line)),
+            }
+        }
+        for (file, text) in by_file {
+            if needles.mask(text.as_bytes()) != text.as_bytes() {
+                reasons.push(format!("the change writes a secret into `{}`", needles.mask_str(&file).escape_debug()));
+            }
+        }
+    }
+    if reasons.is_empty() { Ok(()) } else { Err(needles.mask_str(&format!("not shipped: {}", reasons.join("; ")))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_paths_match_from_the_top_and_from_the_factory() {
+        let rules = Rules::new(&["src/secret/**"], &["ci/pipeline.yaml".to_owned()], &["tests/**".to_owned()]);
+        let top = Path::new("");
+        assert_eq!(rules.protects(".github/workflows/x.yml", top), Some(".github/**"));
+        assert_eq!(rules.protects("a/b/.gitattributes", top), Some("**/.gitattributes"));
+        assert_eq!(rules.protects("policy.yaml", top), Some("policy.yaml"));
+        assert_eq!(rules.protects("tests/test_x.py", top), Some("tests/**"));
+        assert_eq!(rules.protects("src/secret/k", top), Some("src/secret/**"));
+        assert_eq!(rules.protects("src/app.py", top), None);
+        assert_eq!(rules.protects("svc/factory.yaml", Path::new("svc")), Some("factory.yaml"));
+        assert_eq!(rules.protects("other/factory.yaml", Path::new("svc")), None);
+    }
+}

@@ -21,7 +21,7 @@ pub(crate) fn images() {
     let r = READY.get_or_init(|| {
         let ok = |args: &[&str]| Command::new("docker").args(args).output().is_ok_and(|o| o.status.success());
         if !ok(&["info"]) {
-            return Err("Docker is not running: these tests need the Docker Engine (.ci/run starts it)".into());
+            return Err("Docker is not running: these tests need the Docker Engine (scripts/test starts it)".into());
         }
         if !ok(&["image", "inspect", BUSYBOX]) || !ok(&["image", "inspect", "lightsout-test/debian:bookworm"]) {
             let st = Command::new(root().join("scripts/test-images")).status().map_err(|e| e.to_string())?;

@@ -12,6 +12,8 @@ use serde_json::Value;
 use super::output;
 use super::run::{Repo, containers_of, finished, log_text, outcome};
 
+mod as_unprivileged_user;
+
 /// Runs a one-stage attack; returns the events and the attacker's log.
 fn attack(script: &str, extra_stage: &str) -> (Repo, Vec<Value>, String) {
     attack_on("docker", script, extra_stage)
@@ -26,6 +28,14 @@ fn attack_on(executor: &str, script: &str, extra_stage: &str) -> (Repo, Vec<Valu
     let (_, ev, _) = repo.run(&["--executor", executor]);
     let log = log_text(&ev, "attacker");
     (repo, ev, log)
+}
+
+/// `base`, or `base` plus a multiple of 1000 when a test asked for it before: a sleep no other
+/// test uses, so that a `pgrep` for it finds this test's processes only (the same attack runs
+/// by two runners at once, see `as_unprivileged_user`).
+fn distinct_secs(base: u32) -> u32 {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    base + 1000 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A script as the lines of a YAML block scalar under `run: |`.
@@ -122,7 +132,10 @@ fn host_files_outside_the_workspace_are_not_visible() {
 }
 
 fn host_files_outside_the_workspace_are_not_visible_on(executor: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
     let outside = tempfile::tempdir().expect("dir");
+    // Readable by every user, so that only the sandbox stands between the attacker and it.
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let secret = outside.path().join("host-secret.txt");
     std::fs::write(&secret, "HOST-CANARY-83").expect("write");
     let (_, _, log) =
@@ -386,23 +399,26 @@ fn local_the_runners_environment_is_out_of_reach() {
 
 #[test]
 fn local_a_process_left_behind_dies_with_the_stage() {
-    let (_, ev, _) = attack_on("local", "(sleep 317 &); nohup sleep 317 >/dev/null 2>&1 & echo spawned", "");
+    let secs = distinct_secs(317);
+    let (_, ev, _) =
+        attack_on("local", &format!("(sleep {secs} &); nohup sleep {secs} >/dev/null 2>&1 & echo spawned"), "");
     assert_eq!(outcome(&ev, "attacker"), "succeeded");
     std::thread::sleep(Duration::from_millis(300));
-    let left = Command::new("pgrep").args(["-f", "sleep 317"]).output().expect("pgrep");
+    let left = Command::new("pgrep").args(["-f", &format!("sleep {secs}")]).output().expect("pgrep");
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "a process outlived its sandbox");
 }
 
 #[test]
 fn local_a_stage_past_its_timeout_is_killed() {
-    let repo = Repo::new("  attacker:\n    timeout: 2s\n    run: trap '' TERM; sleep 319\n");
+    let secs = distinct_secs(319);
+    let repo = Repo::new(&format!("  attacker:\n    timeout: 2s\n    run: trap '' TERM; sleep {secs}\n"));
     let started = std::time::Instant::now();
     let (code, ev, _) = repo.run(&["--executor", "local"]);
     assert_eq!(code, 1);
     assert_eq!(outcome(&ev, "attacker"), "timed_out");
     assert!(started.elapsed() < Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
-    let left = Command::new("pgrep").args(["-f", "sleep 319"]).output().expect("pgrep");
+    let left = Command::new("pgrep").args(["-f", &format!("sleep {secs}")]).output().expect("pgrep");
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "the timed-out sandbox is still running");
 }
 

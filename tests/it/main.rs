@@ -5,6 +5,7 @@ mod cli;
 mod hostile;
 mod malformed;
 mod run;
+mod runner;
 mod schema;
 mod tickets;
 

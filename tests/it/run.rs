@@ -21,7 +21,7 @@ pub(crate) fn images() {
     let r = READY.get_or_init(|| {
         let ok = |args: &[&str]| Command::new("docker").args(args).output().is_ok_and(|o| o.status.success());
         if !ok(&["info"]) {
-            return Err("Docker is not running: these tests need the Docker Engine (.ci/run starts it)".into());
+            return Err("Docker is not running: these tests need the Docker Engine (scripts/test starts it)".into());
         }
         if !ok(&["image", "inspect", BUSYBOX]) || !ok(&["image", "inspect", "lightsout-test/debian:bookworm"]) {
             let st = Command::new(root().join("scripts/test-images")).status().map_err(|e| e.to_string())?;
@@ -86,7 +86,7 @@ impl Repo {
     }
 
     pub(crate) fn cmd(&self, extra: &[&str]) -> Command {
-        let mut c = lightsout(self.path());
+        let mut c = super::runner::lightsout(self.path());
         c.args(["run", "--ticket", "t.md", "--category", "misc", "--format", "json"]).args(extra);
         c.env("CI", "true");
         c
@@ -357,7 +357,7 @@ fn an_image_is_built_from_a_dockerfile_and_cached() {
 }
 
 #[test]
-fn the_local_executor_sandboxes_with_bubblewrap() {
+pub(crate) fn the_local_executor_sandboxes_with_bubblewrap() {
     use std::os::unix::fs::MetadataExt as _;
     let repo = Repo::new(
         "  here:\n    run: >-\n      echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ');\n      (touch /usr/x 2>/dev/null && echo host=writable) || echo host=read-only;\n      ls /home >/dev/null 2>&1 && echo home=visible || echo home=hidden;\n      echo v=7 > $LIGHTSOUT_OUTPUT; echo w > written.txt\n    outputs: [v]\n",

@@ -1218,12 +1218,13 @@ fn ship_inputs(
     };
     let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
     let params = crate::stages::ship::Params {
-        branch: text("branch", "lightsout/{{ ticket.id }}")?,
+        branch: text("branch", crate::stages::ship::DEFAULT_BRANCH)?,
         message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
         remote: text("remote", "origin")?,
         pull_request: flag("pull_request", true),
         comment: flag("comment", false),
     };
+    crate::stages::ship::check_branch(&params.branch, &ctx.policy)?;
     let github = if params.pull_request || params.comment {
         crate::stages::ship::GitHub::from_env(
             ctx.secrets.get("GITHUB_TOKEN").filter(|_| stage.secrets.iter().any(|s| s == "GITHUB_TOKEN")),

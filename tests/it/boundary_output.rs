@@ -8,6 +8,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use super::hostile::{Lab, egress_attack, egress_events};
+use super::output;
+use super::run::{Repo, finished};
 
 /// An HTTP/1.1 server of the test's own that keeps connections open and answers every request
 /// head it gets; returns its port and every byte it received.
@@ -92,4 +94,60 @@ echo end"
     assert_eq!(decisions.iter().filter(|(h, allowed)| *h == target && *allowed).count(), 2, "{decisions:?}");
     assert!(decisions.contains(&(target, false)), "{decisions:?}");
     assert!(decisions.contains(&("denied.invalid:80".to_owned(), false)), "{decisions:?}");
+}
+
+/// Runs `git` in `dir`; its trimmed output.
+fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").args(args).current_dir(dir).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn ship_refuses_a_branch_that_renders_to_a_protected_one() {
+    let policy = "version: 1\nprotected: { branches: [main, \"release/*\"] }\n";
+    let by_field = "  ship:\n    uses: ship\n    with: { branch: \"{{ ticket.fields.target }}\", remote: origin, pull_request: false }\n";
+    let repo = Repo::with_policy(by_field, Some(policy));
+    let p = repo.path();
+    let bare = tempfile::tempdir().expect("remote");
+    git_in(bare.path(), &["init", "-q", "--bare"]);
+    git_in(p, &["remote", "add", "origin", bare.path().to_str().unwrap_or_default()]);
+    git_in(p, &["push", "-q", "origin", "HEAD:refs/heads/main", "HEAD:refs/heads/release/1.0"]);
+    let refs_before = git_in(bare.path(), &["for-each-ref", "--format=%(refname) %(objectname)"]);
+    let run = |id: &str, target: &str| {
+        std::fs::write(p.join("t.md"), format!("---\nid: \"{id}\"\ntitle: Ship it\ntarget: \"{target}\"\n---\nbody\n"))
+            .expect("ticket");
+        let (code, ev, err) = repo.run(&["--executor", "local"]);
+        let reason = finished(&ev, "ship").first().map(|f| f["reason"].as_str().unwrap_or_default().to_owned());
+        (code, reason.unwrap_or_else(|| format!("ship did not finish: {err}")))
+    };
+    for (target, why) in [
+        ("main", "protects"),
+        ("release/1.0", "protects"),
+        ("Main", "protects"),
+        ("refs/heads/main", "another ref"),
+        ("heads/main", "another ref"),
+        ("HEAD", "another ref"),
+    ] {
+        let (code, reason) = run("T-9", target);
+        assert_ne!(code, 0, "{target}: {reason}");
+        assert!(reason.contains(target) && reason.contains(why), "{target}: {reason}");
+    }
+    // The ticket's id, through the default-like template `{{ ticket.id }}`.
+    std::fs::write(
+        p.join("pipelines/misc.yaml"),
+        "version: 1\ncategory: misc\nstages:\n  ship:\n    uses: ship\n    with: { branch: \"{{ ticket.id }}\", remote: origin, pull_request: false }\n",
+    )
+    .expect("pipeline");
+    let (code, reason) = run("main", "x");
+    assert_ne!(code, 0, "{reason}");
+    assert!(reason.contains("`main`") && reason.contains("protects"), "{reason}");
+    // Nothing reached the remote: its branches are where they were, and there is no other.
+    assert_eq!(git_in(bare.path(), &["for-each-ref", "--format=%(refname) %(objectname)"]), refs_before);
+    // `plan` says that a templated branch is checked when it is rendered.
+    let (_, plan, err) = output(super::lightsout(p).args(["plan", "--ticket", "t.md", "--category", "misc"]));
+    assert!(
+        plan.contains("branch   {{ ticket.id }} (a template: checked against the protected branches"),
+        "{plan}{err}"
+    );
 }

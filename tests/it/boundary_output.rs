@@ -151,3 +151,57 @@ fn ship_refuses_a_branch_that_renders_to_a_protected_one() {
         "{plan}{err}"
     );
 }
+
+/// The control characters in `text` a terminal would obey (all but line feed and tab).
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars().filter(|c| c.is_control() && !matches!(c, '\n' | '\t')).collect()
+}
+
+#[test]
+fn escape_sequences_from_a_record_never_reach_the_terminal() {
+    // Escape sequences (CSI, OSC, C1) in output keys and values, in a reason (a malformed
+    // outputs line is quoted in it), in a verdict (a test's name) and in a log.
+    let stages = r#"  outs:
+    run: |
+      printf '{"k\\u001b[31m\\n\\u009b": "v\\u001b]0;pwn\\u0007\\u0085 x", "plain": "\\u001b[2J"}' > $LIGHTSOUT_OUTPUT
+      printf 'log \033[2J\302\233 \033]0;t\007 \r\n'
+  bad:
+    run: printf '\033[31mnot a pair\302\233\n' > $LIGHTSOUT_OUTPUT
+  tests:
+    uses: grade.tests
+    with:
+      fail_to_pass: [t.bug]
+      command: printf '<testsuite><testcase classname="t" name="bug\033[31m\302\233"><failure message="\033]0;x\007"/></testcase></testsuite>' > $LIGHTSOUT_JUNIT
+"#;
+    let repo = Repo::new(stages);
+    let (_, out, err) = output(&mut repo.cmd(&["--keep-going"]));
+    let ev = super::run::events(&out);
+    let outs = finished(&ev, "outs");
+    assert!(outs.first().is_some_and(|f| f["outputs"].to_string().contains("\\u001b")), "{err}\n{ev:#?}");
+    assert!(finished(&ev, "bad").first().is_some_and(|f| f["reason"].to_string().contains("\\u001b")), "{ev:#?}");
+    assert!(raw_controls(&out).is_empty(), "the run's own JSON lines: {:?}", raw_controls(&out));
+    let run = repo.run_ids().pop().expect("run");
+    for args in [
+        vec!["runs"],
+        vec!["runs", "show", &run],
+        vec!["runs", "show", &run, "--format", "json"],
+        vec!["report", &run],
+        vec!["report", &run, "--format", "json"],
+        vec!["report", &run, "--format", "junit"],
+        vec!["logs", &run, "outs"],
+        vec!["logs", &run, "bad"],
+        vec!["logs", &run, "tests"],
+    ] {
+        let (code, out, err) = output(super::lightsout(repo.path()).args(&args).env("CI", "true"));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(raw_controls(&out).is_empty() && raw_controls(&err).is_empty(), "{args:?}: {out:?} {err:?}");
+        if args == ["runs", "show", &run] {
+            // Shown, escaped: the key, the value and the reason.
+            assert!(out.contains("output k\\u{1b}[31m\\n\\u{9b} = v\\u{1b}]0;pwn"), "{out}");
+            assert!(out.contains("`\\u{1b}[31mnot a pair\\u{9b}`"), "{out}");
+        }
+    }
+    // The log file itself is kept as the stage wrote it.
+    let log = std::fs::read(repo.record(&run).join("stages/outs/1.log")).unwrap_or_default();
+    assert!(log.windows(4).any(|w| w == b"\x1b[2J"), "{:?}", String::from_utf8_lossy(&log));
+}

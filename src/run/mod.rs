@@ -4,6 +4,7 @@
 
 pub mod display;
 pub mod event;
+pub mod markdown;
 pub mod mask;
 pub mod record;
 pub mod report;
@@ -1240,14 +1241,14 @@ fn ship_inputs(
 fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
     let mut out = String::new();
     let t = &ctx.ticket;
-    let _ = writeln!(out, "Ticket {}: {}\n", t.id, t.title.replace('\n', " "));
+    let _ = writeln!(out, "Ticket {}: {}\n", markdown::code(&t.id), markdown::code(&t.title));
     let _ = writeln!(out, "| stage | kind | status |\n|---|---|---|");
     for s in ctx.plan.stages() {
         let status = tctx["stages"][&s.id]["status"].as_str().unwrap_or("pending");
         let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
     }
     if let Ok((stat, _)) = ctx.workspace.diff() {
-        let _ = writeln!(out, "\n```\n{stat}\n```");
+        let _ = writeln!(out, "\n{}", markdown::fenced(&stat));
     }
     let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
     out

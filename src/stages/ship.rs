@@ -117,7 +117,7 @@ pub fn ship(
     result.outputs.insert("branch".into(), p.branch.clone());
     if let Some(gh) = github.filter(|_| p.pull_request) {
         let base = ws.current_branch()?;
-        let title = p.message.lines().next().unwrap_or("lightsout change").to_owned();
+        let title = crate::run::markdown::title(p.message.lines().next().unwrap_or("lightsout change"));
         let pr =
             gh.post("pulls", &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }))?;
         let url = pr["html_url"].as_str().unwrap_or_default().to_owned();

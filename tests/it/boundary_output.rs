@@ -205,3 +205,85 @@ fn escape_sequences_from_a_record_never_reach_the_terminal() {
     let log = std::fs::read(repo.record(&run).join("stages/outs/1.log")).unwrap_or_default();
     assert!(log.windows(4).any(|w| w == b"\x1b[2J"), "{:?}", String::from_utf8_lossy(&log));
 }
+
+/// `md` without its code spans and fenced blocks: what GitHub would render as Markdown.
+fn outside_code(md: &str) -> String {
+    let (mut out, mut rest) = (String::new(), md);
+    while let Some(start) = rest.find('`') {
+        out.push_str(&rest[..start]);
+        let run = rest[start..].len() - rest[start..].trim_start_matches('`').len();
+        let after = &rest[start + run..];
+        // The span ends at the next run of exactly as many backticks.
+        let mut end = None;
+        let mut i = 0;
+        while let Some(j) = after[i..].find('`') {
+            let at = i + j;
+            let n = after[at..].len() - after[at..].trim_start_matches('`').len();
+            if n == run {
+                end = Some(at + n);
+                break;
+            }
+            i = at + n;
+        }
+        if let Some(e) = end {
+            rest = &after[e..];
+        } else {
+            out.push_str(&rest[start..]);
+            rest = "";
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Markup that would be live in `md`: images, links, HTML tags, mentions, issue references,
+/// table cells made of ticket text.
+fn live_markup(md: &str) -> Vec<&'static str> {
+    let md = outside_code(md);
+    ["![", "](", "<img", "<b>", "@octocat", "#1", "javascript:", "| table", "http://evil"]
+        .into_iter()
+        .filter(|m| md.contains(m))
+        .collect()
+}
+
+#[test]
+fn ticket_and_stage_text_is_inert_in_the_pull_request_the_comment_and_the_report() {
+    let title =
+        "![x](http://evil/p.png) <img src=x onerror=alert(1)> @octocat #1 [link](javascript:alert(1)) | table |";
+    let (api, seen) = super::run::fake_github();
+    let repo = Repo::full(
+        "  edit:\n    run: |\n      echo fixed >> README\n      touch '![f](http:evil)<b>@octocat #1<i>.txt'\n  ship:\n    needs: [edit]\n    uses: ship\n    secrets: [GITHUB_TOKEN]\n    with: { remote: origin, comment: true }\n",
+        Some("version: 1\nsecrets: { GITHUB_TOKEN: { stages: [ship] } }\n"),
+        "",
+    );
+    let p = repo.path();
+    std::fs::write(p.join("t.md"), format!("---\nid: \"5\"\ntitle: \"{title}\"\n---\nPlease.\n")).expect("ticket");
+    let bare = tempfile::tempdir().expect("remote");
+    git_in(bare.path(), &["init", "-q", "--bare"]);
+    git_in(p, &["remote", "add", "origin", bare.path().to_str().unwrap_or_default()]);
+    let mut c = repo.cmd(&[]);
+    c.env("GITHUB_TOKEN", "ghs_fakeTokenForTheLocalServer123456")
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env("GITHUB_API_URL", &api);
+    let (code, out, err) = output(&mut c);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    let (pr, comment) = (&seen[0].body, &seen[1].body);
+    // The title: GitHub shows it as text, but makes mentions and references in it.
+    let pr_title = pr["title"].as_str().unwrap_or_default();
+    assert!(
+        !pr_title.contains("@octocat") && !pr_title.contains("#1") && pr_title.contains("<img src=x"),
+        "{pr_title}"
+    );
+    // The body and the comment: the ticket's title is in a code span, the file names in a fence.
+    for body in [pr["body"].as_str().unwrap_or_default(), comment["body"].as_str().unwrap_or_default()] {
+        assert!(body.contains(&format!("Ticket `5`: `{title}`")), "{body}");
+        assert!(body.contains("<b>@octocat #1<i>.txt"), "the file name is not shown: {body}");
+        assert_eq!(live_markup(body), Vec::<&str>::new(), "{body}");
+    }
+    let run = repo.run_ids().pop().expect("run");
+    let (_, md, _) = output(super::lightsout(p).args(["report", &run]));
+    assert!(md.contains(&format!("`{title}`")), "{md}");
+    assert_eq!(live_markup(&md), Vec::<&str>::new(), "{md}");
+}

@@ -622,9 +622,9 @@ fn egress_admits_the_allow_list_only_and_records_every_decision() {
     assert_eq!(egress_events(&repo.recorded_events(&run)), decisions);
     let (code, md, err) = output(super::lightsout(repo.path()).args(["report", &run]));
     assert_eq!(code, 0, "{err}");
-    assert!(md.contains("| attacker | `allowed.test:80` | allowed | 1 | allowed by allowed.test:80 |"), "{md}");
+    assert!(md.contains("| attacker | `allowed.test:80` | allowed | 1 | `allowed by allowed.test:80` |"), "{md}");
     assert!(
-        md.contains("| attacker | `denied.test:8443` | **refused** | 1 | not on the stage's allow-list |"),
+        md.contains("| attacker | `denied.test:8443` | **refused** | 1 | `not on the stage's allow-list` |"),
         "{md}"
     );
     let (_, json, _) = output(super::lightsout(repo.path()).args(["report", &run, "--format", "json"]));
@@ -651,7 +651,7 @@ fn egress_refuses_an_allowed_host_on_another_port_and_bare_addresses() {
     // A target name is data in the report too: in a code span, its markup and table breaks inert.
     let run = repo.run_ids().pop().expect("run");
     let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
-    assert!(md.contains("| attacker | `CONNECT x ![p](q)\\|y:443` | **refused** |"), "{md}");
+    assert!(md.contains("| attacker | ``CONNECT x`![p](q)\\|y:443`` | **refused** |"), "{md}");
     let decisions = egress_events(&ev);
     assert!(decisions.contains(&("allowed.test:8080".into(), false)), "{decisions:?}");
     assert!(decisions.contains(&(format!("{ip}:80"), false)), "{decisions:?}");

@@ -154,6 +154,43 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// `text` for a terminal, line by line: each line through [`printable`], the line breaks kept.
+/// Everything a command prints from a run's record goes through this (or [`printable_json`]).
+#[must_use]
+pub fn printable_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(body) => {
+                out.push_str(&printable(body.strip_suffix('\r').unwrap_or(body)));
+                out.push('\n');
+            }
+            None => out.push_str(&printable(line)),
+        }
+    }
+    out
+}
+
+/// A JSON text for a terminal: the control characters a JSON encoder may leave raw inside
+/// strings (DEL and C1) written as `\u` escapes, which is the same JSON.
+#[must_use]
+pub fn printable_json(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.chars().any(char::is_control) {
+        return json.into();
+    }
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\n' | '\t' | '\r' => out.push(c),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
 /// Longest line shown in a snippet; longer lines are cut around the column.
 const SNIPPET_WIDTH: usize = 100;
 
@@ -230,6 +267,17 @@ mod tests {
     fn suggests_near_names_only() {
         assert_eq!(nearest("biuld", ["build", "test", "ship"]), Some("build"));
         assert_eq!(nearest("zzz", ["build", "test"]), None);
+    }
+
+    #[test]
+    fn record_text_and_json_reach_the_terminal_without_control_characters() {
+        let text = "a\u{1b}[2J\tb\r\n\u{9b}31m\u{7}\nlast\u{1b}";
+        let shown = printable_lines(text);
+        assert_eq!(shown, "a\\u{1b}[2J\\tb\n\\u{9b}31m\\u{7}\nlast\\u{1b}");
+        let json = serde_json::json!({ "k\u{1b}": "v\u{9b}\u{7f}\u{85}" }).to_string();
+        let shown = printable_json(&json);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&shown).ok(), serde_json::from_str(&json).ok());
     }
 
     #[test]

@@ -193,7 +193,12 @@ impl Policy {
 
     fn protected_branch_one(&self, branch: &str) -> Option<String> {
         let p = self.rules.as_ref()?.protected.as_ref()?;
-        p.branches.iter().find(|b| wildcard(&b.value, branch)).map(|b| format!("`{}` at {}", b.value, self.at(b.at)))
+        // Without regard to case: where refs live on a file system that ignores case, `Main` is `main`.
+        let branch = branch.to_lowercase();
+        p.branches
+            .iter()
+            .find(|b| wildcard(&b.value.to_lowercase(), &branch))
+            .map(|b| format!("`{}` at {}", b.value, self.at(b.at)))
     }
 
     pub fn protected_paths(&self) -> Vec<&str> {

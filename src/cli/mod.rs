@@ -564,6 +564,17 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                 crate::spec::pipeline::Access::ReadWrite => "read-write",
             }
         );
+        if s.role == crate::compile::kinds::Role::Ship {
+            let branch = s.with.get("branch").and_then(|b| b.as_str()).unwrap_or(crate::stages::ship::DEFAULT_BRANCH);
+            let check = if branch.contains("{{") {
+                "a template: checked against the protected branches once rendered, before ship pushes".to_owned()
+            } else {
+                policy
+                    .protected_branch(branch)
+                    .map_or_else(|| "not protected".to_owned(), |r| format!("protected by {r}"))
+            };
+            let _ = writeln!(out, "       branch   {branch} ({check})");
+        }
         if let Some(l) = &s.repeat {
             let _ =
                 writeln!(out, "       loop     until {} pass, at most {} attempts", l.until.join(", "), l.max_attempts);

@@ -273,13 +273,21 @@ pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     Ok(exit_for(&finished))
 }
 
+/// Prints text made from a run's record: every line escaped for the terminal, whatever
+/// the record holds (it is written from what stages printed and may have been edited).
+fn print_record(text: &str) {
+    out!("{}", crate::diag::printable_lines(text));
+}
+
 pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
+    use std::fmt::Write as _;
     let repo = repo(&a.factory)?;
+    let mut text = String::new();
     match &a.command {
         None => {
             let runs = record::list(&repo);
             if runs.is_empty() {
-                outln!("no runs yet");
+                text.push_str("no runs yet\n");
             }
             for dir in runs {
                 let state = dir.state();
@@ -289,48 +297,61 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
                     None => "interrupted (lightsout resume)".into(),
                 };
                 let started = dir.events().first().map(|e| e.at.clone()).unwrap_or_default();
-                outln!(
+                // One run per line: a line break inside a field is shown escaped, not obeyed.
+                let field = |t: &str| crate::diag::printable(t).into_owned();
+                let _ = writeln!(
+                    text,
                     "{}  {}  {:<10} {:<12} {}",
-                    state.run_id,
-                    started,
-                    state.category,
-                    crate::diag::printable(&state.ticket),
+                    field(&state.run_id),
+                    field(&started),
+                    field(&state.category),
+                    field(&state.ticket),
                     status
                 );
             }
-            Ok(Exit::Ok)
         }
         Some(RunsCommand::Show { run, format }) => {
             let dir = RunDir::open(&repo, run).ok_or_else(|| Failure::Message(format!("there is no run `{run}`")))?;
             let state = dir.state();
             if *format == RunFormat::Json {
-                outln!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+                let json = serde_json::to_string_pretty(&state).unwrap_or_default();
+                outln!("{}", crate::diag::printable_json(&json));
                 return Ok(Exit::Ok);
             }
-            outln!("run       {}", state.run_id);
-            outln!("ticket    {}", crate::diag::printable(&state.ticket));
-            outln!("category  {}", state.category);
-            outln!("status    {}", state.status.map_or("not finished".into(), |s| format!("{s:?}").to_lowercase()));
+            let field = |t: &str| crate::diag::printable(t).into_owned();
+            let _ = writeln!(text, "run       {}", field(&state.run_id));
+            let _ = writeln!(text, "ticket    {}", field(&state.ticket));
+            let _ = writeln!(text, "category  {}", field(&state.category));
+            let status = state.status.map_or("not finished".into(), |s| format!("{s:?}").to_lowercase());
+            let _ = writeln!(text, "status    {status}");
             for (id, st) in &state.stages {
                 let what = match (&st.skipped, st.outcome) {
-                    (Some(r), _) => format!("skipped ({r})"),
+                    (Some(r), _) => format!("skipped ({})", field(r)),
                     (None, Some(o)) => format!("{o:?}").to_lowercase(),
                     (None, None) if st.running => "running".into(),
                     (None, None) => "pending".into(),
                 };
-                outln!("  {id:<14} {what:<12} attempts {}  {} ms  {}", st.attempts, st.duration_ms, st.reason);
+                let _ = writeln!(
+                    text,
+                    "  {:<14} {what:<12} attempts {}  {} ms  {}",
+                    field(id),
+                    st.attempts,
+                    st.duration_ms,
+                    field(&st.reason)
+                );
                 for (k, v) in &st.outputs {
-                    outln!("  {:<14}   output {k} = {}", "", crate::diag::printable(v));
+                    let _ = writeln!(text, "  {:<14}   output {} = {}", "", field(k), field(v));
                 }
             }
             for e in dir.events() {
                 if let Event::RunFinished { diff_stat: Some(stat), .. } = e.event {
-                    outln!("{stat}");
+                    let _ = writeln!(text, "{stat}");
                 }
             }
-            Ok(Exit::Ok)
         }
     }
+    print_record(&text);
+    Ok(Exit::Ok)
 }
 
 pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
@@ -342,7 +363,12 @@ pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
         ReportFormat::Json => crate::run::report::json(&dir),
     }
     .map_err(Failure::Io)?;
-    out!("{text}");
+    match a.format {
+        ReportFormat::Json => out!("{}", crate::diag::printable_json(&text)),
+        // Markdown and XML hold no control character but line breaks (and tabs, in XML).
+        ReportFormat::Md => print_record(&text),
+        ReportFormat::Junit => out!("{text}"),
+    }
     Ok(Exit::Ok)
 }
 
@@ -373,15 +399,9 @@ pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
     loop {
         buf.clear();
         file.read_to_end(&mut buf).map_err(|e| Failure::Io(e.to_string()))?;
-        // The log is masked already; control characters are escaped for the terminal.
-        let text = String::from_utf8_lossy(&buf);
-        for line in text.split_inclusive('\n') {
-            let body = line.strip_suffix('\n');
-            let _ = write!(out, "{}", crate::diag::printable(body.unwrap_or(line)));
-            if body.is_some() {
-                let _ = writeln!(out);
-            }
-        }
+        // The log is masked already, and kept as the stage wrote it; what reaches the terminal
+        // has its control characters escaped (an invalid byte shows as U+FFFD).
+        let _ = write!(out, "{}", crate::diag::printable_lines(&String::from_utf8_lossy(&buf)));
         let _ = out.flush();
         let running = dir.state().stages.get(&a.stage).is_some_and(|s| s.running) && dir.owner_alive();
         if !a.follow || !running {

@@ -228,6 +228,164 @@ fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
     Some((host.to_ascii_lowercase(), port))
 }
 
+/// A plain-HTTP request the proxy can frame: where it goes, the head to send there and the
+/// length of its body.
+#[derive(Debug)]
+struct Framed {
+    host: String,
+    port: u16,
+    head: String,
+    body: u64,
+}
+
+/// A request refused before any byte of it goes upstream: what is recorded and the status
+/// the client gets.
+#[derive(Debug)]
+struct Unframed {
+    host: String,
+    port: u16,
+    status: &'static str,
+    why: String,
+}
+
+/// Headers for the hop between the client and the proxy, never forwarded (the proxy writes
+/// its own `Host` and `Connection`).
+const HOP_BY_HOP: [&str; 9] = [
+    "host",
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Reads a plain-HTTP proxy request head (`head`, without its closing blank line) strictly:
+/// one request line of three words, header lines `name: value` with no line break, NUL or
+/// folding inside them, a body framed by one `Content-Length` or none. What another parser
+/// could read differently is refused, so that the request checked is the request sent.
+fn frame(head: &str) -> Result<Framed, Unframed> {
+    let refuse = |host: &str, port: u16, status, why: &str| Unframed {
+        host: host.to_owned(),
+        port,
+        status,
+        why: why.to_owned(),
+    };
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or_default();
+    let asked: String = request.chars().take(120).collect();
+    let not_proxy = || refuse(&asked, 0, "400 Bad Request", "not a proxy request for a host name and port");
+    let words: Vec<&str> = request.split(' ').collect();
+    let [method, target, version] = words[..] else { return Err(not_proxy()) };
+    let token =
+        |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token(method) || !matches!(version, "HTTP/1.0" | "HTTP/1.1") || request.contains(|c: char| c.is_control()) {
+        return Err(not_proxy());
+    }
+    let Some(after) = target.strip_prefix("http://") else { return Err(not_proxy()) };
+    let (authority, path) = after.split_once('/').map_or((after, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let Some((host, port)) = split_target(authority, 80) else { return Err(not_proxy()) };
+    let unreadable = |why: &str| refuse(&host, port, "400 Bad Request", why);
+    let (mut length, mut kept, mut named) = (None::<u64>, Vec::new(), Vec::new());
+    for line in lines {
+        if line.contains(|c: char| c.is_control() && c != '\t') {
+            return Err(unreadable("a header line holds a control character"));
+        }
+        let Some((name, value)) = line.split_once(':').filter(|(n, _)| token(n)) else {
+            return Err(unreadable("a header line is not `name: value`"));
+        };
+        let (lower, value) = (name.to_ascii_lowercase(), value.trim_matches([' ', '\t']));
+        match lower.as_str() {
+            "host" if split_target(value, port).map(|(h, _)| h).as_deref() != Some(host.as_str()) => {
+                let named: String = value.chars().take(80).collect();
+                return Err(refuse(
+                    &host,
+                    port,
+                    "403 Forbidden",
+                    &format!("its Host header names another host ({named})"),
+                ));
+            }
+            "transfer-encoding" => {
+                return Err(refuse(
+                    &host,
+                    port,
+                    "501 Not Implemented",
+                    "a request body in Transfer-Encoding cannot be framed by the proxy; send Content-Length",
+                ));
+            }
+            "content-length" => {
+                let n = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
+                match (n, length) {
+                    (None, _) => return Err(unreadable("its Content-Length is not a number")),
+                    (Some(n), Some(before)) if n != before => {
+                        return Err(unreadable("it has two different Content-Length headers"));
+                    }
+                    (Some(n), _) => length = Some(n),
+                }
+            }
+            "connection" | "proxy-connection" => {
+                named.extend(value.split(',').map(|t| t.trim().to_ascii_lowercase()));
+            }
+            _ => {}
+        }
+        kept.push((lower, line));
+    }
+    let authority = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let authority = if port == 80 { authority } else { format!("{authority}:{port}") };
+    let mut out = format!("{method} {path} {version}\r\nHost: {authority}\r\n");
+    for (lower, line) in kept {
+        if !HOP_BY_HOP.contains(&lower.as_str()) && !named.contains(&lower) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    // One request per connection: the upstream closes after its answer, and nothing else the
+    // client sends on this connection goes anywhere.
+    out.push_str("Connection: close\r\n\r\n");
+    Ok(Framed { host, port, head: out, body: length.unwrap_or(0) })
+}
+
+/// Why a second request on one connection is refused.
+const ONE_PER_CONNECTION: &str =
+    "a further request on the same connection; the proxy forwards one request per connection";
+/// How long the proxy goes on, once either side is done (the answer relayed, or a further
+/// request refused), for the other: a further request to record, the rest of the answer.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for bytes the client sends after its request (blank lines aside) and returns them,
+/// up to the end of their first line; `None` when the client sends nothing more.
+async fn further<R: AsyncRead + Unpin>(client: &mut R, mut seen: Vec<u8>) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 1024];
+    loop {
+        let start = seen.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(seen.len());
+        seen.drain(..start);
+        if seen.contains(&b'\n') || seen.len() >= 1024 {
+            return Some(seen);
+        }
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return (!seen.is_empty()).then_some(seen),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The decision recorded for a further request: its target when it names one.
+fn refused_further(bytes: &[u8]) -> Decision {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().next().unwrap_or_default();
+    let mut words = line.split(' ');
+    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let named = if method.eq_ignore_ascii_case("CONNECT") {
+        split_target(target, 443)
+    } else {
+        target.strip_prefix("http://").and_then(|a| split_target(a.split('/').next().unwrap_or_default(), 80))
+    };
+    let (host, port) = named.unwrap_or_else(|| (line.chars().take(120).collect(), 0));
+    Decision { host, port, allowed: false, why: ONE_PER_CONNECTION.to_owned() }
+}
+
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, decisions: mpsc::Sender<Decision>) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
@@ -244,69 +402,120 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, de
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     };
-    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let text = String::from_utf8_lossy(&head[..end - 4]).into_owned();
     let rest = head[end..].to_vec();
-    let mut first = text.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (first.next().unwrap_or_default().to_owned(), first.next().unwrap_or_default().to_owned());
-
-    let (connect, host_port, forward_head) = if method.eq_ignore_ascii_case("CONNECT") {
-        (true, split_target(&target, 443), None)
-    } else if let Some(after) = target.strip_prefix("http://") {
-        let (authority, path) = after.split_once('/').map_or((after, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-        // The request goes on in origin form: `GET /path HTTP/1.1`, the other lines unchanged.
-        let origin = text.replacen(&target, &path, 1);
-        (false, split_target(authority, 80), Some(origin))
-    } else {
-        (false, None, None)
-    };
-    let Some((host, port)) = host_port else {
-        // Refused too, and recorded: what was asked for, cut short, as data.
-        let asked: String = format!("{method} {target}").chars().take(120).collect();
-        let why = "not a proxy request for a host name and port".to_owned();
-        let _ = decisions.send(Decision { host: asked, port: 0, allowed: false, why }).await;
-        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+    let mut first = text.split("\r\n").next().unwrap_or_default().split(' ');
+    let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let Some((host, port)) = split_target(target, 443) else {
+            let asked: String = format!("{method} {target}").chars().take(120).collect();
+            let why = "not a proxy request for a host name and port".to_owned();
+            let _ = decisions.send(Decision { host: asked, port: 0, allowed: false, why }).await;
+            let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+            return;
+        };
+        tunnel(client, &host, port, &rest, &gate, &decisions).await;
         return;
-    };
-    // Plain HTTP: a `Host` header naming another host would reach another site on the same
-    // server (virtual hosting); only the target itself may be named.
-    let other_host = forward_head.as_deref().and_then(|h| {
-        h.lines().skip(1).filter_map(|l| l.split_once(':')).find_map(|(k, v)| {
-            let named = split_target(v.trim(), port).map(|(h, _)| h);
-            (k.trim().eq_ignore_ascii_case("host") && named.as_deref() != Some(host.as_str()))
-                .then(|| v.trim().to_owned())
-        })
-    });
-    let verdict = match other_host {
-        Some(named) => {
-            Err(format!("its Host header names another host ({})", named.chars().take(80).collect::<String>()))
+    }
+    match frame(&text) {
+        Ok(framed) => forward_one(client, framed, rest, &gate, &decisions).await,
+        Err(u) => {
+            let _ = decisions.send(Decision { host: u.host, port: u.port, allowed: false, why: u.why }).await;
+            let answer = format!("HTTP/1.1 {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", u.status);
+            let _ = client.write_all(answer.as_bytes()).await;
         }
-        None => gate(&host, port),
-    };
+    }
+}
+
+/// Asks the gate, records its decision and reaches the target: `None` when refused or
+/// unreachable (the client has its answer then).
+async fn admit<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    host: &str,
+    port: u16,
+    gate: &Gate,
+    decisions: &mpsc::Sender<Decision>,
+) -> Option<TcpStream> {
+    let verdict = gate(host, port);
     let decision =
-        Decision { host: host.clone(), port, allowed: verdict.is_ok(), why: verdict.clone().unwrap_or_else(|e| e) };
+        Decision { host: host.to_owned(), port, allowed: verdict.is_ok(), why: verdict.clone().unwrap_or_else(|e| e) };
     let _ = decisions.send(decision).await;
     if verdict.is_err() {
         let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
-        return;
+        return None;
     }
-    let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
-    let Ok(Ok(mut upstream)) = upstream else {
+    if let Ok(Ok(upstream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+        Some(upstream)
+    } else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
-        return;
-    };
-    if connect {
-        if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
-            return;
-        }
-    } else if let Some(h) = forward_head
-        && upstream.write_all(h.as_bytes()).await.is_err()
-    {
+        None
+    }
+}
+
+/// `CONNECT`: an opaque tunnel to an admitted target (what goes through it is not inspected).
+async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
+    host: &str,
+    port: u16,
+    rest: &[u8],
+    gate: &Gate,
+    decisions: &mpsc::Sender<Decision>,
+) {
+    let Some(mut upstream) = admit(&mut client, host, port, gate, decisions).await else { return };
+    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
         return;
     }
-    if !rest.is_empty() && upstream.write_all(&rest).await.is_err() {
+    if !rest.is_empty() && upstream.write_all(rest).await.is_err() {
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// Plain HTTP: sends the one checked request (its head rewritten, exactly its body) and relays
+/// the answer. Anything more the client sends is never forwarded: it is recorded as refused,
+/// and the connection ends.
+async fn forward_one<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
+    framed: Framed,
+    rest: Vec<u8>,
+    gate: &Gate,
+    decisions: &mpsc::Sender<Decision>,
+) {
+    let Some(upstream) = admit(&mut client, &framed.host, framed.port, gate, decisions).await else { return };
+    let (mut from_client, mut to_client) = tokio::io::split(client);
+    let (mut from_upstream, mut to_upstream) = upstream.into_split();
+    let early = usize::try_from(framed.body).unwrap_or(usize::MAX).min(rest.len());
+    let (body_start, extra) = rest.split_at(early);
+    let extra = extra.to_vec();
+    let send = async {
+        let sent = async {
+            to_upstream.write_all(framed.head.as_bytes()).await?;
+            to_upstream.write_all(body_start).await?;
+            let left = framed.body - early as u64;
+            let copied = tokio::io::copy(&mut (&mut from_client).take(left), &mut to_upstream).await?;
+            if copied == left { Ok(()) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) }
+        };
+        let sent: std::io::Result<()> = sent.await;
+        match sent {
+            Ok(()) => match further(&mut from_client, extra).await {
+                Some(bytes) => {
+                    let _ = decisions.send(refused_further(&bytes)).await;
+                }
+                None => std::future::pending().await,
+            },
+            // The client went away before its body ended; the answer, if any, still goes back.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let relay = async {
+        let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::pin!(send, relay);
+    tokio::select! {
+        () = &mut relay => { let _ = tokio::time::timeout(LINGER, &mut send).await; }
+        () = &mut send => { let _ = tokio::time::timeout(LINGER, &mut relay).await; }
+    }
 }
 
 #[cfg(test)]
@@ -411,6 +620,152 @@ mod tests {
             ask(p, &format!("GET http://localhost:{target}/x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")).await;
         // The echo server returns what it received: the request in origin form.
         assert!(answer.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{answer}");
+    }
+
+    /// A server that keeps connections open, answers `ok` to every request head it gets, and
+    /// sends on every byte it received, per connection.
+    async fn keep_alive_server() -> (u16, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (mut seen, mut answered) = (Vec::new(), 0);
+                    let mut b = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.extend_from_slice(&b[..n]);
+                        let heads = seen.windows(4).filter(|w| w == b"\r\n\r\n").count();
+                        while answered < heads {
+                            answered += 1;
+                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = tx.send(b[..n].to_vec());
+                    }
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    /// Everything the server has received so far.
+    fn received(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> String {
+        let mut all = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            all.extend(chunk);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    async fn next_decision(rx: &mut mpsc::Receiver<Decision>) -> Option<Decision> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.ok().flatten()
+    }
+
+    /// Reads until the proxy closes the connection (or 5 s pass).
+    async fn read_to_close(s: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut all)).await;
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_second_request_is_refused_recorded_and_never_forwarded() {
+        let (target, mut seen) = keep_alive_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let first = format!(
+            "POST http://localhost:{target}/a HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        for second in [
+            format!("GET http://localhost:{target}/b HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+            "GET http://evil.example/c HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_owned(),
+        ] {
+            let mut s = TcpStream::connect(("127.0.0.1", p)).await.expect("connect");
+            s.write_all(format!("{first}{second}").as_bytes()).await.expect("write");
+            let answer = read_to_close(&mut s).await;
+            assert_eq!(answer.matches("200 OK").count(), 1, "{answer}");
+            let d = next_decision(&mut rx).await.expect("first decision");
+            assert!(d.allowed, "{d:?}");
+            let d = next_decision(&mut rx).await.expect("a decision on the second request");
+            assert!(!d.allowed && d.why.contains("one request per connection"), "{d:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let got = received(&mut seen);
+        assert_eq!(got.matches("HTTP/1.1\r\n").count(), 2, "{got}");
+        assert!(got.contains("\r\n\r\nhello") && got.contains("Connection: close\r\n"), "{got}");
+        assert!(
+            !got.contains("evil") && !got.contains("keep-alive") && !got.contains(" /b ") && !got.contains(" /c "),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_request_on_a_kept_alive_connection_is_refused_recorded_and_never_forwarded() {
+        let (target, mut seen) = keep_alive_server().await;
+        let (proxy_port, mut rx) = proxy(format!("localhost:{target}")).await;
+        let mut s = TcpStream::connect(("127.0.0.1", proxy_port)).await.expect("connect");
+        let first = format!("GET http://localhost:{target}/a HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        s.write_all(first.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 256];
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("ok"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+        assert!(next_decision(&mut rx).await.expect("decision").allowed);
+        // The server keeps the connection open; the client asks again on it, for another host.
+        let _ = s.write_all(b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n").await;
+        let d = next_decision(&mut rx).await.expect("a decision on the second request");
+        assert!(!d.allowed && d.host == "evil.example" && d.why.contains("one request per connection"), "{d:?}");
+        let rest = read_to_close(&mut s).await;
+        assert!(!rest.contains("200"), "{rest}");
+        let got = received(&mut seen);
+        assert_eq!(got.matches("HTTP/1.1\r\n").count(), 1, "{got}");
+        assert!(!got.contains("evil"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn requests_it_cannot_frame_are_refused_and_recorded() {
+        let (target, mut seen) = keep_alive_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let url = format!("http://localhost:{target}/");
+        for (req, status) in [
+            (format!("POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "501"),
+            (format!("POST {url} HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello"), "501"),
+            (format!("POST {url} HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"), "400"),
+            (format!("POST {url} HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"), "400"),
+            (format!("GET {url} HTTP/1.1\r\nX: a\rHost: evil.example\r\n\r\n"), "400"),
+            (format!("GET {url} HTTP/1.1\r\nX: a\r\n Host: evil.example\r\n\r\n"), "400"),
+            (format!("GET {url} HTTP/1.1\r\nHost : evil.example\r\n\r\n"), "400"),
+            (format!("GET {url} HTTP/1.1 extra\r\n\r\n"), "400"),
+        ] {
+            let mut s = TcpStream::connect(("127.0.0.1", p)).await.expect("connect");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let answer = read_to_close(&mut s).await;
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{req:?} -> {answer}");
+            let d = next_decision(&mut rx).await.expect("decision");
+            assert!(!d.allowed, "{req:?}: {d:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(received(&mut seen), "");
+    }
+
+    #[tokio::test]
+    async fn the_upstream_gets_the_targets_host_header() {
+        let (target, mut seen) = keep_alive_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let mut s = TcpStream::connect(("127.0.0.1", p)).await.expect("connect");
+        s.write_all(format!("GET http://localhost:{target}/ HTTP/1.0\r\n\r\n").as_bytes()).await.expect("write");
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.ends_with("ok"), "{answer}");
+        assert!(next_decision(&mut rx).await.expect("decision").allowed);
+        let got = received(&mut seen);
+        assert!(
+            got.starts_with("GET / HTTP/1.0\r\n") && got.contains(&format!("\r\nHost: localhost:{target}\r\n")),
+            "{got}"
+        );
     }
 
     #[test]

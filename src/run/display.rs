@@ -25,7 +25,7 @@ pub async fn show(output: Output, plan: Plan, mut events: mpsc::Receiver<Stamped
             while let Some(e) = events.recv().await {
                 if let Ok(line) = serde_json::to_string(&e) {
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
+                    let _ = writeln!(out, "{}", crate::diag::printable_json(&line));
                 }
             }
         }
@@ -48,7 +48,7 @@ fn lines(e: &Stamped) -> Vec<String> {
             vec![format!("run {run_id}: ticket {} as {category}, on {executor}", printable(ticket))]
         }
         Event::RunResumed { .. } => vec!["resumed".into()],
-        Event::StageSkipped { stage, reason } => vec![format!("{stage:<12} skipped: {reason}")],
+        Event::StageSkipped { stage, reason } => vec![format!("{stage:<12} skipped: {}", printable(reason))],
         Event::StageStarted { stage, attempt, on } => {
             let on = on.as_ref().map(|o| format!(" in {o}")).unwrap_or_default();
             let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
@@ -70,7 +70,7 @@ fn lines(e: &Stamped) -> Vec<String> {
             let secs = *duration_ms as f64 / 1000.0;
             vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
         }
-        Event::Warning { message } => vec![format!("warning: {message}")],
+        Event::Warning { message } => vec![format!("warning: {}", printable(message))],
         Event::Egress { stage, host, port, allowed, why, .. } => {
             let word = if *allowed { "egress allowed" } else { "egress REFUSED" };
             let port = if *port == 0 { String::new() } else { format!(":{port}") };

@@ -4,6 +4,7 @@
 
 pub mod display;
 pub mod event;
+pub mod markdown;
 pub mod mask;
 pub mod record;
 pub mod report;
@@ -1281,12 +1282,13 @@ fn ship_inputs(
     };
     let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
     let params = crate::stages::ship::Params {
-        branch: text("branch", "lightsout/{{ ticket.id }}")?,
+        branch: text("branch", crate::stages::ship::DEFAULT_BRANCH)?,
         message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
         remote: text("remote", "origin")?,
         pull_request: flag("pull_request", true),
         comment: flag("comment", false),
     };
+    crate::stages::ship::check_branch(&params.branch, &ctx.policy)?;
     let github = if params.pull_request || params.comment {
         crate::stages::ship::GitHub::from_env(
             ctx.secrets.get("GITHUB_TOKEN").filter(|_| stage.secrets.iter().any(|s| s == "GITHUB_TOKEN")),
@@ -1302,14 +1304,14 @@ fn ship_inputs(
 fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
     let mut out = String::new();
     let t = &ctx.ticket;
-    let _ = writeln!(out, "Ticket {}: {}\n", t.id, t.title.replace('\n', " "));
+    let _ = writeln!(out, "Ticket {}: {}\n", markdown::code(&t.id), markdown::code(&t.title));
     let _ = writeln!(out, "| stage | kind | status |\n|---|---|---|");
     for s in ctx.plan.stages() {
         let status = tctx["stages"][&s.id]["status"].as_str().unwrap_or("pending");
         let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
     }
     if let Ok((stat, _)) = ctx.workspace.diff() {
-        let _ = writeln!(out, "\n```\n{stat}\n```");
+        let _ = writeln!(out, "\n{}", markdown::fenced(&stat));
     }
     let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
     out

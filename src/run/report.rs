@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::event::{Event, Outcome};
+use super::markdown::{cell, code};
 use super::record::RunDir;
-use crate::diag::printable;
 use crate::plan::Plan;
 use crate::ticket::Ticket;
 
@@ -89,12 +89,12 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     let mut out = String::new();
     let status = state.status.map_or_else(|| "not finished".to_owned(), |s| format!("{s:?}").to_lowercase());
     let _ = writeln!(out, "# lightsout run `{}`: {status}\n", state.run_id);
-    // Ticket text and stage output are data: control characters escaped, backticks replaced.
-    let clean = |t: &str| printable(&t.replace(['\n', '\r', '`'], " ")).into_owned();
-    let title = clean(&ticket.title);
-    let _ = writeln!(out, "**Ticket** `{}`: `{title}`", clean(&ticket.id));
+    // Ticket text and whatever a stage wrote are data: each in a code span (`markdown::code`).
+    let _ = writeln!(out, "**Ticket** {}: {}", code(&ticket.id), code(&ticket.title));
     if let Some(url) = &ticket.url {
-        let _ = writeln!(out, "<{}>", clean(url).replace(['<', '>', ' '], ""));
+        // A link only when it is plainly one to a web page; otherwise the text, as data.
+        let web_page = url.starts_with("https://") && url.chars().all(|c| c.is_ascii_graphic() && !"<>`\\".contains(c));
+        let _ = writeln!(out, "{}", if web_page { format!("<{url}>") } else { code(url) });
     }
     let _ = writeln!(out, "\n**Category** {} ({})\n", plan.category(), plan.pipeline().display());
     let _ = writeln!(out, "| stage | kind | result | attempts | time |\n|---|---|---|---|---|");
@@ -116,14 +116,14 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
         let Some(st) = state.stages.get(&s.id) else { continue };
         any = true;
         let mark = if st.outcome == Some(Outcome::Succeeded) { "passed" } else { "did not pass" };
-        let _ = writeln!(out, "- **{}** (`{}`) {mark}: {}", s.id, s.kind, clean(&st.reason));
+        let _ = writeln!(out, "- **{}** (`{}`) {mark}: {}", s.id, s.kind, code(&st.reason));
         if let Some(v) = &st.verdict {
             for r in &v.reasons {
-                let _ = writeln!(out, "  - {}", clean(r));
+                let _ = writeln!(out, "  - {}", code(r));
             }
         }
         if let Some(skip) = &st.skipped {
-            let _ = writeln!(out, "  - skipped: {}", clean(skip));
+            let _ = writeln!(out, "  - skipped: {}", code(skip));
         }
     }
     if !any {
@@ -142,8 +142,7 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     let _ = writeln!(out, "\n## Change\n");
     match diff_stat(dir).filter(|s| !s.is_empty()) {
         Some(stat) => {
-            let lines: Vec<String> = stat.lines().map(|l| printable(l).into_owned()).collect();
-            let _ = writeln!(out, "```\n{}\n```", lines.join("\n"));
+            let _ = writeln!(out, "{}", super::markdown::fenced(&stat));
         }
         None => {
             let _ = writeln!(out, "No change.");
@@ -159,14 +158,7 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
         let _ = writeln!(out, "| stage | host | decision | times | rule or reason |\n|---|---|---|---|---|");
         for r in rows.iter().take(EGRESS_ROWS) {
             let word = if r.allowed { "allowed" } else { "**refused**" };
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {word} | {} | {} |",
-                r.stage,
-                clean(&r.target).replace('|', "\\|"),
-                r.count,
-                clean(&r.why).replace('|', "\\|")
-            );
+            let _ = writeln!(out, "| {} | {} | {word} | {} | {} |", r.stage, cell(&r.target), r.count, cell(&r.why));
         }
         if rows.len() > EGRESS_ROWS {
             let _ = writeln!(out, "\nand {} more (see `lightsout report --format json`)", rows.len() - EGRESS_ROWS);

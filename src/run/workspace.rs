@@ -394,7 +394,10 @@ impl Workspace {
 
     /// Refuses a branch name git would not accept (or that reads as an option).
     pub fn check_branch(&self, branch: &str) -> Result<(), String> {
-        if branch.starts_with('-') || run_git(&["check-ref-format", "--branch", branch], Some(&self.repo)).is_err() {
+        // `--branch` expands `@{-1}` to the branch checked out before: only a name that stays
+        // itself is a branch name.
+        let normal = run_git(&["check-ref-format", "--branch", branch], Some(&self.repo));
+        if branch.starts_with('-') || normal.as_deref() != Ok(branch) {
             return Err(format!("`{}` is not a valid branch name", branch.escape_debug()));
         }
         Ok(())

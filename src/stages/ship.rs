@@ -13,6 +13,36 @@ use std::time::Duration;
 use super::HostResult;
 use crate::run::workspace::Workspace;
 
+/// The branch a ship stage pushes to when it names none.
+pub const DEFAULT_BRANCH: &str = "lightsout/{{ ticket.id }}";
+
+/// Refuses a rendered branch that `ship` must not push to, before anything is committed: a
+/// branch any layer of the policy protects, compared without regard to case (on a file system
+/// that ignores case, as a remote's may, `Main` is `main`), and a name git would read as
+/// another ref than the branch of that name (`HEAD`, `FETCH_HEAD`, a leading `-`, `refs/`,
+/// `heads/`, `tags/` or `remotes/`).
+pub fn check_branch(branch: &str, policy: &crate::policy::Policy) -> Result<(), String> {
+    let lower = branch.to_lowercase();
+    let other_ref = lower == "head"
+        || (lower.ends_with("_head") && !lower.contains('/'))
+        || lower.starts_with('-')
+        || ["refs/", "heads/", "tags/", "remotes/"].iter().any(|p| lower.starts_with(p));
+    if other_ref {
+        return Err(format!(
+            "ship: the branch renders to `{}`, which git reads as another ref than a branch of that name; \
+             ship to a branch such as `lightsout/{{{{ ticket.id }}}}`",
+            branch.escape_debug()
+        ));
+    }
+    if let Some(rule) = policy.protected_branch(branch) {
+        return Err(format!(
+            "ship: the branch renders to `{}`, which the policy protects ({rule}); nothing was pushed",
+            branch.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct Params {
     pub branch: String,
@@ -87,7 +117,7 @@ pub fn ship(
     result.outputs.insert("branch".into(), p.branch.clone());
     if let Some(gh) = github.filter(|_| p.pull_request) {
         let base = ws.current_branch()?;
-        let title = p.message.lines().next().unwrap_or("lightsout change").to_owned();
+        let title = crate::run::markdown::title(p.message.lines().next().unwrap_or("lightsout change"));
         let pr =
             gh.post("pulls", &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }))?;
         let url = pr["html_url"].as_str().unwrap_or_default().to_owned();

@@ -478,13 +478,13 @@ fn a_hostile_ticket_is_inert_data_everywhere() {
 /// Servers of the test's own, in containers on a network of the test's own, which lightsout
 /// uses as its egress network (`LIGHTSOUT_EGRESS_NETWORK`). `allowed.test` and `denied.test`
 /// each serve `BODY-<name>` over HTTP on ports 80, 8080 and 8443.
-struct Lab {
+pub(crate) struct Lab {
     net: String,
     servers: Vec<String>,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let net = format!("lightsout-test-egress-{}-{n}", std::process::id());
@@ -533,16 +533,30 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The address of this machine on the lab's network (its gateway).
+    pub(crate) fn gateway(&self) -> String {
+        let out = Command::new("docker")
+            .args(["network", "inspect", &self.net, "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
+            .output()
+            .expect("docker network inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Runs `script` as a docker stage allowed to reach `allow`, with this lab as the egress
     /// network.
-    fn attack(&self, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
+    pub(crate) fn attack(&self, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
         egress_attack("docker", Some(&self.net), allow, script)
     }
 }
 
 /// Runs `script` as a stage allowed to reach `allow` (the policy allows the same), its proxy's
 /// address in `$PROXY`; returns the repository, the events and the stage's log.
-fn egress_attack(executor: &str, egress_net: Option<&str>, allow: &[&str], script: &str) -> (Repo, Vec<Value>, String) {
+pub(crate) fn egress_attack(
+    executor: &str,
+    egress_net: Option<&str>,
+    allow: &[&str],
+    script: &str,
+) -> (Repo, Vec<Value>, String) {
     let list = allow.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
     let indented = indent(script);
     let repo = Repo::with_policy(
@@ -593,7 +607,7 @@ impl Drop for Lab {
 }
 
 /// The egress events of a run, as (host:port, allowed).
-fn egress_events(ev: &[Value]) -> Vec<(String, bool)> {
+pub(crate) fn egress_events(ev: &[Value]) -> Vec<(String, bool)> {
     ev.iter()
         .filter(|e| e["event"] == "egress")
         .map(|e| (format!("{}:{}", e["host"].as_str().unwrap_or_default(), e["port"]), e["allowed"] == true))
@@ -625,8 +639,11 @@ fn egress_admits_the_allow_list_only_and_records_every_decision() {
     assert_eq!(egress_events(&repo.recorded_events(&run)), decisions);
     let (code, md, err) = output(super::lightsout(repo.path()).args(["report", &run]));
     assert_eq!(code, 0, "{err}");
-    assert!(md.contains("| attacker | `allowed.test:80` | allowed | 1 | allowed by allowed.test:80 |"), "{md}");
-    assert!(md.contains("| attacker | `denied.test:8443` | **refused** | 1 | not on the stage's allow-list |"), "{md}");
+    assert!(md.contains("| attacker | `allowed.test:80` | allowed | 1 | `allowed by allowed.test:80` |"), "{md}");
+    assert!(
+        md.contains("| attacker | `denied.test:8443` | **refused** | 1 | `not on the stage's allow-list` |"),
+        "{md}"
+    );
     let (_, json, _) = output(super::lightsout(repo.path()).args(["report", &run, "--format", "json"]));
     let v: Value = serde_json::from_str(&json).expect("json report");
     assert_eq!(v["egress"].as_array().map(Vec::len), Some(4), "{json}");
@@ -651,7 +668,7 @@ fn egress_refuses_an_allowed_host_on_another_port_and_bare_addresses() {
     // A target name is data in the report too: in a code span, its markup and table breaks inert.
     let run = repo.run_ids().pop().expect("run");
     let (_, md, _) = output(super::lightsout(repo.path()).args(["report", &run]));
-    assert!(md.contains("| attacker | `CONNECT x ![p](q)\\|y:443` | **refused** |"), "{md}");
+    assert!(md.contains("| attacker | ``CONNECT x`![p](q)\\|y:443`` | **refused** |"), "{md}");
     let decisions = egress_events(&ev);
     assert!(decisions.contains(&("allowed.test:8080".into(), false)), "{decisions:?}");
     assert!(decisions.contains(&(format!("{ip}:80"), false)), "{decisions:?}");

@@ -1,6 +1,7 @@
 #![allow(clippy::panic, clippy::expect_used)]
 //! Integration tests: one binary, one module per area.
 
+mod boundary_output;
 mod cli;
 mod hostile;
 mod malformed;

@@ -789,17 +789,17 @@ fn bugfix_example_a_correct_fix_ships_on_its_own_branch() {
 
 /// One request the fake GitHub received.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) path: String,
     headers: Vec<(String, String)>,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 /// A stand-in for GitHub's REST API on a local port. It answers `POST .../pulls` and
 /// `POST .../issues/{n}/comments` with 201 and the fields GitHub documents for those
 /// endpoints, and anything else with 404, recording every request.
-fn fake_github() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+pub(crate) fn fake_github() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = format!("http://{}", listener.local_addr().expect("addr"));

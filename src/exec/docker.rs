@@ -6,8 +6,9 @@ use std::os::unix::fs::MetadataExt as _;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
@@ -213,6 +214,8 @@ impl Docker {
             init: Some(true),
             privileged: Some(false),
             ipc_mode: Some("private".into()),
+            // Output is read by attaching; the daemon keeps no copy of it.
+            log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("none".into()), config: None }),
             ..HostConfig::default()
         };
         let body = ContainerCreateBody {
@@ -243,12 +246,21 @@ impl Docker {
         logs: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<Ended, String> {
+        // Attached before it starts, so nothing is missed: output comes straight from the
+        // container, not through a log driver (which would keep a copy on the daemon's disk
+        // and, when it rotates, drop part of it).
+        let attach = AttachContainerOptionsBuilder::new().stdout(true).stderr(true).stream(true).logs(false).build();
+        let attached = self
+            .client
+            .attach_container(name, Some(attach))
+            .await
+            .map_err(|e| fault("attaching to the container", &e))?;
+        let mut stream = attached.output;
+        drop(attached.input);
         self.client
             .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .map_err(|e| fault("starting the container", &e))?;
-        let log_opts = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).build();
-        let mut stream = self.client.logs(name, Some(log_opts));
         let pump = async {
             while let Some(item) = stream.next().await {
                 let (which, bytes) = match item {

@@ -596,7 +596,8 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     let diff_stat = match ctx.workspace.diff() {
         Ok((stat, patch)) => {
             let _ = ctx.dir.write_text("diff.patch", &ctx.needles.mask_str(&patch));
-            Some(stat)
+            // File names are the stage's: masked like its output.
+            Some(ctx.needles.mask_str(&stat))
         }
         Err(_) => None,
     };
@@ -1018,18 +1019,30 @@ async fn grade_tests(
     let (ended, log_ok) = if let Err(e) = prepared {
         (Err(e), Ok(()))
     } else {
-        let r = run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await;
-        clean_after(ctx, &cand_job, logs).await;
-        r
+        run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
     };
     ownership::restore(&cand.dir, &ctx.meta.repo);
     let _ = cand.remove();
+    // The candidate's report is the candidate's: one that cannot be read fails the verdict.
+    // It is read before what the candidate left is cleaned (so that the reason names it), and
+    // that is cleaned however the run ended.
+    let cand_results = match &ended {
+        Ok(Ended::Exited(_)) => Some(results_of(&io_dir, &log_path).await),
+        _ => None,
+    };
+    clean_after(ctx, &cand_job, logs).await;
     log_ok.map_err(Err)?;
     let code = match ended.map_err(Err)? {
         Ended::Exited(c) => c,
         other => return Err(Ok(other)),
     };
-    let cand_results = results_of(&io_dir, &log_path).await.map_err(Err)?;
+    let cand_results = match cand_results.unwrap_or_else(|| Err("no report".into())) {
+        Ok(r) => r,
+        Err(why) => {
+            let v = crate::stages::Verdict { pass: false, reasons: vec![why], details: serde_json::Value::Null };
+            return Ok((v, code));
+        }
+    };
 
     // The base revision, once per base, command and test files.
     // The image and the stage's (non-secret) environment change results as much as the command.
@@ -1052,15 +1065,19 @@ async fn grade_tests(
             let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
             let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
-            clean_after(ctx, &base_job, logs).await;
             ownership::restore(&base_ws.dir, &ctx.meta.repo);
             let _ = base_ws.remove();
+            let r = match &ended {
+                Ok(Ended::Exited(_)) => Some(results_of(&base_io, &base_log).await),
+                _ => None,
+            };
+            clean_after(ctx, &base_job, logs).await;
             log_ok.map_err(Err)?;
             match ended.map_err(Err)? {
                 Ended::Exited(_) => {}
                 other => return Err(Ok(other)),
             }
-            let r = results_of(&base_io, &base_log).await.map_err(Err)?;
+            let r = r.unwrap_or_else(|| Err("no report".into())).map_err(Err)?;
             let _ = std::fs::create_dir_all(&cache_dir);
             // Test names and messages come from the stage's own files: masked like its log.
             let mut cached = serde_json::to_value(&r).unwrap_or_default();
@@ -1311,7 +1328,7 @@ fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
         let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
     }
     if let Ok((stat, _)) = ctx.workspace.diff() {
-        let _ = writeln!(out, "\n{}", markdown::fenced(&stat));
+        let _ = writeln!(out, "\n{}", markdown::fenced(&ctx.needles.mask_str(&stat)));
     }
     let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
     out

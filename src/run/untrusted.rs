@@ -185,12 +185,10 @@ fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed) {
 }
 
 /// Masks every secret in the regular files under `top` (a stage's I/O directory, kept in the
-/// run's record); a file over `cap` bytes is removed rather than kept unmasked.
+/// run's record); a file over `cap` bytes (sparse or not) is removed rather than kept.
 pub fn mask_files(top: &Path, needles: &crate::run::mask::Needles, cap: u64) -> Scrubbed {
     let mut done = Vec::new();
-    if !needles.is_empty() {
-        mask_dir(top, top, needles, cap, &mut done);
-    }
+    mask_dir(top, top, needles, cap, &mut done);
     done
 }
 
@@ -202,6 +200,9 @@ fn mask_dir(top: &Path, dir: &Path, needles: &crate::run::mask::Needles, cap: u6
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
         if meta.is_dir() {
             mask_dir(top, &path, needles, cap, done);
+            continue;
+        }
+        if needles.is_empty() && meta.is_file() && meta.len() <= cap {
             continue;
         }
         match read_file(&path, cap) {

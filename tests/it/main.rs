@@ -3,6 +3,7 @@
 
 mod boundary_output;
 mod cli;
+mod fence;
 mod hostile;
 mod malformed;
 mod run;

@@ -1,0 +1,487 @@
+//! The fence, at every place where the host side (runner, host git, ship, the record) reads
+//! bytes a stage could have written: one attack per class of escape, on both executors where
+//! the class applies. Each test fails if the attack succeeds.
+
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::output;
+use super::run::{Repo, events, finished, log_text, outcome};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Commits what the test added to the repository, so that it is part of the base revision.
+fn commit_all(dir: &Path) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "more"]);
+}
+
+/// A bare repository as the repository's `origin`.
+fn with_remote(repo: &Repo) -> tempfile::TempDir {
+    let bare = tempfile::tempdir().expect("remote");
+    let st = Command::new("git").args(["init", "-q", "--bare"]).arg(bare.path()).output().expect("git");
+    assert!(st.status.success());
+    git(repo.path(), &["remote", "add", "origin", bare.path().to_str().unwrap_or_default()]);
+    bare
+}
+
+fn branches_of(bare: &Path) -> String {
+    git(bare, &["for-each-ref", "--format=%(refname)"])
+}
+
+fn reason(ev: &[Value], stage: &str) -> String {
+    finished(ev, stage).last().map(|f| f["reason"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
+}
+
+fn warnings(ev: &[Value]) -> String {
+    ev.iter().filter(|e| e["event"] == "warning").filter_map(|e| e["message"].as_str()).collect::<Vec<_>>().join("\n")
+}
+
+/// A stage running `script` (a YAML block scalar: any shell text), then `extra` YAML lines.
+fn stage(name: &str, script: &str, extra: &str) -> String {
+    let body: String = script.lines().map(|l| format!("      {l}\n")).collect();
+    format!("  {name}:\n{extra}    run: |\n{body}")
+}
+
+fn runner_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Every file under `dir`, not following links.
+fn tree(dir: &Path, out: &mut Vec<(std::path::PathBuf, std::fs::Metadata)>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = std::fs::symlink_metadata(e.path()) else { continue };
+        if m.is_dir() {
+            tree(&e.path(), out);
+        }
+        out.push((e.path(), m));
+    }
+}
+
+// ---- Class: the sandbox's user. A stage never runs as host root, and nothing it leaves can
+// give root (or anything else) to a host user. ----
+
+const ROOT_ATTACK: &str = r#"  attacker:
+    run: |
+      echo "uid=$(id -u)"
+      cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW
+      v=$(cat /proc/sys/kernel/printk_ratelimit) && echo "$v" > /proc/sys/kernel/printk_ratelimit 2>/dev/null && echo WROTE-SYSCTL
+      cp /bin/busybox /lightsout/suid && chmod 6755 /lightsout/suid
+      cp /bin/busybox ws-suid && chmod 4755 ws-suid
+      mkdir -p d && chmod 3777 d
+      busybox mkfifo /lightsout/fifo ws-fifo
+      ln -s /etc/shadow /lightsout/link
+      echo attacked
+"#;
+
+fn a_stage_never_gets_host_root_nor_leaves_setuid_files_on(executor: &str) {
+    let repo = Repo::new(ROOT_ATTACK);
+    let (_, ev, err) = repo.run(&["--executor", executor, "--keep-workspace"]);
+    let log = log_text(&ev, "attacker");
+    assert!(log.contains("attacked"), "{err}\n{log}");
+    assert!(!log.contains("uid=0\n"), "the stage ran as root: {log}");
+    assert!(!log.contains("READ-SHADOW") && !log.contains("WROTE-SYSCTL"), "{log}");
+    let run = repo.run_ids().pop().expect("run");
+    let mut files = Vec::new();
+    tree(&repo.record(&run), &mut files);
+    tree(&repo.path().join(".lightsout/worktrees"), &mut files);
+    for (path, meta) in &files {
+        let t = meta.file_type();
+        assert!(meta.permissions().mode() & 0o7000 == 0 || path.ends_with(".git"), "{} kept s-bits", path.display());
+        assert!(!(t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device()), "{}", path.display());
+        if path.starts_with(repo.record(&run)) {
+            assert!(!t.is_symlink(), "a link stayed in the record: {}", path.display());
+        }
+    }
+    let w = warnings(&ev);
+    assert!(w.contains("suid: setuid/setgid/sticky bits cleared") && w.contains("fifo: a FIFO, removed"), "{w}");
+}
+
+#[test]
+fn a_stage_never_gets_host_root_nor_leaves_setuid_files() {
+    a_stage_never_gets_host_root_nor_leaves_setuid_files_on("docker");
+}
+
+#[test]
+fn local_a_stage_never_gets_host_root_nor_leaves_setuid_files() {
+    a_stage_never_gets_host_root_nor_leaves_setuid_files_on("local");
+    if runner_is_root() {
+        // The attack above is the one that matters where CI runs: as root.
+        let repo = Repo::new("  who:\n    run: id -u\n");
+        let (_, ev, _) = repo.run(&["--executor", "local"]);
+        assert_eq!(log_text(&ev, "who").trim(), "65532");
+    }
+}
+
+// ---- Class: the runner's environment and other stages' secrets. Nowhere in a sandbox, and
+// no secret in any process's arguments. ----
+
+fn no_secret_in_arguments_nor_runner_environment_on(executor: &str) {
+    let repo = Repo::with_policy(
+        "  holder:\n    secrets: [ARGV_TOKEN]\n    run: sleep 4\n  attacker:\n    run: cat /proc/1/environ /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\\\0' '\\\\n'; echo done\n",
+        Some("version: 1\nsecrets: { ARGV_TOKEN: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&["--jobs", "2", "--executor", executor]);
+    c.env("ARGV_TOKEN", "argv-secret-40411").env("RUNNER_CANARY", "runner-canary-2201");
+    let child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    // While the holder sleeps, every process's arguments are what any host user can read.
+    let mut seen_args = String::new();
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+                seen_args.push_str(&String::from_utf8_lossy(&cmdline));
+            }
+        }
+        assert!(!seen_args.contains("argv-secret-40411"), "a secret in a process's arguments");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let ev = events(&String::from_utf8_lossy(&out.stdout));
+    let log = log_text(&ev, "attacker");
+    assert!(log.contains("done"), "{ev:#?}");
+    assert!(!log.contains("argv-secret-40411") && !log.contains("runner-canary-2201"), "{log}");
+    assert!(!log.contains("RUNNER_CANARY") && !log.contains("ARGV_TOKEN"), "{log}");
+}
+
+#[test]
+fn no_secret_in_arguments_nor_runner_environment() {
+    no_secret_in_arguments_nor_runner_environment_on("docker");
+}
+
+#[test]
+fn local_no_secret_in_arguments_nor_runner_environment() {
+    no_secret_in_arguments_nor_runner_environment_on("local");
+}
+
+// ---- Class: images. Built from the base revision only, with no network; an image a
+// devcontainer.json names obeys the policy at run time. ----
+
+#[test]
+fn an_image_is_built_from_the_base_revision_without_network() {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let gw = Command::new("docker")
+        .args(["network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"])
+        .output()
+        .expect("docker");
+    let host = String::from_utf8_lossy(&gw.stdout).trim().to_owned();
+    let repo = Repo::new(
+        "  agent:\n    run: printf 'FROM lightsout-test/busybox:latest\\nRUN echo agent > /marker\\n' > img/Dockerfile\n  use:\n    needs: [agent]\n    image: \"build:img/Dockerfile\"\n    run: cat /marker\n",
+    );
+    std::fs::create_dir_all(repo.path().join("img")).expect("mkdir");
+    let nonce = std::process::id();
+    std::fs::write(
+        repo.path().join("img/Dockerfile"),
+        format!(
+            "FROM lightsout-test/busybox:latest\nRUN (busybox nc -w 2 {host} {port} </dev/null && echo CONNECTED || echo offline) > /net\nRUN echo base-{nonce} > /marker\n"
+        ),
+    )
+    .expect("dockerfile");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "use"), "succeeded", "{err}\n{ev:#?}");
+    assert_eq!(log_text(&ev, "use").trim(), format!("base-{nonce}"));
+    assert!(listener.accept().is_err(), "the image build reached the host");
+}
+
+#[test]
+fn a_devcontainer_is_read_from_the_base_and_its_image_obeys_the_policy() {
+    let policy = "version: 1\nimages: { allow: [\"lightsout-test/busybox:*\", devcontainer] }\n";
+    let stages = stage(
+        "agent",
+        "printf '{\"image\": \"lightsout-test/debian:bookworm\"}' > .devcontainer/devcontainer.json",
+        "",
+    ) + &stage(
+        "use",
+        "test -f /etc/debian_version && echo DEBIAN || echo busybox",
+        "    needs: [agent]\n    image: devcontainer\n",
+    );
+    let repo = Repo::with_policy(&stages, Some(policy));
+    std::fs::create_dir_all(repo.path().join(".devcontainer")).expect("mkdir");
+    std::fs::write(
+        repo.path().join(".devcontainer/devcontainer.json"),
+        "{ \"image\": \"lightsout-test/busybox:latest\" }",
+    )
+    .expect("write");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "use"), "succeeded", "{err}\n{ev:#?}");
+    assert_eq!(log_text(&ev, "use").trim(), "busybox");
+
+    // A devcontainer.json of the base naming an image the policy does not allow: refused.
+    std::fs::write(
+        repo.path().join(".devcontainer/devcontainer.json"),
+        "{ \"image\": \"lightsout-test/debian:bookworm\" }",
+    )
+    .expect("write");
+    commit_all(repo.path());
+    let (_, ev, _) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "use"), "failed", "{ev:#?}");
+    assert!(reason(&ev, "use").contains("refused by policy"), "{}", reason(&ev, "use"));
+    assert!(!log_text(&ev, "use").contains("DEBIAN"));
+}
+
+// ---- Class: protected paths and secrets in the change, checked before ship. ----
+
+const SHIP: &str = "  ship:\n    needs: [agent]\n    uses: ship\n    with: { remote: origin }\n";
+
+#[test]
+fn a_change_to_protected_paths_never_ships() {
+    for edit in [
+        "echo 'images: { allow: [\"*\"] }' >> policy.yaml",
+        "mkdir -p .github/workflows && echo 'on: push' > .github/workflows/evil.yml",
+        "echo '*.py -diff' > .gitattributes",
+        "echo 'stages: {}' >> pipelines/misc.yaml",
+        "mkdir -p tests && echo 'def test_ok(): pass' > tests/test_new.py",
+    ] {
+        let repo = Repo::with_policy(&format!("{}{SHIP}", stage("agent", edit, "")), Some("version: 1\n"));
+        let bare = with_remote(&repo);
+        let (code, ev, err) = repo.run(&[]);
+        assert_eq!(code, 1, "{edit}: {err}\n{ev:#?}");
+        assert_eq!(outcome(&ev, "ship"), "failed", "{edit}");
+        assert!(reason(&ev, "ship").contains("protected path"), "{edit}: {}", reason(&ev, "ship"));
+        assert_eq!(branches_of(bare.path()), "", "{edit}: something was pushed");
+    }
+}
+
+#[test]
+fn a_change_holding_a_secret_never_ships_and_the_reason_is_masked() {
+    for edit in [
+        "echo \"key = $SHIP_KEY\" >> config.py",
+        "echo \"$SHIP_KEY\" | base64 > blob.txt",
+        "touch \"f-$SHIP_KEY\"",
+        "printf 'a\\0b %s\\n' \"$SHIP_KEY\" > bin.dat",
+    ] {
+        let repo = Repo::with_policy(
+            &format!("  agent:\n    secrets: [SHIP_KEY]\n    run: {edit}\n{SHIP}"),
+            Some("version: 1\nsecrets: { SHIP_KEY: { stages: [run] } }\n"),
+        );
+        let bare = with_remote(&repo);
+        let mut c = repo.cmd(&[]);
+        c.env("SHIP_KEY", "ship-secret-value-7781");
+        let (code, out, err) = output(&mut c);
+        let ev = events(&out);
+        assert_eq!(code, 1, "{edit}: {err}\n{ev:#?}");
+        assert!(reason(&ev, "ship").contains("secret"), "{edit}: {}", reason(&ev, "ship"));
+        assert!(!out.contains("ship-secret-value-7781"), "{edit}");
+        assert_eq!(branches_of(bare.path()), "", "{edit}: something was pushed");
+    }
+}
+
+#[test]
+fn secrets_too_short_to_mask_are_refused() {
+    let repo = Repo::with_policy(
+        "  agent:\n    secrets: [TINY]\n    run: echo \"$TINY\"\n",
+        Some("version: 1\nsecrets: { TINY: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&[]);
+    c.env("TINY", "abc");
+    let (code, out, _) = output(&mut c);
+    let ev = events(&out);
+    assert_eq!(code, 1);
+    assert!(reason(&ev, "agent").contains("shorter than 4 bytes"), "{ev:#?}");
+}
+
+#[test]
+fn secrets_are_masked_in_output_keys_malformed_lines_file_names_and_kept_files() {
+    let repo = Repo::with_policy(
+        "  a:\n    secrets: [MASK_KEY]\n    run: |\n      echo \"k-$MASK_KEY=v\" > $LIGHTSOUT_OUTPUT\n      echo \"$MASK_KEY\" > /lightsout/kept.txt\n      touch \"name-$MASK_KEY\"\n  b:\n    needs: [a]\n    secrets: [MASK_KEY]\n    run: echo \"no equals $MASK_KEY\" > $LIGHTSOUT_OUTPUT\n",
+        Some("version: 1\nsecrets: { MASK_KEY: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&["--keep-going"]);
+    c.env("MASK_KEY", "mask-secret-value-3390");
+    let (_, out, err) = output(&mut c);
+    let ev = events(&out);
+    assert_eq!(outcome(&ev, "a"), "succeeded", "{err}\n{ev:#?}");
+    assert_eq!(outcome(&ev, "b"), "failed", "{ev:#?}");
+    let run = repo.run_ids().pop().expect("run");
+    let mut texts = vec![out];
+    let mut files = Vec::new();
+    tree(&repo.record(&run), &mut files);
+    for (path, meta) in files {
+        assert!(!path.to_string_lossy().contains("mask-secret-value-3390"));
+        if meta.is_file() {
+            texts.push(String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned());
+        }
+    }
+    for args in [&["runs", "show", run.as_str()][..], &["report", run.as_str()]] {
+        texts.push(output(super::lightsout(repo.path()).args(args)).1);
+    }
+    for t in texts {
+        assert!(!t.contains("mask-secret-value-3390"), "unmasked: {t}");
+    }
+}
+
+// ---- Class: graders' evidence comes from the base revision or outside the workspace. ----
+
+#[test]
+fn the_candidate_cannot_forge_the_baseline() {
+    let stages = r#"  edit:
+    run: echo yes > fixed
+  tests:
+    needs: [edit]
+    uses: grade.tests
+    with:
+      fail_to_pass: [t.bug]
+      pass_to_pass: true
+      command: |
+        if [ -f fixed ]; then b=''; k='<failure/>'; else b='<failure/>'; k=''; fi
+        if [ -f fixed ]; then
+          mkdir -p /lightsout/base ../lightsout/base
+          printf '<testsuite><testcase classname="t" name="bug"><failure/></testcase></testsuite>' > /lightsout/base/junit.xml
+          chmod 444 /lightsout/base/junit.xml
+        fi
+        printf '<testsuite><testcase classname="t" name="bug">%s</testcase><testcase classname="t" name="keep">%s</testcase></testsuite>' "$b" "$k" > $LIGHTSOUT_JUNIT
+"#;
+    for executor in ["docker", "local"] {
+        let repo = Repo::new(stages);
+        let (_, ev, err) = repo.run(&["--executor", executor]);
+        let v = &finished(&ev, "tests").first().unwrap_or_else(|| panic!("no verdict: {err}"))["verdict"];
+        assert_eq!(v["pass"], false, "{executor}: the forged baseline hid a regression: {v:#?}");
+        assert!(v.to_string().contains("keep"), "{executor}: {v}");
+    }
+}
+
+#[test]
+fn grade_jsonschema_judges_with_the_base_revisions_schema() {
+    let repo = Repo::new(
+        "  agent:\n    run: echo '{}' > schema.json && echo '{}' > data.json\n  check:\n    needs: [agent]\n    uses: grade.jsonschema\n    with: { schema: schema.json, files: [data.json] }\n",
+    );
+    std::fs::write(repo.path().join("schema.json"), r#"{"type": "object", "required": ["name"]}"#).expect("schema");
+    std::fs::write(repo.path().join("data.json"), r#"{"name": "x"}"#).expect("data");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "check"), "failed", "{err}\n{ev:#?}");
+    assert!(reason(&ev, "check").contains("name"), "{}", reason(&ev, "check"));
+}
+
+#[test]
+fn gitattributes_do_not_blind_host_git() {
+    let repo = Repo::new(
+        "  agent:\n    run: |\n      printf '*.txt -diff\\n* binary\\n' > .gitattributes\n      for i in $(seq 1 60); do echo \"line $i\"; done > notes.txt\n  scope:\n    needs: [agent]\n    uses: grade.diff\n    with: { max_changed_lines: 20 }\n",
+    );
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "scope"), "failed", "{err}\n{ev:#?}");
+    let v = finished(&ev, "scope")[0]["verdict"].to_string();
+    assert!(v.contains("6") && v.contains("20"), "{v}");
+    let run = repo.run_ids().pop().expect("run");
+    let patch = std::fs::read_to_string(repo.record(&run).join("diff.patch")).unwrap_or_default();
+    assert!(patch.contains("+line 60") && !patch.contains("GIT binary patch"), "{patch}");
+}
+
+// ---- Class: files the runner reads after a stage: links, FIFOs, huge and sparse files, logs. ----
+
+fn special_result_files_fail_cleanly_on(executor: &str) {
+    for (attack, expect) in [
+        ("busybox mkfifo $LIGHTSOUT_OUTPUT", "FIFO"),
+        ("ln -s /dev/zero $LIGHTSOUT_OUTPUT", "symbolic link"),
+        ("busybox truncate -s 3G $LIGHTSOUT_OUTPUT", "larger than"),
+    ] {
+        let repo = Repo::new(&format!("  attacker:\n    timeout: 60s\n    run: {attack}\n"));
+        let (code, ev, err) = repo.run(&["--executor", executor]);
+        assert_eq!(code, 1, "{attack}: {err}");
+        assert!(reason(&ev, "attacker").contains(expect), "{attack}: {}", reason(&ev, "attacker"));
+    }
+    // The JUnit report of a test command made a FIFO or a link to /dev/zero.
+    for attack in ["busybox mkfifo $LIGHTSOUT_JUNIT", "ln -s /dev/zero $LIGHTSOUT_JUNIT"] {
+        let repo = Repo::new(&format!(
+            "  tests:\n    uses: grade.tests\n    timeout: 60s\n    with: {{ fail_to_pass: [t.a], command: \"{attack}\" }}\n"
+        ));
+        let (code, ev, err) = repo.run(&["--executor", executor]);
+        assert_ne!(code, 0, "{attack}: {err}");
+        assert!(reason(&ev, "tests").contains("JUnit report"), "{attack}: {ev:#?}");
+    }
+}
+
+#[test]
+fn special_result_files_fail_cleanly() {
+    special_result_files_fail_cleanly_on("docker");
+}
+
+#[test]
+fn local_special_result_files_fail_cleanly() {
+    special_result_files_fail_cleanly_on("local");
+}
+
+fn a_huge_sparse_file_never_reaches_host_git_on(executor: &str) {
+    let repo = Repo::new("  agent:\n    run: busybox truncate -s 1536M big.bin && echo done\n");
+    let (code, ev, err) = repo.run(&["--executor", executor]);
+    assert_eq!(code, 1, "{err}\n{ev:#?}");
+    assert!(reason(&ev, "agent").contains("big.bin") && reason(&ev, "agent").contains("over the limit"), "{ev:#?}");
+    assert!(ev.iter().any(|e| e["event"] == "run_finished"), "no run_finished");
+}
+
+#[test]
+fn a_huge_sparse_file_never_reaches_host_git() {
+    a_huge_sparse_file_never_reaches_host_git_on("docker");
+}
+
+#[test]
+fn local_a_huge_sparse_file_never_reaches_host_git() {
+    a_huge_sparse_file_never_reaches_host_git_on("local");
+}
+
+fn logs_are_capped_and_keep_their_end_on(executor: &str) {
+    let repo = Repo::new(
+        "  loud:\n    run: busybox yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | busybox head -c 40000000; echo; echo THE-END-OF-IT\n",
+    );
+    let (code, ev, err) = repo.run(&["--executor", executor]);
+    assert_eq!(code, 0, "{err}");
+    let run = repo.run_ids().pop().expect("run");
+    let log = repo.record(&run).join("stages/loud/1.log");
+    let len = std::fs::metadata(&log).expect("log").len();
+    assert!(len < 9 * 1024 * 1024, "the log holds {len} bytes");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.trim_end().ends_with("THE-END-OF-IT"), "the end of the output was lost");
+    assert!(text.contains("bytes of output omitted here"));
+    assert!(warnings(&ev).contains("omitted"), "{}", warnings(&ev));
+}
+
+#[test]
+fn logs_are_capped_and_keep_their_end() {
+    logs_are_capped_and_keep_their_end_on("docker");
+}
+
+#[test]
+fn local_logs_are_capped_and_keep_their_end() {
+    logs_are_capped_and_keep_their_end_on("local");
+}
+
+// ---- Class: availability of host git. ----
+
+#[test]
+fn an_empty_nested_repository_fails_the_change_not_the_run() {
+    let repo = Repo::new(&stage(
+        "agent",
+        "mkdir -p sub/.git/objects sub/.git/refs && echo 'ref: refs/heads/main' > sub/.git/HEAD && echo x > sub/file",
+        "",
+    ));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 1, "{err}\n{ev:#?}");
+    assert!(reason(&ev, "agent").contains("nested git repository"), "{}", reason(&ev, "agent"));
+    assert!(ev.iter().any(|e| e["event"] == "run_finished"), "no run_finished");
+    let left = std::fs::read_dir(repo.path().join(".lightsout/worktrees")).map(Iterator::count).unwrap_or(0);
+    assert_eq!(left, 0, "the worktree was left behind");
+}
+
+#[test]
+fn host_stages_in_parallel_share_the_worktree_safely() {
+    let mut stages = String::from("  agent:\n    run: for i in 1 2 3; do echo $i >> README; done\n");
+    for i in 0..6 {
+        stages.push_str(&format!(
+            "  scope{i}:\n    needs: [agent]\n    uses: grade.diff\n  ctx{i}:\n    needs: [agent]\n    uses: context\n"
+        ));
+    }
+    let repo = Repo::new(&stages);
+    let (code, ev, err) = repo.run(&["--jobs", "12"]);
+    assert_eq!(code, 0, "{err}\n{:#?}", ev.iter().filter(|e| e["event"] == "stage_finished").collect::<Vec<_>>());
+}

@@ -493,7 +493,13 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                 let snapshot = if writers.is_empty() {
                     None
                 } else {
-                    match ctx.workspace.snapshot(&format!("lightsout: after {}", writers.join(", "))) {
+                    // Host git walks and reads what the stages wrote: off the scheduler's thread.
+                    let ws = ctx.workspace.clone();
+                    let label = format!("lightsout: after {}", writers.join(", "));
+                    let taken = tokio::task::spawn_blocking(move || ws.snapshot(&label))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the snapshot failed: {e}")));
+                    match taken {
                         Ok(commit) => Some(commit),
                         Err(e) => {
                             // What the stages left cannot be recorded (a nested repository, a
@@ -1467,8 +1473,7 @@ async fn write_log(
     }
     if omitted > 0 {
         let note = format!(
-            "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {} and last {} bytes]\n",
-            LOG_HEAD, LOG_TAIL
+            "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {LOG_HEAD} and last {LOG_TAIL} bytes]\n"
         );
         file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
         send(event::Stream::Stderr, note.as_bytes());

@@ -1,4 +1,4 @@
-//! Reading bytes a stage could have written (its outputs file, its JUnit report, files of the
+//! Reading bytes a stage could have written (its outputs file, its `JUnit` report, files of the
 //! workspace), and cleaning up what it left behind.
 //!
 //! A stage is hostile code, and these files are its to shape: a symbolic link to a host file
@@ -223,6 +223,7 @@ fn mask_dir(top: &Path, dir: &Path, needles: &crate::run::mask::Needles, cap: u6
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -35,6 +35,13 @@ as_unprivileged_user! {
         super::local_egress_admits_the_allow_list_only_and_records_every_decision;
     local_egress_cannot_go_around_the_proxy = super::local_egress_cannot_go_around_the_proxy;
     the_local_executor_sandboxes_with_bubblewrap = super::super::run::the_local_executor_sandboxes_with_bubblewrap;
+    local_a_stage_never_gets_host_root_nor_leaves_setuid_files =
+        super::super::fence::local_a_stage_never_gets_host_root_nor_leaves_setuid_files;
+    local_no_secret_in_arguments_nor_runner_environment =
+        super::super::fence::local_no_secret_in_arguments_nor_runner_environment;
+    local_special_result_files_fail_cleanly = super::super::fence::local_special_result_files_fail_cleanly;
+    local_a_huge_sparse_file_never_reaches_host_git = super::super::fence::local_a_huge_sparse_file_never_reaches_host_git;
+    local_logs_are_capped_and_keep_their_end = super::super::fence::local_logs_are_capped_and_keep_their_end;
 }
 
 /// The variants above test what they say: the runner is the unprivileged user (it owns the run's

@@ -198,6 +198,18 @@ fn mask_dir(top: &Path, dir: &Path, needles: &crate::run::mask::Needles, cap: u6
         let path = entry.path();
         let rel = path.strip_prefix(top).unwrap_or(&path).display().to_string();
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if !needles.is_empty()
+            && needles.mask(entry.file_name().as_encoded_bytes()) != entry.file_name().as_encoded_bytes()
+        {
+            // A name holding a secret: the record keeps neither the name nor what it names.
+            let gone = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let rel = needles.mask_str(&rel);
+            done.push(format!(
+                "{rel}: its name holds a secret, {}",
+                if gone.is_ok() { "removed" } else { "NOT removed" }
+            ));
+            continue;
+        }
         if meta.is_dir() {
             mask_dir(top, &path, needles, cap, done);
             continue;

@@ -73,6 +73,7 @@ fn tree(dir: &Path, out: &mut Vec<(std::path::PathBuf, std::fs::Metadata)>) {
 const ROOT_ATTACK: &str = r#"  attacker:
     run: |
       echo "uid=$(id -u)"
+      grep CapEff /proc/self/status
       cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW
       v=$(cat /proc/sys/kernel/printk_ratelimit) && echo "$v" > /proc/sys/kernel/printk_ratelimit 2>/dev/null && echo WROTE-SYSCTL
       cp /bin/busybox /lightsout/suid && chmod 6755 /lightsout/suid
@@ -89,6 +90,7 @@ fn a_stage_never_gets_host_root_nor_leaves_setuid_files_on(executor: &str) {
     let log = log_text(&ev, "attacker");
     assert!(log.contains("attacked"), "{err}\n{log}");
     assert!(!log.contains("uid=0\n"), "the stage ran as root: {log}");
+    assert!(log.contains("CapEff:\t0000000000000000"), "the stage holds capabilities: {log}");
     assert!(!log.contains("READ-SHADOW") && !log.contains("WROTE-SYSCTL"), "{log}");
     let run = repo.run_ids().pop().expect("run");
     let mut files = Vec::new();
@@ -388,8 +390,33 @@ fn special_result_files_fail_cleanly_on(executor: &str) {
         assert_eq!(code, 1, "{attack}: {err}");
         assert!(reason(&ev, "attacker").contains(expect), "{attack}: {}", reason(&ev, "attacker"));
     }
-    // The JUnit report of a test command made a FIFO or a link to /dev/zero.
-    for attack in ["busybox mkfifo $LIGHTSOUT_JUNIT", "ln -s /dev/zero $LIGHTSOUT_JUNIT"] {
+    // A huge (sparse) file and a file named after a secret, left in the I/O directory that the
+    // record keeps: neither is kept.
+    let repo = Repo::with_policy(
+        "  attacker:\n    secrets: [NAME_KEY]\n    run: busybox truncate -s 100M /lightsout/huge && touch \"/lightsout/n-$NAME_KEY\"\n",
+        Some("version: 1\nsecrets: { NAME_KEY: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&["--executor", executor]);
+    c.env("NAME_KEY", format!("name-secret-{executor}-5531"));
+    let (_, out, err) = output(&mut c);
+    let ev = events(&out);
+    let run = repo.run_ids().pop().expect("run");
+    let io = repo.record(&run).join("stages/attacker/1.io");
+    assert!(!io.join("huge").exists(), "{err}\n{ev:#?}");
+    let names: Vec<String> = std::fs::read_dir(&io)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("name-secret")), "{names:?}");
+    assert!(warnings(&ev).contains("huge: is larger than"), "{}", warnings(&ev));
+    // The JUnit report of a test command made a FIFO, a link to /dev/zero, or sparse and huge.
+    for attack in [
+        "busybox mkfifo $LIGHTSOUT_JUNIT",
+        "ln -s /dev/zero $LIGHTSOUT_JUNIT",
+        "busybox truncate -s 2G $LIGHTSOUT_JUNIT",
+    ] {
         let repo = Repo::new(&format!(
             "  tests:\n    uses: grade.tests\n    timeout: 60s\n    with: {{ fail_to_pass: [t.a], command: \"{attack}\" }}\n"
         ));

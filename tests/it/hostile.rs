@@ -342,8 +342,8 @@ fn a_stage_running_past_its_timeout_is_stopped_and_removed() {
 }
 
 // The same attacks against the local executor (bubblewrap), where they apply. Resource limits
-// (fork and memory bombs, /tmp size) do not: the local executor has no cgroups. Privilege
-// tests do not either: the sandbox runs as the invoking user, without capabilities.
+// (fork and memory bombs, /tmp size) do not: the local executor has no cgroups. Its privilege
+// attacks (never host root, no capabilities, no setuid file left) are in `fence`.
 
 #[test]
 fn local_no_tcp_with_network_none() {

@@ -260,21 +260,24 @@ impl Workspace {
         Ok(())
     }
 
+    /// `git diff --cached` of the staged worktree against the base, bytes as bytes (no textconv,
+    /// no external diff); relative to the factory's directory, or the whole repository.
+    fn cached_diff(&self, relative: bool, extra: &[&str]) -> Result<String, String> {
+        let mut args = vec!["diff", "--cached", "--no-textconv", "--no-ext-diff"];
+        if relative {
+            args.push("--relative");
+        }
+        args.extend_from_slice(extra);
+        args.push(&self.base);
+        if relative { self.git_here(&args) } else { self.git(&args) }
+    }
+
     /// The change against the base revision, as `git diff --stat` and as a patch.
     pub fn diff(&self) -> Result<(String, String), String> {
         let _held = self.locked();
         self.stage_all()?;
-        let stat =
-            self.git_here(&["diff", "--cached", "--relative", "--no-textconv", "--no-ext-diff", "--stat", &self.base])?;
-        let patch = self.git_here(&[
-            "diff",
-            "--cached",
-            "--relative",
-            "--no-textconv",
-            "--no-ext-diff",
-            "--binary",
-            &self.base,
-        ])?;
+        let stat = self.cached_diff(true, &["--stat"])?;
+        let patch = self.cached_diff(true, &["--binary"])?;
         Ok((stat, patch))
     }
 
@@ -292,17 +295,7 @@ impl Workspace {
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
         let _held = self.locked();
         self.stage_all()?;
-        let out = self.git_here(&[
-            "diff",
-            "--cached",
-            "--relative",
-            "--no-textconv",
-            "--no-ext-diff",
-            "--numstat",
-            "-z",
-            "--no-renames",
-            &self.base,
-        ])?;
+        let out = self.cached_diff(true, &["--numstat", "-z", "--no-renames"])?;
         let mut rows = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(3, '\t');
@@ -312,36 +305,15 @@ impl Workspace {
         Ok(rows)
     }
 
-    /// The lines the change adds, per file (`git diff -U0`, `+` lines only).
-    pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
+    /// The lines the change adds, per file (`git diff -U0`, `+` lines only), in the factory's
+    /// directory or (`whole_repo`) anywhere in the repository.
+    pub fn added_lines(&self, whole_repo: bool) -> Result<Vec<(String, String)>, String> {
         let _held = self.locked();
         self.stage_all()?;
         // --text: a file git takes for binary still shows its lines (a secret in a file with a
         // NUL byte is still a secret).
-        let out = self.git_here(&[
-            "diff",
-            "--cached",
-            "--relative",
-            "--no-textconv",
-            "--no-ext-diff",
-            "--text",
-            "-U0",
-            "--no-renames",
-            "--no-color",
-            &self.base,
-        ])?;
-        let mut file = String::new();
-        let mut lines = Vec::new();
-        for l in out.lines() {
-            if let Some(path) = l.strip_prefix("+++ b/") {
-                path.clone_into(&mut file);
-            } else if l.starts_with("+++ ") {
-                file.clear();
-            } else if let Some(added) = l.strip_prefix('+') {
-                lines.push((file.clone(), added.to_owned()));
-            }
-        }
-        Ok(lines)
+        let out = self.cached_diff(!whole_repo, &["--text", "-U0", "--no-renames", "--no-color"])?;
+        Ok(parse_added(&out))
     }
 
     /// The commit the worktree's HEAD is at.
@@ -443,6 +415,30 @@ impl Workspace {
     }
 }
 
+/// The `+` lines of a unified diff, with their file. Headers (`+++ b/...`) are read only
+/// between `diff --git` and the first hunk, so that an added line that looks like one (`++ b/x`
+/// added shows as `+++ b/x`) is still a line.
+fn parse_added(diff: &str) -> Vec<(String, String)> {
+    let mut file = String::new();
+    let mut in_header = false;
+    let mut lines = Vec::new();
+    for l in diff.lines() {
+        if l.starts_with("diff --git ") {
+            in_header = true;
+            file.clear();
+        } else if in_header {
+            if let Some(path) = l.strip_prefix("+++ b/") {
+                path.clone_into(&mut file);
+            } else if l.starts_with("@@") {
+                in_header = false;
+            }
+        } else if let Some(added) = l.strip_prefix('+') {
+            lines.push((file.clone(), added.to_owned()));
+        }
+    }
+    lines
+}
+
 /// Collects, under `dir`, what host git must not read: files over [`MAX_FILE_BYTES`], nested
 /// git repositories, FIFOs, sockets and device files (as paths relative to `top`, with why).
 /// Never follows a link; does not descend into nested repositories or the top's `.git`.
@@ -468,5 +464,19 @@ fn walk(top: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
         } else if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {
             out.push((rel, "is not a regular file".into()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_added_line_that_looks_like_a_header_is_a_line() {
+        let diff = "diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -0,0 +1,2 @@\n+++ b/hidden\n+plain\ndiff --git a/g b/g\n+++ b/g\n@@ -1 +1 @@\n+x\n";
+        let got = super::parse_added(diff);
+        let want: Vec<(String, String)> = [("f", "++ b/hidden"), ("f", "plain"), ("g", "x")]
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect();
+        assert_eq!(got, want);
     }
 }

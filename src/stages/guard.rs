@@ -91,7 +91,7 @@ pub fn check(ws: &Workspace, rules: &Rules, needles: &Needles) -> Result<(), Str
     }
     if !needles.is_empty() {
         let mut by_file: Vec<(String, String)> = Vec::new();
-        for (file, line) in ws.added_lines()? {
+        for (file, line) in ws.added_lines(true)? {
             match by_file.last_mut() {
                 Some((f, text)) if *f == file => {
                     text.push('\n');

@@ -259,6 +259,7 @@ fn a_change_holding_a_secret_never_ships_and_the_reason_is_masked() {
         "echo \"$SHIP_KEY\" | base64 > blob.txt",
         "touch \"f-$SHIP_KEY\"",
         "printf 'a\\0b %s\\n' \"$SHIP_KEY\" > bin.dat",
+        "echo \"++ b/$SHIP_KEY\" >> README",
     ] {
         let repo = Repo::with_policy(
             &format!("  agent:\n    secrets: [SHIP_KEY]\n    run: {edit}\n{SHIP}"),

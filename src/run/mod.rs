@@ -1358,8 +1358,10 @@ async fn run_host_stage(
         tokio::task::spawn_blocking(move || match kind.as_str() {
             "ship" => match (ship, guard) {
                 (Some((params, github, summary, issue)), Some(rules)) => {
-                    crate::stages::guard::check(&ctx.workspace, &rules, &ctx.needles)?;
-                    crate::stages::ship::ship(&ctx.workspace, &params, github.as_ref(), &summary, issue)
+                    // One tree: what the guard judges is what ship commits.
+                    let tree = ctx.workspace.change_tree()?;
+                    crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
+                    crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue)
                 }
                 _ => Err("ship: no parameters".into()),
             },
@@ -1543,14 +1545,17 @@ mod ownership {
 
     use crate::exec::docker::FALLBACK_UID;
 
+    /// Never follows a link; directory by directory, not by recursion (a stage chose the
+    /// tree's depth).
     fn chown_tree(path: &Path, uid: u32, gid: u32) {
-        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
-        if let Ok(meta) = std::fs::symlink_metadata(path)
-            && meta.is_dir()
-            && let Ok(entries) = std::fs::read_dir(path)
-        {
-            for e in entries.flatten() {
-                chown_tree(&e.path(), uid, gid);
+        let mut todo = vec![path.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
+            if let Ok(meta) = std::fs::symlink_metadata(&p)
+                && meta.is_dir()
+                && let Ok(entries) = std::fs::read_dir(&p)
+            {
+                todo.extend(entries.flatten().map(|e| e.path()));
             }
         }
     }

@@ -139,12 +139,15 @@ pub type Scrubbed = Vec<String>;
 /// or sticky bit, and FIFOs, sockets and device files are removed; with `links: false`,
 /// symbolic links are removed too (an I/O directory has no use for them). Never follows a link.
 pub fn scrub(top: &Path, links: bool) -> Scrubbed {
-    let mut done = Vec::new();
-    scrub_dir(top, top, links, &mut done);
+    // Directory by directory, not by recursion: the stage chose the tree's depth.
+    let (mut done, mut dirs) = (Vec::new(), vec![top.to_path_buf()]);
+    while let Some(dir) = dirs.pop() {
+        scrub_dir(top, &dir, links, &mut done, &mut dirs);
+    }
     done
 }
 
-fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed) {
+fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed, dirs: &mut Vec<std::path::PathBuf>) {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -179,7 +182,7 @@ fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed) {
             done.push(format!("{rel}: setuid/setgid/sticky bits cleared"));
         }
         if t.is_dir() && path.file_name().is_none_or(|n| n != ".git" || dir != top) {
-            scrub_dir(top, &path, links, done);
+            dirs.push(path);
         }
     }
 }
@@ -187,12 +190,21 @@ fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed) {
 /// Masks every secret in the regular files under `top` (a stage's I/O directory, kept in the
 /// run's record); a file over `cap` bytes (sparse or not) is removed rather than kept.
 pub fn mask_files(top: &Path, needles: &crate::run::mask::Needles, cap: u64) -> Scrubbed {
-    let mut done = Vec::new();
-    mask_dir(top, top, needles, cap, &mut done);
+    let (mut done, mut dirs) = (Vec::new(), vec![top.to_path_buf()]);
+    while let Some(dir) = dirs.pop() {
+        mask_dir(top, &dir, needles, cap, &mut done, &mut dirs);
+    }
     done
 }
 
-fn mask_dir(top: &Path, dir: &Path, needles: &crate::run::mask::Needles, cap: u64, done: &mut Scrubbed) {
+fn mask_dir(
+    top: &Path,
+    dir: &Path,
+    needles: &crate::run::mask::Needles,
+    cap: u64,
+    done: &mut Scrubbed,
+    dirs: &mut Vec<std::path::PathBuf>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -211,7 +223,7 @@ fn mask_dir(top: &Path, dir: &Path, needles: &crate::run::mask::Needles, cap: u6
             continue;
         }
         if meta.is_dir() {
-            mask_dir(top, &path, needles, cap, done);
+            dirs.push(path);
             continue;
         }
         if needles.is_empty() && meta.is_file() && meta.len() <= cap {

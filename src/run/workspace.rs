@@ -146,8 +146,11 @@ impl Workspace {
     /// Stages the whole worktree (`git add --all`), after checking that git will read nothing
     /// it should not: see the module's documentation.
     fn stage_all(&self) -> Result<(), String> {
-        let mut suspects = Vec::new();
-        walk(&self.dir, &self.dir, &mut suspects);
+        // Directory by directory, not by recursion: the stage chose the tree's depth.
+        let (mut suspects, mut dirs) = (Vec::new(), vec![self.dir.clone()]);
+        while let Some(dir) = dirs.pop() {
+            walk(&self.dir, &dir, &mut suspects, &mut dirs);
+        }
         if !suspects.is_empty() {
             // What .gitignore excludes, git never reads.
             let paths: Vec<&str> = suspects.iter().map(|(p, _)| p.as_str()).collect();
@@ -260,34 +263,22 @@ impl Workspace {
         Ok(())
     }
 
-    /// `git diff --cached` of the staged worktree against the base, bytes as bytes (no textconv,
-    /// no external diff); relative to the factory's directory, or the whole repository.
-    fn cached_diff(&self, relative: bool, extra: &[&str]) -> Result<String, String> {
-        let mut args = vec!["diff", "--cached", "--no-textconv", "--no-ext-diff"];
-        if relative {
-            args.push("--relative");
-        }
+    /// `git diff --cached` of the staged worktree against the base in the factory's directory,
+    /// bytes as bytes (no textconv, no external diff).
+    fn cached_diff(&self, extra: &[&str]) -> Result<String, String> {
+        let mut args = vec!["diff", "--cached", "--relative", "--no-textconv", "--no-ext-diff"];
         args.extend_from_slice(extra);
         args.push(&self.base);
-        if relative { self.git_here(&args) } else { self.git(&args) }
+        self.git_here(&args)
     }
 
     /// The change against the base revision, as `git diff --stat` and as a patch.
     pub fn diff(&self) -> Result<(String, String), String> {
         let _held = self.locked();
         self.stage_all()?;
-        let stat = self.cached_diff(true, &["--stat"])?;
-        let patch = self.cached_diff(true, &["--binary"])?;
+        let stat = self.cached_diff(&["--stat"])?;
+        let patch = self.cached_diff(&["--binary"])?;
         Ok((stat, patch))
-    }
-
-    /// Every path the change adds, changes or deletes, relative to the repository's top (the
-    /// whole repository, not only the factory's directory).
-    pub fn changed_paths(&self) -> Result<Vec<String>, String> {
-        let _held = self.locked();
-        self.stage_all()?;
-        let out = self.git(&["diff", "--cached", "--name-only", "-z", "--no-renames", &self.base])?;
-        Ok(out.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
     }
 
     /// Per changed file against the base: (path, added lines, removed lines); binary files
@@ -295,7 +286,7 @@ impl Workspace {
     pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
         let _held = self.locked();
         self.stage_all()?;
-        let out = self.cached_diff(true, &["--numstat", "-z", "--no-renames"])?;
+        let out = self.cached_diff(&["--numstat", "-z", "--no-renames"])?;
         let mut rows = Vec::new();
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(3, '\t');
@@ -305,14 +296,14 @@ impl Workspace {
         Ok(rows)
     }
 
-    /// The lines the change adds, per file (`git diff -U0`, `+` lines only), in the factory's
-    /// directory or (`whole_repo`) anywhere in the repository.
-    pub fn added_lines(&self, whole_repo: bool) -> Result<Vec<(String, String)>, String> {
+    /// The lines the change adds in the factory's directory, per file (`git diff -U0`, `+`
+    /// lines only).
+    pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
         let _held = self.locked();
         self.stage_all()?;
         // --text: a file git takes for binary still shows its lines (a secret in a file with a
         // NUL byte is still a secret).
-        let out = self.cached_diff(!whole_repo, &["--text", "-U0", "--no-renames", "--no-color"])?;
+        let out = self.cached_diff(&["--text", "-U0", "--no-renames", "--no-color"])?;
         Ok(parse_added(&out))
     }
 
@@ -375,14 +366,42 @@ impl Workspace {
         Ok(())
     }
 
-    /// One commit on top of the base holding the whole change; returns its id.
-    pub fn commit_change(&self, message: &str) -> Result<String, String> {
+    /// The whole change as a tree (the worktree staged, then written): what the last checks
+    /// before `ship` judge and what `ship` commits are this one tree, whatever a stage still
+    /// running writes meanwhile.
+    pub fn change_tree(&self) -> Result<String, String> {
         let _held = self.locked();
         self.stage_all()?;
-        let tree = self.git(&["write-tree"])?;
+        self.git(&["write-tree"])
+    }
+
+    /// Every path `tree` adds, changes or deletes against the base, repository-relative.
+    pub fn tree_paths(&self, tree: &str) -> Result<Vec<String>, String> {
+        let out = self.git(&[
+            "diff",
+            "--no-textconv",
+            "--no-ext-diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            &self.base,
+            tree,
+        ])?;
+        Ok(out.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// The lines `tree` adds against the base, per file, anywhere in the repository.
+    pub fn tree_added_lines(&self, tree: &str) -> Result<Vec<(String, String)>, String> {
+        let args =
+            ["diff", "--no-textconv", "--no-ext-diff", "--text", "-U0", "--no-renames", "--no-color", &self.base, tree];
+        Ok(parse_added(&self.git(&args)?))
+    }
+
+    /// One commit on top of the base holding `tree` (from [`Workspace::change_tree`]).
+    pub fn commit_tree(&self, tree: &str, message: &str) -> Result<String, String> {
         let ident = ["-c", "user.name=lightsout", "-c", "user.email=lightsout@localhost", "-c", "commit.gpgsign=false"];
         let mut args: Vec<&str> = ident.to_vec();
-        args.extend(["commit-tree", tree.as_str(), "-p", self.base.as_str(), "-m", message]);
+        args.extend(["commit-tree", tree, "-p", self.base.as_str(), "-m", message]);
         self.git(&args)
     }
 
@@ -442,7 +461,7 @@ fn parse_added(diff: &str) -> Vec<(String, String)> {
 /// Collects, under `dir`, what host git must not read: files over [`MAX_FILE_BYTES`], nested
 /// git repositories, FIFOs, sockets and device files (as paths relative to `top`, with why).
 /// Never follows a link; does not descend into nested repositories or the top's `.git`.
-fn walk(top: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+fn walk(top: &Path, dir: &Path, out: &mut Vec<(String, String)>, dirs: &mut Vec<PathBuf>) {
     use std::os::unix::fs::FileTypeExt as _;
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -458,7 +477,7 @@ fn walk(top: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
             continue;
         }
         if t.is_dir() {
-            walk(top, &path, out);
+            dirs.push(path);
         } else if t.is_file() && meta.len() > MAX_FILE_BYTES {
             out.push((rel, format!("is {} bytes, over the limit of {MAX_FILE_BYTES}", meta.len())));
         } else if t.is_fifo() || t.is_socket() || t.is_char_device() || t.is_block_device() {

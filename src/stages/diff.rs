@@ -125,7 +125,7 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
             reasons.push(format!("{path} changed: new dependencies need `allow_dependencies: true`"));
         }
     }
-    for (path, line) in ws.added_lines(false)? {
+    for (path, line) in ws.added_lines()? {
         if let Some(what) = credential(&line) {
             reasons.push(format!("{path} adds what looks like {what}"));
         }

@@ -73,11 +73,11 @@ impl Rules {
     }
 }
 
-/// Checks the workspace's change against the base: `Err` with every reason (masked) when it
-/// touches a protected path or holds a secret.
-pub fn check(ws: &Workspace, rules: &Rules, needles: &Needles) -> Result<(), String> {
+/// Checks the change (`tree`, from [`Workspace::change_tree`]) against the base: `Err` with
+/// every reason (masked) when it touches a protected path or holds a secret.
+pub fn check(ws: &Workspace, tree: &str, rules: &Rules, needles: &Needles) -> Result<(), String> {
     let mut reasons = Vec::new();
-    let changed = ws.changed_paths()?;
+    let changed = ws.tree_paths(tree)?;
     for path in &changed {
         if let Some(rule) = rules.protects(path, &ws.sub) {
             reasons.push(format!(
@@ -91,7 +91,7 @@ pub fn check(ws: &Workspace, rules: &Rules, needles: &Needles) -> Result<(), Str
     }
     if !needles.is_empty() {
         let mut by_file: Vec<(String, String)> = Vec::new();
-        for (file, line) in ws.added_lines(true)? {
+        for (file, line) in ws.tree_added_lines(tree)? {
             match by_file.last_mut() {
                 Some((f, text)) if *f == file => {
                     text.push('\n');

@@ -101,13 +101,14 @@ impl GitHub {
 /// Commits, pushes, and opens the pull request.
 pub fn ship(
     ws: &Workspace,
+    tree: &str,
     p: &Params,
     github: Option<&GitHub>,
     summary: &str,
     issue: Option<u64>,
 ) -> Result<HostResult, String> {
     ws.check_branch(&p.branch)?;
-    let commit = ws.commit_change(&p.message)?;
+    let commit = ws.commit_tree(tree, &p.message)?;
     ws.push(&p.remote, &commit, &p.branch)?;
     let mut result = HostResult {
         summary: format!("ship: {commit} pushed to {} as {}", p.remote, p.branch),

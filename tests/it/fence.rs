@@ -511,3 +511,25 @@ fn host_stages_in_parallel_share_the_worktree_safely() {
     let (code, ev, err) = repo.run(&["--jobs", "12"]);
     assert_eq!(code, 0, "{err}\n{:#?}", ev.iter().filter(|e| e["event"] == "stage_finished").collect::<Vec<_>>());
 }
+
+fn a_very_deep_tree_does_not_bring_the_runner_down_on(executor: &str) {
+    let repo = Repo::new(&stage(
+        "agent",
+        "i=0\nwhile [ $i -lt 3000 ]; do mkdir d && cd d || break; i=$((i+1)); done\necho x > leaf; echo depth $i",
+        "",
+    ));
+    let (code, ev, err) = repo.run(&["--executor", executor]);
+    assert!(code == 0 || code == 1, "{code}: {err}");
+    assert!(log_text(&ev, "agent").contains("depth"), "{ev:#?}");
+    assert!(ev.iter().any(|e| e["event"] == "run_finished"), "no run_finished: {err}");
+}
+
+#[test]
+fn a_very_deep_tree_does_not_bring_the_runner_down() {
+    a_very_deep_tree_does_not_bring_the_runner_down_on("docker");
+}
+
+#[test]
+fn local_a_very_deep_tree_does_not_bring_the_runner_down() {
+    a_very_deep_tree_does_not_bring_the_runner_down_on("local");
+}

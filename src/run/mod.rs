@@ -40,6 +40,8 @@ const MAX_OUTPUT_FILE: u64 = 1024 * 1024;
 const LOG_HEAD: u64 = 4 * 1024 * 1024;
 const LOG_TAIL: usize = 4 * 1024 * 1024;
 const MAX_LOG_BYTES: u64 = LOG_HEAD + LOG_TAIL as u64;
+/// Network decisions of one attempt recorded one by one; the rest are counted.
+const MAX_EGRESS_EVENTS: usize = 1000;
 /// The largest file a stage's I/O directory keeps in the record.
 const MAX_KEPT_FILE: u64 = 64 * 1024 * 1024;
 /// The largest `JUnit` report a test command may write.
@@ -919,7 +921,19 @@ async fn run_job(
         let logs = logs.clone();
         let (stage, attempt) = (job.stage.clone(), job.attempt);
         tokio::spawn(async move {
+            // The first decisions of an attempt are recorded one by one; past that, a stage
+            // flooding the proxy would only grow the record: the rest are counted.
+            let (mut seen, mut allowed_over, mut refused_over) = (0usize, 0u64, 0u64);
             while let Some(d) = egress_rx.recv().await {
+                seen += 1;
+                if seen > MAX_EGRESS_EVENTS {
+                    if d.allowed {
+                        allowed_over += 1
+                    } else {
+                        refused_over += 1
+                    }
+                    continue;
+                }
                 let event = Event::Egress {
                     stage: stage.clone(),
                     attempt,
@@ -928,10 +942,16 @@ async fn run_job(
                     allowed: d.allowed,
                     why: needles.mask_str(&d.why),
                 };
-                // Every decision is recorded: wait for room rather than drop one.
+                // Each recorded decision waits for room rather than being dropped.
                 if logs.send(event).await.is_err() {
                     break;
                 }
+            }
+            if allowed_over + refused_over > 0 {
+                let message = format!(
+                    "`{stage}` attempt {attempt}: past {MAX_EGRESS_EVENTS} network decisions, {allowed_over} more were allowed and {refused_over} more refused (counted, not recorded one by one)"
+                );
+                let _ = logs.send(Event::Warning { message }).await;
             }
         })
     };

@@ -533,3 +533,18 @@ fn a_very_deep_tree_does_not_bring_the_runner_down() {
 fn local_a_very_deep_tree_does_not_bring_the_runner_down() {
     a_very_deep_tree_does_not_bring_the_runner_down_on("local");
 }
+
+#[test]
+fn a_flood_of_refused_connections_does_not_grow_the_record_without_bound() {
+    let (repo, ev, log) = super::hostile::egress_attack(
+        "local",
+        None,
+        &["allowed.test:80"],
+        "i=0; while [ $i -lt 1100 ]; do\n  printf 'CONNECT denied.test:80 HTTP/1.1\\r\\n\\r\\n' | busybox nc -w 2 $PROXY 3128 >/dev/null 2>&1\n  i=$((i+1))\ndone\necho flooded",
+    );
+    assert!(log.contains("flooded"), "{log}");
+    let run = repo.run_ids().pop().expect("run");
+    let recorded = repo.recorded_events(&run).iter().filter(|e| e["event"] == "egress").count();
+    assert_eq!(recorded, 1000, "{}", warnings(&ev));
+    assert!(warnings(&ev).contains("more refused"), "{}", warnings(&ev));
+}

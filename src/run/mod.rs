@@ -928,9 +928,9 @@ async fn run_job(
                 seen += 1;
                 if seen > MAX_EGRESS_EVENTS {
                     if d.allowed {
-                        allowed_over += 1
+                        allowed_over += 1;
                     } else {
-                        refused_over += 1
+                        refused_over += 1;
                     }
                     continue;
                 }

@@ -13,8 +13,37 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 pub const MASK: &[u8] = b"***";
 /// Shortest needle masked: shorter fragments would mask ordinary text without protecting much.
 pub const MIN_NEEDLE: usize = 4;
-/// Line breaks allowed between two bytes of a secret for it still to match.
+/// Invisible pieces (line breaks, control bytes, escape sequences) allowed between two bytes of
+/// a secret for it still to match, and the longest escape sequence skipped.
 const MAX_BREAKS: usize = 2;
+const MAX_ESCAPE: usize = 24;
+
+/// The length of the invisible piece `text` starts with: a control byte, or an escape sequence
+/// of at most [`MAX_ESCAPE`] bytes; `None` when it starts with a visible byte.
+fn invisible_len(text: &[u8]) -> Option<usize> {
+    let first = *text.first()?;
+    if first != 0x1b {
+        return (first < 0x20 || first == 0x7f).then_some(1);
+    }
+    match text.get(1) {
+        // CSI: parameters and intermediates, then one final byte.
+        Some(b'[') => text
+            .iter()
+            .enumerate()
+            .skip(2)
+            .take(MAX_ESCAPE - 2)
+            .find(|(_, c)| (0x40..=0x7e).contains(*c))
+            .map(|(n, _)| n + 1),
+        // OSC: up to BEL or ESC \.
+        Some(b']') => text.iter().enumerate().skip(2).take(MAX_ESCAPE - 2).find_map(|(n, &c)| match c {
+            0x07 => Some(n + 1),
+            b'\\' if text[n - 1] == 0x1b => Some(n + 1),
+            _ => None,
+        }),
+        Some(_) => Some(2),
+        None => Some(1),
+    }
+}
 
 /// The set of byte strings to mask, derived from secret values.
 #[derive(Clone, Debug, Default)]
@@ -54,7 +83,7 @@ impl Needles {
         }
         // Longest first, so that a secret is masked whole rather than by one of its lines.
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        let max_span = needles.iter().map(|n| n.len() + (n.len() - 1) * MAX_BREAKS).max().unwrap_or(0);
+        let max_span = needles.iter().map(|n| n.len() + (n.len() - 1) * MAX_BREAKS * MAX_ESCAPE).max().unwrap_or(0);
         Needles { needles, max_span }
     }
 
@@ -62,14 +91,17 @@ impl Needles {
         self.needles.is_empty()
     }
 
-    /// Length of a match of `needle` at `text[at..]`, allowing line breaks between its bytes.
+    /// Length of a match of `needle` at `text[at..]`, allowing, between two of its bytes, up to
+    /// [`MAX_BREAKS`] pieces a terminal does not show as text: line breaks, other control bytes,
+    /// and escape sequences (`ESC [ ... final`, `ESC ] ... BEL`, two-byte `ESC x`).
     fn match_len(needle: &[u8], text: &[u8], at: usize) -> Option<usize> {
         let mut i = at;
         for (k, &b) in needle.iter().enumerate() {
             if k > 0 {
                 let mut breaks = 0;
-                while i < text.len() && (text[i] == b'\n' || text[i] == b'\r') && text[i] != b && breaks < MAX_BREAKS {
-                    i += 1;
+                while i < text.len() && text[i] != b && breaks < MAX_BREAKS {
+                    let Some(len) = invisible_len(&text[i..]) else { break };
+                    i += len;
                     breaks += 1;
                 }
             }
@@ -222,6 +254,20 @@ mod tests {
                 let inner = engine.encode(SECRET);
                 assert!(!out.contains(&inner[4..inner.len() - 4]), "{out}");
             }
+        }
+    }
+
+    #[test]
+    fn escape_sequences_and_control_bytes_inside_a_secret() {
+        for broken in [
+            "hunter2-\x1b[0ms3cr3t-value",
+            "hunter2-\x1b[38;5;196ms3cr3t-value",
+            "hun\x1b]0;title\x07ter2-s3cr3t-value",
+            "hunter2\x08-s3cr3t\x00-value",
+            "h\x1b[0mu\x1b[0mn\x1b[0mt\x1b[0mer2-s3cr3t-value",
+        ] {
+            let out = stream(&[broken.as_bytes()]);
+            assert_eq!(out, "***", "{broken:?} -> {out:?}");
         }
     }
 

@@ -1451,8 +1451,9 @@ async fn write_log(
         tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
     }
     let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
-    let mut out = Masker::new(Arc::clone(&needles));
-    let mut err = Masker::new(needles);
+    // One masker for both streams, in the order they arrive (the order of the log file): a
+    // secret printed half on stdout and half on stderr is still one secret in the file.
+    let mut masker = Masker::new(needles);
     let mut written: u64 = 0;
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut omitted: u64 = 0;
@@ -1480,18 +1481,17 @@ async fn write_log(
         }
         Ok(())
     };
+    let mut last = event::Stream::Stdout;
     while let Some((which, chunk)) = chunks.recv().await {
-        let m = if which == event::Stream::Stdout { &mut out } else { &mut err };
-        let safe = m.push(&chunk);
+        let safe = masker.push(&chunk);
+        last = which;
         if !safe.is_empty() {
             keep(which, safe, &mut file).await?;
         }
     }
-    for (which, m) in [(event::Stream::Stdout, &mut out), (event::Stream::Stderr, &mut err)] {
-        let rest = m.finish();
-        if !rest.is_empty() {
-            keep(which, rest, &mut file).await?;
-        }
+    let rest = masker.finish();
+    if !rest.is_empty() {
+        keep(last, rest, &mut file).await?;
     }
     if omitted > 0 {
         let note = format!(

@@ -548,3 +548,26 @@ fn a_flood_of_refused_connections_does_not_grow_the_record_without_bound() {
     assert_eq!(recorded, 1000, "{}", warnings(&ev));
     assert!(warnings(&ev).contains("more refused"), "{}", warnings(&ev));
 }
+
+#[test]
+fn a_secret_split_across_streams_or_by_escape_sequences_is_masked() {
+    let repo = Repo::with_policy(
+        &stage(
+            "leak",
+            "printf '%s' \"$SPLIT_KEY\" | head -c 6; printf '%s\\n' \"$SPLIT_KEY\" | tail -c +7 >&2\nprintf 'SuperS\\033[0mecretValue123\\n'\nprintf 'Sup\\033]0;t\\007erSecretValue123\\n'",
+            "    secrets: [SPLIT_KEY]\n",
+        ),
+        Some("version: 1\nsecrets: { SPLIT_KEY: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&[]);
+    c.env("SPLIT_KEY", "SuperSecretValue123");
+    let (code, out, err) = output(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let run = repo.run_ids().pop().expect("run");
+    let log = std::fs::read(repo.record(&run).join("stages/leak/1.log")).expect("log");
+    // What a terminal shows of the log: its bytes without the escape sequences and controls.
+    let shown: String = String::from_utf8_lossy(&log).chars().filter(|c| !c.is_control()).collect();
+    for text in [shown, out.replace("\\u001b", "")] {
+        assert!(!text.contains("ecretValue123") && !text.contains("SuperSecret"), "{text}");
+    }
+}

@@ -530,7 +530,7 @@ fn a_very_deep_tree_does_not_bring_the_runner_down() {
 }
 
 #[test]
-fn local_a_very_deep_tree_does_not_bring_the_runner_down() {
+pub(crate) fn local_a_very_deep_tree_does_not_bring_the_runner_down() {
     a_very_deep_tree_does_not_bring_the_runner_down_on("local");
 }
 

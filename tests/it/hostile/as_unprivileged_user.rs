@@ -42,6 +42,8 @@ as_unprivileged_user! {
     local_special_result_files_fail_cleanly = super::super::fence::local_special_result_files_fail_cleanly;
     local_a_huge_sparse_file_never_reaches_host_git = super::super::fence::local_a_huge_sparse_file_never_reaches_host_git;
     local_logs_are_capped_and_keep_their_end = super::super::fence::local_logs_are_capped_and_keep_their_end;
+    local_a_very_deep_tree_does_not_bring_the_runner_down =
+        super::super::fence::local_a_very_deep_tree_does_not_bring_the_runner_down;
 }
 
 /// The variants above test what they say: the runner is the unprivileged user (it owns the run's

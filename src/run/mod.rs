@@ -738,7 +738,17 @@ async fn run_stage(
             Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
         }
     };
-    let mut env: Vec<(String, String)> = stage.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // `env:` values are templates, rendered as text: an environment variable is one value,
+    // never shell-parsed, so ticket text in it stays data.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &stage.env {
+        match templates::render(Mode::Text, v, &tctx) {
+            Ok(value) => env.push((k.clone(), value)),
+            Err(e) => {
+                return done(Outcome::Failed, None, format!("the template of `env.{k}` failed: {e}"), BTreeMap::new());
+            }
+        }
+    }
     // Secrets as files live on a tmpfs of the host for the attempt only, never on disk.
     let secret_dir = SecretDir::new(&ctx.meta.run_id, &stage.id, attempt);
     let mut files = Vec::new();
@@ -1072,7 +1082,9 @@ async fn grade_tests(
 
     // The base revision, once per base, command and test files.
     // The image and the stage's (non-secret) environment change results as much as the command.
-    let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, stage.env, strings("test_files"));
+    // The environment as rendered for this ticket, without secret values.
+    let visible: Vec<&(String, String)> = job.env.iter().filter(|(k, _)| !stage.secrets.contains(k)).collect();
+    let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, strings("test_files"));
     let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
     let cache = cache_dir.join(format!("{}-{}.json", ctx.meta.base, crate::exec::image::short_hash(key.as_bytes())));
     let base_results: crate::stages::grade_tests::Results =

@@ -571,3 +571,16 @@ fn a_secret_split_across_streams_or_by_escape_sequences_is_masked() {
         assert!(!text.contains("ecretValue123") && !text.contains("SuperSecret"), "{text}");
     }
 }
+
+#[test]
+fn env_values_are_rendered_and_ticket_text_in_them_stays_data() {
+    let repo = Repo::new(
+        "  a:\n    run: echo 'k=from-a' > $LIGHTSOUT_OUTPUT\n    outputs: [k]\n  b:\n    needs: [a]\n    env: { FROM_A: \"{{ stages.a.outputs.k }}\", TITLE: \"{{ ticket.title }}\" }\n    run: printf '%s|%s\\n' \"$FROM_A\" \"$TITLE\"; ls /workspace\n",
+    );
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "b");
+    // The ticket's title holds `$(touch /workspace/pwned)` and backticks: data, never run.
+    assert!(log.contains("from-a|it $(touch /workspace/pwned) `id` works"), "{log}");
+    assert!(!log.contains("pwned\n") && !log.contains("uid="), "{log}");
+}

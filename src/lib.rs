@@ -7,7 +7,8 @@
 pub mod cli;
 pub mod compile;
 pub mod diag;
-pub mod exec;
+pub mod egress;
+pub mod executor;
 pub mod plan;
 pub mod policy;
 pub mod run;

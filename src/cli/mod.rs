@@ -321,7 +321,7 @@ fn egress_forward(a: &EgressForwardArgs) -> Result<Exit, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
-    let code = rt.block_on(crate::exec::proxy::forward(&a.listen, &a.to, &a.command)).map_err(Failure::Message)?;
+    let code = rt.block_on(crate::egress::forward(&a.listen, &a.to, &a.command)).map_err(Failure::Message)?;
     drop(rt);
     // The stage's own exit status, whatever it is: it is the stage's result.
     std::process::exit(code);
@@ -330,7 +330,7 @@ fn egress_forward(a: &EgressForwardArgs) -> Result<Exit, Failure> {
 fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {
     let clients =
         match &a.clients {
-            Some(c) => Some(crate::exec::proxy::Subnet::parse(c).ok_or_else(|| {
+            Some(c) => Some(crate::egress::Subnet::parse(c).ok_or_else(|| {
                 Failure::Message(format!("--clients `{c}` is not an IPv4 subnet such as 172.18.0.0/16"))
             })?),
             None => None,
@@ -341,7 +341,7 @@ fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(crate::exec::proxy::standalone(&a.listen, clients, a.allow)).map_err(Failure::Message)?;
+    rt.block_on(crate::egress::standalone(&a.listen, clients, a.allow)).map_err(Failure::Message)?;
     Ok(Exit::Ok)
 }
 

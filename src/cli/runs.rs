@@ -6,7 +6,7 @@ use clap::ValueEnum;
 
 use super::{FactoryArg, Failure, TicketArgs};
 use crate::cli::exit::Exit;
-use crate::exec::{Executor, docker, local};
+use crate::executor::{Executor, docker, local};
 use crate::run::event::{Event, RunStatus};
 use crate::run::record::{self, RunDir};
 use crate::run::{self, Options, Output, RunError};

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compile::kinds::Role;
 use crate::compile::templates::{self, Mode};
-use crate::exec::{Ended, Executor, Job};
+use crate::executor::{Ended, Executor, Job};
 use crate::plan::{Plan, Stage};
 use crate::spec::pipeline::{Access, Expect};
 use crate::ticket::Ticket;
@@ -637,7 +637,9 @@ fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>,
 fn on_name(ctx: &Ctx, stage: &str, attempt: u32) -> Option<String> {
     let on_host = ctx.plan.stage(stage).is_some_and(|s| crate::stages::is_host_kind(&s.kind));
     match &ctx.executor {
-        Executor::Docker(_) if !on_host => Some(crate::exec::docker::container_name(&ctx.meta.run_id, stage, attempt)),
+        Executor::Docker(_) if !on_host => {
+            Some(crate::executor::docker::container_name(&ctx.meta.run_id, stage, attempt))
+        }
         _ => None,
     }
 }
@@ -791,12 +793,14 @@ async fn run_stage(
     let image = match (&ctx.executor, &stage.image) {
         (Executor::Docker(d), Some(img)) => {
             let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
-            match crate::exec::image::ensure(d, &ctx.workspace, &img.value, allowed).await {
+            match crate::executor::docker::image::ensure(d, &ctx.workspace, &img.value, allowed).await {
                 Ok(name) => name,
-                Err(crate::exec::image::ImageError::Refused(e)) => {
+                Err(crate::executor::docker::image::ImageError::Refused(e)) => {
                     return done(Outcome::Failed, None, e, BTreeMap::new());
                 }
-                Err(crate::exec::image::ImageError::Fault(e)) => return done(Outcome::Fault, None, e, BTreeMap::new()),
+                Err(crate::executor::docker::image::ImageError::Fault(e)) => {
+                    return done(Outcome::Fault, None, e, BTreeMap::new());
+                }
             }
         }
         (_, img) => img.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
@@ -925,7 +929,7 @@ async fn run_job(
     cancel: &CancellationToken,
 ) -> (Result<Ended, String>, Result<(), String>) {
     let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
-    let (egress_tx, mut egress_rx) = mpsc::channel::<crate::exec::proxy::Decision>(64);
+    let (egress_tx, mut egress_rx) = mpsc::channel::<crate::egress::Decision>(64);
     let egress = {
         let needles = Arc::clone(&ctx.needles);
         let logs = logs.clone();
@@ -1042,7 +1046,7 @@ async fn grade_tests(
         .collect::<Result<_, _>>()?;
     let io_dir = job.io_dir.clone();
     let mut env = job.env.clone();
-    env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::exec::IO_DIR)));
+    env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 
     // The candidate, with the test files as the base revision has them.
     let candidate = ctx.workspace.head().map_err(Err)?;
@@ -1086,7 +1090,11 @@ async fn grade_tests(
     let visible: Vec<&(String, String)> = job.env.iter().filter(|(k, _)| !stage.secrets.contains(k)).collect();
     let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, strings("test_files"));
     let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
-    let cache = cache_dir.join(format!("{}-{}.json", ctx.meta.base, crate::exec::image::short_hash(key.as_bytes())));
+    let cache = cache_dir.join(format!(
+        "{}-{}.json",
+        ctx.meta.base,
+        crate::executor::docker::image::short_hash(key.as_bytes())
+    ));
     let base_results: crate::stages::grade_tests::Results =
         if let Some(r) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
             r
@@ -1210,7 +1218,7 @@ fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(), String> 
 /// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).
 fn agent_script(agent: &crate::plan::AgentCall) -> String {
     use crate::spec::factory::PromptMode;
-    let prompt = format!("{}/prompt.md", crate::exec::IO_DIR);
+    let prompt = format!("{}/prompt.md", crate::executor::IO_DIR);
     let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
     let argv: Vec<String> = agent.argv.iter().map(|a| quote(&a.replace("{prompt_file}", &prompt))).collect();
     let argv = argv.join(" ");
@@ -1575,7 +1583,7 @@ mod ownership {
     use std::os::unix::fs::MetadataExt as _;
     use std::path::Path;
 
-    use crate::exec::docker::FALLBACK_UID;
+    use crate::executor::docker::FALLBACK_UID;
 
     /// Never follows a link; directory by directory, not by recursion (a stage chose the
     /// tree's depth).

@@ -5,6 +5,7 @@ mod boundary_output;
 mod cli;
 mod fence;
 mod hostile;
+mod layers;
 mod malformed;
 mod run;
 mod runner;

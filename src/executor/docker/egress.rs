@@ -18,10 +18,10 @@ use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
-use super::Job;
-use super::docker::{Docker, FALLBACK_UID, labels};
 use super::image::short_hash;
-use super::proxy::{Decision, Subnet};
+use super::{Docker, FALLBACK_UID, labels};
+use crate::egress::{Decision, Subnet};
+use crate::executor::Job;
 
 /// The port the proxy listens on, inside its container.
 pub const PROXY_PORT: u16 = 3128;

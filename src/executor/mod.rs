@@ -4,10 +4,7 @@
 //! the scheduler may retry, never a stage failure.
 
 pub mod docker;
-pub mod egress;
-pub mod image;
 pub mod local;
-pub mod proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,7 +78,7 @@ impl Executor {
         &self,
         job: &Job,
         logs: &LogSink,
-        decisions: &mpsc::Sender<proxy::Decision>,
+        decisions: &mpsc::Sender<crate::egress::Decision>,
         cancel: &CancellationToken,
     ) -> Result<Ended, String> {
         match self {

@@ -16,7 +16,7 @@ use crate::run::workspace::Workspace;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt as _;
 
-use super::docker::Docker;
+use super::Docker;
 
 /// What a stage's `image:` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

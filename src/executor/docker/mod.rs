@@ -14,11 +14,14 @@ use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::egress::Egress;
-use super::proxy::Decision;
+pub mod egress;
+pub mod image;
+
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
+use crate::egress::Decision;
 use crate::run::event::Stream;
 use crate::run::record::{runner_alive, runner_id};
+use egress::Egress;
 
 /// Label keys on every container lightsout starts.
 pub const LABEL_RUN: &str = "dev.lightsout.run";
@@ -77,11 +80,11 @@ impl Docker {
         let egress_network = std::env::var("LIGHTSOUT_EGRESS_NETWORK")
             .ok()
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| super::egress::DEFAULT_EGRESS_NETWORK.to_owned());
+            .unwrap_or_else(|| egress::DEFAULT_EGRESS_NETWORK.to_owned());
         let egress_subnets = std::env::var("LIGHTSOUT_EGRESS_SUBNETS")
             .ok()
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| super::egress::DEFAULT_EGRESS_SUBNETS.to_owned());
+            .unwrap_or_else(|| egress::DEFAULT_EGRESS_SUBNETS.to_owned());
         Ok(Docker { client, egress_network, egress_subnets })
     }
 
@@ -192,7 +195,7 @@ impl Docker {
         binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
         let mut env = base_env(job);
         if let Some(e) = egress {
-            env.extend(super::proxy::proxy_env(&e.url));
+            env.extend(crate::egress::proxy_env(&e.url));
         }
         let env: Vec<String> =
             env.into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();

@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::docker::FALLBACK_UID;
-use super::proxy::Decision;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
+use crate::egress::Decision;
 use crate::run::event::Stream;
 
 /// Host directories the sandbox sees, read-only, when they exist.
@@ -71,8 +71,8 @@ impl Egress {
                     .map_err(|e| format!("local: {}: {e}", p.display()))?;
             }
         }
-        let gate = super::proxy::allow_list(job.egress.clone());
-        tokio::spawn(super::proxy::serve_unix(listener, gate, decisions, egress.stop.clone()));
+        let gate = crate::egress::allow_list(job.egress.clone());
+        tokio::spawn(crate::egress::serve_unix(listener, gate, decisions, egress.stop.clone()));
         Ok(egress)
     }
 }
@@ -124,7 +124,7 @@ impl Local {
     fn command(&self, job: &Job, egress: Option<&Path>) -> Result<Command, String> {
         let mut env: Vec<(String, String)> = base_env(job);
         if egress.is_some() {
-            env.extend(super::proxy::proxy_env(&format!("http://{FORWARD_ADDR}")));
+            env.extend(crate::egress::proxy_env(&format!("http://{FORWARD_ADDR}")));
         }
         env.extend(job.env.iter().cloned());
         if let Some(bwrap) = &self.bwrap {

@@ -6,10 +6,10 @@ use clap::ValueEnum;
 
 use super::{FactoryArg, Failure, TicketArgs};
 use crate::cli::exit::Exit;
+use crate::events::{Event, RunStatus};
 use crate::executor::{Executor, docker, local};
-use crate::run::event::{Event, RunStatus};
-use crate::run::record::{self, RunDir};
 use crate::run::{self, Options, Output, RunError};
+use crate::store::{self, RunDir};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorChoice {
@@ -285,7 +285,7 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
     let mut text = String::new();
     match &a.command {
         None => {
-            let runs = record::list(&repo);
+            let runs = store::list(&repo);
             if runs.is_empty() {
                 text.push_str("no runs yet\n");
             }
@@ -358,9 +358,9 @@ pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;
     let text = match a.format {
-        ReportFormat::Md => crate::run::report::markdown(&dir),
-        ReportFormat::Junit => crate::run::report::junit(&dir),
-        ReportFormat::Json => crate::run::report::json(&dir),
+        ReportFormat::Md => crate::report::markdown(&dir),
+        ReportFormat::Junit => crate::report::junit(&dir),
+        ReportFormat::Json => crate::report::json(&dir),
     }
     .map_err(Failure::Io)?;
     match a.format {

@@ -9,11 +9,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::kinds::Role;
 use super::stage::Context;
-use super::templates::{self, ROOTS, STAGE_FIELDS, TICKET_FIELDS};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::plan::Stage;
 use crate::spec::Located;
 use crate::spec::pipeline;
+use crate::template::{self as templates, ROOTS, STAGE_FIELDS, TICKET_FIELDS};
 
 /// Stage index by id, and for each stage the indexes of the stages it needs.
 struct Deps<'a> {

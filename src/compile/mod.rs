@@ -7,7 +7,6 @@ mod graph;
 pub mod kinds;
 mod route;
 mod stage;
-pub mod templates;
 pub mod units;
 
 use std::collections::BTreeMap;

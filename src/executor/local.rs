@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::docker::FALLBACK_UID;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::egress::Decision;
-use crate::run::event::Stream;
+use crate::events::Stream;
 
 /// Host directories the sandbox sees, read-only, when they exist.
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::Stream;
 use crate::plan::Limits;
-use crate::run::event::Stream;
 
 /// Where, inside the sandbox, the workspace is.
 pub const WORKSPACE: &str = "/workspace";

@@ -2,15 +2,6 @@
 //! runs on an executor, every fact becomes an [`Event`] that is recorded (fsynced) before the
 //! loop acts on it, and observers (the display) see the same events.
 
-pub mod display;
-pub mod event;
-pub mod markdown;
-pub mod mask;
-pub mod record;
-pub mod report;
-pub mod untrusted;
-pub mod workspace;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,15 +15,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::compile::kinds::Role;
-use crate::compile::templates::{self, Mode};
+use crate::events::{Event, Outcome, RunStatus, Stamped};
 use crate::executor::{Ended, Executor, Job};
 use crate::plan::{Plan, Stage};
+use crate::secrets::{Masker, Needles};
 use crate::spec::pipeline::{Access, Expect};
+use crate::store::{Recorder, RunDir, RunMeta, RunState};
+use crate::template::Mode;
 use crate::ticket::Ticket;
-use event::{Event, Outcome, RunStatus, Stamped};
-use mask::{Masker, Needles};
-use record::{Recorder, RunDir, RunMeta, RunState};
-use workspace::Workspace;
+use crate::workspace::{self, Workspace};
 
 /// Largest outputs file read back from a stage.
 const MAX_OUTPUT_FILE: u64 = 1024 * 1024;
@@ -356,7 +347,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     let mut recorder =
         Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
     let (obs_tx, obs_rx) = mpsc::channel::<Stamped>(256);
-    let display = tokio::spawn(display::show(ctx.output, ctx.plan.clone(), obs_rx));
+    let display = tokio::spawn(crate::report::terminal::show(ctx.output, ctx.plan.clone(), obs_rx));
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     // Stages never run as root: when the runner is, the workspace is the stages' user's.
@@ -395,10 +386,10 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
         if stop_reason.is_none() && !cancel.is_cancelled() {
             for (i, s) in stages.iter().enumerate() {
                 let st = state.stages.get(&s.id);
-                if in_flight[i] || st.is_some_and(record::StageState::settled) {
+                if in_flight[i] || st.is_some_and(crate::store::StageState::settled) {
                     continue;
                 }
-                let needs: Vec<&record::StageState> =
+                let needs: Vec<&crate::store::StageState> =
                     s.needs.iter().filter_map(|n| state.stages.get(n.as_str())).collect();
                 if needs.len() < s.needs.len() || needs.iter().any(|n| !n.settled()) {
                     continue;
@@ -417,7 +408,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                 }
                 let tctx = template_ctx(&ctx, &state, &s.id);
                 if let Some(cond) = &s.condition {
-                    match templates::eval_condition(cond, &tctx) {
+                    match crate::template::eval_condition(cond, &tctx) {
                         Ok(true) => {}
                         Ok(false) => {
                             emit(
@@ -439,7 +430,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
                     if !state.stages.get(&s.id).is_some_and(|st| st.awaiting) {
                         let message = s.with.get("message").and_then(|m| m.as_str()).unwrap_or("a person must approve");
                         let message =
-                            templates::render(Mode::Text, message, &tctx).unwrap_or_else(|_| message.to_owned());
+                            crate::template::render(Mode::Text, message, &tctx).unwrap_or_else(|_| message.to_owned());
                         emit(
                             Event::ApprovalRequested { stage: s.id.clone(), message: ctx.needles.mask_str(&message) },
                             &mut state,
@@ -460,13 +451,15 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
             }
             // Stages the loop skipped may unblock others: go round again before waiting.
             if running.is_empty()
-                && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(record::StageState::settled))
+                && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled))
             {
                 let progress = stages.iter().enumerate().any(|(i, s)| {
                     !in_flight[i]
                         && !state.stages.get(&s.id).is_some_and(|st| st.awaiting)
-                        && !state.stages.get(&s.id).is_some_and(record::StageState::settled)
-                        && s.needs.iter().all(|n| state.stages.get(n.as_str()).is_some_and(record::StageState::settled))
+                        && !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled)
+                        && s.needs
+                            .iter()
+                            .all(|n| state.stages.get(n.as_str()).is_some_and(crate::store::StageState::settled))
                 });
                 if progress {
                     continue;
@@ -580,7 +573,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     // Stages that never ran.
     let reason = if let Some(r) = &stop_reason { r.clone() } else { "the run was cancelled".to_owned() };
     for s in stages {
-        if !state.stages.get(&s.id).is_some_and(record::StageState::settled) {
+        if !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled) {
             emit(Event::StageSkipped { stage: s.id.clone(), reason: reason.clone() }, &mut state)?;
         }
     }
@@ -722,7 +715,7 @@ async fn run_stage(
     let script = if let Some(agent) = &stage.agent {
         // The prompt is text (ticket values inserted as they are, never evaluated); it reaches
         // the agent as a file, on stdin or as one argument, never through a shell word.
-        let prompt = match templates::render(Mode::Text, &agent.prompt, &tctx) {
+        let prompt = match crate::template::render(Mode::Text, &agent.prompt, &tctx) {
             Ok(p) => p,
             Err(e) => return done(Outcome::Failed, None, format!("the prompt template failed: {e}"), BTreeMap::new()),
         };
@@ -735,7 +728,7 @@ async fn run_stage(
             return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
         };
         // Ticket text reaches the command only as shell-quoted values.
-        match templates::render(Mode::Shell, source, &tctx) {
+        match crate::template::render(Mode::Shell, source, &tctx) {
             Ok(s) => s,
             Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
         }
@@ -744,7 +737,7 @@ async fn run_stage(
     // never shell-parsed, so ticket text in it stays data.
     let mut env: Vec<(String, String)> = Vec::new();
     for (k, v) in &stage.env {
-        match templates::render(Mode::Text, v, &tctx) {
+        match crate::template::render(Mode::Text, v, &tctx) {
             Ok(value) => env.push((k.clone(), value)),
             Err(e) => {
                 return done(Outcome::Failed, None, format!("the template of `env.{k}` failed: {e}"), BTreeMap::new());
@@ -763,13 +756,13 @@ async fn run_stage(
                 BTreeMap::new(),
             );
         };
-        if value.trim_end_matches(['\n', '\r']).len() < mask::MIN_NEEDLE {
+        if value.trim_end_matches(['\n', '\r']).len() < crate::secrets::MIN_NEEDLE {
             return done(
                 Outcome::Failed,
                 None,
                 format!(
                     "secret `{name}` is shorter than {} bytes: lightsout cannot mask it in logs and records without masking ordinary text, so no stage gets it; use a longer value",
-                    mask::MIN_NEEDLE
+                    crate::secrets::MIN_NEEDLE
                 ),
                 BTreeMap::new(),
             );
@@ -992,12 +985,14 @@ async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<Event>) {
         (job.io_dir.clone(), job.workspace.clone(), job.writable, Arc::clone(&ctx.needles));
     let work = tokio::task::spawn_blocking(move || {
         let mut done: Vec<String> =
-            untrusted::scrub(&io, false).into_iter().map(|d| format!("I/O directory: {d}")).collect();
+            crate::untrusted::scrub(&io, false).into_iter().map(|d| format!("I/O directory: {d}")).collect();
         done.extend(
-            untrusted::mask_files(&io, &needles, MAX_KEPT_FILE).into_iter().map(|d| format!("I/O directory: {d}")),
+            crate::untrusted::mask_files(&io, &needles, MAX_KEPT_FILE)
+                .into_iter()
+                .map(|d| format!("I/O directory: {d}")),
         );
         if writable {
-            done.extend(untrusted::scrub(&ws, true).into_iter().map(|d| format!("workspace: {d}")));
+            done.extend(crate::untrusted::scrub(&ws, true).into_iter().map(|d| format!("workspace: {d}")));
         }
         done
     });
@@ -1011,11 +1006,14 @@ async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<Event>) {
 /// Per-test results of one run of the test command: `JUnit` if it wrote one, else its output.
 /// The report is the stage's file: read as [`untrusted`] says, off the scheduler's thread.
 async fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
-    match untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE).await {
+    match crate::untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE).await {
         Ok(Some(xml)) => crate::stages::grade_tests::parse_junit(&String::from_utf8_lossy(&xml)),
         Ok(None) => {
-            let log =
-                untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096).await.ok().flatten().unwrap_or_default();
+            let log = crate::untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             Ok(crate::stages::grade_tests::parse_log(&String::from_utf8_lossy(&log)))
         }
         Err(why) => Err(format!("the JUnit report {why}")),
@@ -1037,7 +1035,8 @@ async fn grade_tests(
     let strings = |k: &str| crate::stages::string_list(&stage.with, k);
     let mut fail_to_pass = Vec::new();
     for t in strings("fail_to_pass") {
-        fail_to_pass.push(templates::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
+        fail_to_pass
+            .push(crate::template::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
     }
     let pass_to_pass = stage.with.get("pass_to_pass").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let test_files: Vec<glob::Pattern> = strings("test_files")
@@ -1285,9 +1284,9 @@ fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
         let Some(r) = &l.repeat else { continue };
         let attempt = state.loops.get(&l.id).map_or(1, |(a, _)| *a);
         let agent_ok = state.stages.get(&l.id).is_some_and(|s| s.outcome == Some(Outcome::Succeeded));
-        let graders: Vec<(&String, Option<&record::StageState>)> =
+        let graders: Vec<(&String, Option<&crate::store::StageState>)> =
             r.until.iter().map(|g| (g, state.stages.get(g))).collect();
-        let all_settled = graders.iter().all(|(_, s)| s.is_some_and(record::StageState::settled));
+        let all_settled = graders.iter().all(|(_, s)| s.is_some_and(crate::store::StageState::settled));
         let failed: Vec<&String> = graders
             .iter()
             .filter(|(_, s)| s.is_some_and(|s| s.outcome != Some(Outcome::Succeeded)))
@@ -1341,7 +1340,7 @@ fn ship_inputs(
 ) -> Result<(crate::stages::ship::Params, Option<crate::stages::ship::GitHub>, String, Option<u64>), String> {
     let text = |k: &str, default: &str| -> Result<String, String> {
         let source = stage.with.get(k).and_then(|v| v.as_str()).unwrap_or(default);
-        templates::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
+        crate::template::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
     };
     let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
     let params = crate::stages::ship::Params {
@@ -1367,14 +1366,15 @@ fn ship_inputs(
 fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
     let mut out = String::new();
     let t = &ctx.ticket;
-    let _ = writeln!(out, "Ticket {}: {}\n", markdown::code(&t.id), markdown::code(&t.title));
+    let _ =
+        writeln!(out, "Ticket {}: {}\n", crate::report::markdown::code(&t.id), crate::report::markdown::code(&t.title));
     let _ = writeln!(out, "| stage | kind | status |\n|---|---|---|");
     for s in ctx.plan.stages() {
         let status = tctx["stages"][&s.id]["status"].as_str().unwrap_or("pending");
         let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
     }
     if let Ok((stat, _)) = ctx.workspace.diff() {
-        let _ = writeln!(out, "\n{}", markdown::fenced(&ctx.needles.mask_str(&stat)));
+        let _ = writeln!(out, "\n{}", crate::report::markdown::fenced(&ctx.needles.mask_str(&stat)));
     }
     let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
     out
@@ -1427,7 +1427,7 @@ async fn run_host_stage(
     std::fs::write(ctx.dir.log_path(&stage.id, attempt), format!("{summary}\n")).map_err(|e| e.to_string())?;
     let _ = logs.try_send(Event::StageLog {
         stage: stage.id.clone(),
-        stream: event::Stream::Stdout,
+        stream: crate::events::Stream::Stdout,
         text: format!("{summary}\n"),
     });
     let outputs = result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect();
@@ -1464,7 +1464,7 @@ async fn write_log(
     path: &Path,
     stage: &str,
     needles: Arc<Needles>,
-    chunks: &mut mpsc::Receiver<(event::Stream, bytes::Bytes)>,
+    chunks: &mut mpsc::Receiver<(crate::events::Stream, bytes::Bytes)>,
     logs: &mpsc::Sender<Event>,
 ) -> Result<(), String> {
     if let Some(parent) = path.parent() {
@@ -1501,7 +1501,7 @@ async fn write_log(
         }
         Ok(())
     };
-    let mut last = event::Stream::Stdout;
+    let mut last = crate::events::Stream::Stdout;
     while let Some((which, chunk)) = chunks.recv().await {
         let safe = masker.push(&chunk);
         last = which;
@@ -1518,7 +1518,7 @@ async fn write_log(
             "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {LOG_HEAD} and last {LOG_TAIL} bytes]\n"
         );
         file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
-        send(event::Stream::Stderr, note.as_bytes());
+        send(crate::events::Stream::Stderr, note.as_bytes());
         let message =
             format!("`{stage}`: its output was longer than a log keeps; {omitted} bytes in the middle were omitted");
         let _ = logs.send(Event::Warning { message }).await;
@@ -1532,7 +1532,7 @@ async fn write_log(
 /// Reads `$LIGHTSOUT_OUTPUT`: a JSON object, or `key=value` lines. The file is the stage's:
 /// it is read as [`untrusted`] says, and every key, value and error quoting it is masked.
 async fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, String>, String> {
-    let bytes = match untrusted::read_file_async(path, MAX_OUTPUT_FILE).await {
+    let bytes = match crate::untrusted::read_file_async(path, MAX_OUTPUT_FILE).await {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(BTreeMap::new()),
         Err(why) => return Err(format!("$LIGHTSOUT_OUTPUT {why}")),

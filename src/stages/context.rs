@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::HostResult;
-use crate::run::workspace::Workspace;
 use crate::ticket::Ticket;
+use crate::workspace::Workspace;
 
 /// Bundle size when the stage gives no `max_bytes`.
 pub const DEFAULT_MAX_BYTES: usize = 100_000;
@@ -103,10 +103,10 @@ fn fenced(lang: &str, text: &str) -> String {
 
 /// Reads a workspace file as text, refusing symlinks (anywhere on its path), escapes, special,
 /// large and binary files; race-free against a stage swapping a link in (see
-/// [`crate::run::untrusted`]).
+/// [`crate::untrusted`]).
 pub(crate) fn read_inside(root: &Path, rel: &str) -> Result<String, &'static str> {
-    use crate::run::untrusted::Refusal;
-    let bytes = crate::run::untrusted::read_under(root, Path::new(rel), MAX_FILE_BYTES).map_err(|r| match r {
+    use crate::untrusted::Refusal;
+    let bytes = crate::untrusted::read_under(root, Path::new(rel), MAX_FILE_BYTES).map_err(|r| match r {
         Refusal::Outside => "outside the workspace",
         Refusal::Link => "a symbolic link (not followed)",
         Refusal::NotRegular(_) => "not a regular file",

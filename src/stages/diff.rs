@@ -3,7 +3,7 @@
 //! and no added text that looks like a credential.
 
 use super::{HostResult, Verdict};
-use crate::run::workspace::Workspace;
+use crate::workspace::Workspace;
 
 /// Files whose change means a dependency was added, removed or moved.
 const MANIFESTS: &[&str] = &[

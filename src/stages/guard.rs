@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use crate::run::mask::Needles;
-use crate::run::workspace::Workspace;
+use crate::secrets::Needles;
+use crate::workspace::Workspace;
 
 /// Paths no change may touch, whatever the policy says: CI configuration, git's configuration
 /// files, the runner's own directory.

@@ -5,7 +5,7 @@
 
 use super::context::read_inside;
 use super::{HostResult, Verdict};
-use crate::run::workspace::Workspace;
+use crate::workspace::Workspace;
 
 fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
     let yaml = std::path::Path::new(path)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::run::workspace::Workspace;
+use crate::workspace::Workspace;
 
 /// A grader's structured verdict, recorded with the stage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

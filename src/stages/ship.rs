@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::HostResult;
-use crate::run::workspace::Workspace;
+use crate::workspace::Workspace;
 
 /// The branch a ship stage pushes to when it names none.
 pub const DEFAULT_BRANCH: &str = "lightsout/{{ ticket.id }}";
@@ -118,7 +118,7 @@ pub fn ship(
     result.outputs.insert("branch".into(), p.branch.clone());
     if let Some(gh) = github.filter(|_| p.pull_request) {
         let base = ws.current_branch()?;
-        let title = crate::run::markdown::title(p.message.lines().next().unwrap_or("lightsout change"));
+        let title = crate::report::markdown::title(p.message.lines().next().unwrap_or("lightsout change"));
         let pr =
             gh.post("pulls", &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }))?;
         let url = pr["html_url"].as_str().unwrap_or_default().to_owned();

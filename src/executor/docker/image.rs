@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::run::workspace::Workspace;
+use crate::workspace::Workspace;
 
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt as _;

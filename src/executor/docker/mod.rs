@@ -19,8 +19,8 @@ pub mod image;
 
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::egress::Decision;
-use crate::run::event::Stream;
-use crate::run::record::{runner_alive, runner_id};
+use crate::events::Stream;
+use crate::store::{runner_alive, runner_id};
 use egress::Egress;
 
 /// Label keys on every container lightsout starts.

@@ -1,13 +1,16 @@
 //! Reports of a run, from its record: the Markdown summary a reviewer reads (ticket, verdicts,
 //! attempts, diff stat, network connections, cost, time), `JUnit` XML for CI test views, and JSON.
 
+pub mod markdown;
+pub mod terminal;
+
 use std::fmt::Write as _;
 
-use super::event::{Event, Outcome};
-use super::markdown::{cell, code};
-use super::record::RunDir;
+use crate::events::{Event, Outcome};
 use crate::plan::Plan;
+use crate::store::RunDir;
 use crate::ticket::Ticket;
+use markdown::{cell, code};
 
 /// Totals over every attempt of every agent stage.
 #[derive(Debug, Default, serde::Serialize)]
@@ -142,7 +145,7 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     let _ = writeln!(out, "\n## Change\n");
     match diff_stat(dir).filter(|s| !s.is_empty()) {
         Some(stat) => {
-            let _ = writeln!(out, "{}", super::markdown::fenced(&stat));
+            let _ = writeln!(out, "{}", markdown::fenced(&stat));
         }
         None => {
             let _ = writeln!(out, "No change.");

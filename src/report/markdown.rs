@@ -31,7 +31,7 @@ pub fn cell(text: &str) -> String {
 
 /// `text` for a pull request's title, which GitHub shows as text but for code spans and
 /// references: one line, control characters as spaces, backticks as quotes, and `@` and `#`
-/// joined as in [`inert`].
+/// joined to what follows by a zero-width joiner (no mention, no reference).
 pub fn title(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Event, Outcome, RunStatus, Stamped};
+use crate::events::{Event, Outcome, RunStatus, Stamped};
 
 /// What `resume` needs besides the plan and the ticket.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -8,10 +8,10 @@ use std::io::{IsTerminal as _, Write as _};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use super::Output;
-use super::event::{Event, Outcome, Stamped};
 use crate::diag::printable;
+use crate::events::{Event, Outcome, Stamped};
 use crate::plan::Plan;
+use crate::run::Output;
 
 /// Whether to draw the live view: a terminal on stderr and not CI.
 fn live() -> bool {

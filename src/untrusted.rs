@@ -189,7 +189,7 @@ fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed, dirs: &mu
 
 /// Masks every secret in the regular files under `top` (a stage's I/O directory, kept in the
 /// run's record); a file over `cap` bytes (sparse or not) is removed rather than kept.
-pub fn mask_files(top: &Path, needles: &crate::run::mask::Needles, cap: u64) -> Scrubbed {
+pub fn mask_files(top: &Path, needles: &crate::secrets::Needles, cap: u64) -> Scrubbed {
     let (mut done, mut dirs) = (Vec::new(), vec![top.to_path_buf()]);
     while let Some(dir) = dirs.pop() {
         mask_dir(top, &dir, needles, cap, &mut done, &mut dirs);
@@ -200,7 +200,7 @@ pub fn mask_files(top: &Path, needles: &crate::run::mask::Needles, cap: u64) -> 
 fn mask_dir(
     top: &Path,
     dir: &Path,
-    needles: &crate::run::mask::Needles,
+    needles: &crate::secrets::Needles,
     cap: u64,
     done: &mut Scrubbed,
     dirs: &mut Vec<std::path::PathBuf>,

@@ -375,6 +375,11 @@ impl Workspace {
         self.git(&["write-tree"])
     }
 
+    /// The tree of the last snapshot (the worktree's HEAD).
+    pub fn head_tree(&self) -> Result<String, String> {
+        self.git(&["rev-parse", "HEAD^{tree}"])
+    }
+
     /// Every path `tree` adds, changes or deletes against the base, repository-relative.
     pub fn tree_paths(&self, tree: &str) -> Result<Vec<String>, String> {
         let out = self.git(&[

@@ -71,6 +71,45 @@ pub(super) fn check(ctx: &Context<'_>, stages: &[Stage], errors: &mut Diagnostic
     check_loops(path, &specs, stages, &deps, errors);
     check_templates(ctx, &specs, stages, &deps, errors);
     check_policy(ctx, stages, &deps, errors);
+    check_graded_is_shipped(path, &specs, stages, &deps, errors);
+}
+
+/// What `ship` pushes must be what its graders judged: every stage that writes the workspace and
+/// may finish before `ship` must come before each of `ship`'s graders.
+fn check_graded_is_shipped(
+    path: &Path,
+    specs: &[(&Located<String>, &pipeline::Stage)],
+    stages: &[Stage],
+    deps: &Deps<'_>,
+    errors: &mut Diagnostics,
+) {
+    for (i, ship) in stages.iter().enumerate().filter(|(_, s)| s.role == Role::Ship) {
+        let graders: Vec<usize> =
+            (0..stages.len()).filter(|&g| stages[g].role == Role::Grader && deps.depends_on(i, g)).collect();
+        for (w, writer) in stages.iter().enumerate() {
+            let writes = writer.workspace == crate::spec::pipeline::Access::ReadWrite
+                && !matches!(writer.role, Role::Ship | Role::Grader);
+            if !writes || w == i || deps.depends_on(w, i) {
+                continue;
+            }
+            if let Some(&g) = graders.iter().find(|&&g| !deps.depends_on(g, w)) {
+                errors.push(
+                    Diagnostic::new(
+                        path,
+                        specs[w].0.at,
+                        format!(
+                            "stage `{}` writes the workspace but does not come before grader `{}`: `{}` could push a change that was not graded",
+                            writer.id, stages[g].id, ship.id
+                        ),
+                    )
+                    .hint(format!(
+                        "add `{}` to the needs of `{}`, make `{}` need `{}`, or give `{}` `workspace: read`",
+                        writer.id, stages[g].id, writer.id, ship.id, writer.id
+                    )),
+                );
+            }
+        }
+    }
 }
 
 fn check_cycles(

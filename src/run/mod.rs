@@ -296,6 +296,28 @@ pub async fn resume_with(
     let plan_text = std::fs::read_to_string(dir.path.join("plan.json")).map_err(|e| RunError::Infra(e.to_string()))?;
     let plan = Plan::from_record(&plan_text).map_err(RunError::Infra)?;
     let ticket: Ticket = dir.read_json("ticket.json").map_err(RunError::Infra)?;
+    // The policy as it is now, not as it was when the run started: a tightened policy binds.
+    let load = |path: &Path| {
+        crate::policy::Policy::load(path)
+            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))
+    };
+    let mut policy = match &meta.policy {
+        Some(path) => load(path)?,
+        None => crate::policy::Policy::default(),
+    };
+    if let Some(org) = &meta.org_policy {
+        policy = policy.under(load(org)?);
+    }
+    // The recorded plan may have been edited since: it must still hold every grader the
+    // policy requires for its category.
+    for (grader, rule) in policy.required_graders(plan.category()) {
+        if !plan.stages().iter().any(|s| s.kind == grader) {
+            return Err(RunError::Invalid(format!(
+                "the recorded plan of run `{run_id}` has no `{grader}` stage, which policy requires for `{}` ({rule}); it was edited since the run started, and does not continue",
+                plan.category()
+            )));
+        }
+    }
     let executor = executor_for(&meta.executor)?;
     if let Executor::Docker(d) = &executor {
         d.remove_orphans().await.map_err(RunError::Infra)?;
@@ -311,18 +333,6 @@ pub async fn resume_with(
     let secrets = secret_values(&plan);
 
     let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
-    // The policy as it is now, not as it was when the run started: a tightened policy binds.
-    let load = |path: &Path| {
-        crate::policy::Policy::load(path)
-            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))
-    };
-    let mut policy = match &meta.policy {
-        Some(path) => load(path)?,
-        None => crate::policy::Policy::default(),
-    };
-    if let Some(org) = &meta.org_policy {
-        policy = policy.under(load(org)?);
-    }
     let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output, policy };
     let mut first = vec![Event::RunResumed { pid: std::process::id() }];
     first.extend(first_decision);
@@ -1400,6 +1410,11 @@ async fn run_host_stage(
                 (Some((params, github, summary, issue)), Some(rules)) => {
                     // One tree: what the guard judges is what ship commits.
                     let tree = ctx.workspace.change_tree()?;
+                    // The graders judged the last snapshot; anything written since (by a stage
+                    // that failed, or one still running) was not graded.
+                    if tree != ctx.workspace.head_tree()? {
+                        return Err("not shipped: the workspace holds changes that no stage's success recorded (a stage that failed or is still running wrote them), so no grader judged them".to_owned());
+                    }
                     crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
                     crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue)
                 }

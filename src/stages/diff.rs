@@ -46,10 +46,14 @@ impl Params {
     }
 }
 
+/// An added line this long counts as more than one (bytes per line counted).
+const LONG_LINE: u64 = 400;
+
 fn is_manifest(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    MANIFESTS.contains(&name)
-        || (name.starts_with("requirements")
+    // Case-insensitively: on macOS and Windows `Requirements.txt` is the same file.
+    MANIFESTS.iter().any(|m| m.eq_ignore_ascii_case(name))
+        || (name.to_ascii_lowercase().starts_with("requirements")
             && std::path::Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")))
 }
 
@@ -99,7 +103,8 @@ pub fn credential(line: &str) -> Option<&'static str> {
 }
 
 pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
-    let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
+    let opts =
+        glob::MatchOptions { case_sensitive: false, require_literal_separator: false, ..glob::MatchOptions::new() };
     let protect: Vec<glob::Pattern> = p
         .protect
         .iter()
@@ -112,8 +117,19 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
             reasons.push(format!("{path} is protected (`{}`) but was changed", g.as_str()));
         }
     }
+    let added = ws.added_lines()?;
     let files = stat.len() as u64;
-    let lines: u64 = stat.iter().map(|(_, a, d)| a + d).sum();
+    // git counts lines by their `\n`: a file whose lines end in a lone `\r` (which Python and
+    // others read as line breaks) would be one line, and so would a minified wall of code. Each
+    // lone `\r` counts as a line, and so does each started LONG_LINE bytes of an added line.
+    let hidden: u64 = added
+        .iter()
+        .map(|(_, l)| {
+            let crs = l.trim_end_matches('\r').matches('\r').count() as u64;
+            crs + (l.len() as u64).saturating_sub(1) / LONG_LINE
+        })
+        .sum();
+    let lines: u64 = stat.iter().map(|(_, a, d)| a + d).sum::<u64>() + hidden;
     if let Some(max) = p.max_changed_files.filter(|m| files > *m) {
         reasons.push(format!("{files} files changed, more than the limit of {max}"));
     }
@@ -125,7 +141,7 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
             reasons.push(format!("{path} changed: new dependencies need `allow_dependencies: true`"));
         }
     }
-    for (path, line) in ws.added_lines()? {
+    for (path, line) in added {
         if let Some(what) = credential(&line) {
             reasons.push(format!("{path} adds what looks like {what}"));
         }

@@ -61,16 +61,42 @@ impl Rules {
     }
 
     /// The first protected pattern `path` matches (repository-relative; `sub` is the factory's
-    /// directory).
+    /// directory). Matching ignores case and invisible format characters (a checkout on a
+    /// case-insensitive file system, or one that drops them, puts `.GitHub/x` at `.github/x`),
+    /// and `dir/**` protects `dir` itself too (a link there would put a directory of the
+    /// change's choosing in its place).
     fn protects(&self, path: &str, sub: &Path) -> Option<&str> {
-        let opts = glob::MatchOptions { require_literal_separator: true, ..glob::MatchOptions::new() };
-        let prefix = sub.to_string_lossy();
-        let local = if prefix.is_empty() { Some(path) } else { path.strip_prefix(&format!("{prefix}/")) };
+        let opts =
+            glob::MatchOptions { case_sensitive: false, require_literal_separator: true, ..glob::MatchOptions::new() };
+        let path = visible(path);
+        let sub = visible(&sub.to_string_lossy());
+        let local = if sub.is_empty() {
+            Some(path.as_str())
+        } else {
+            path.get(..sub.len())
+                .filter(|head| head.to_lowercase() == sub.to_lowercase())
+                .and_then(|_| path.get(sub.len()..))
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
         self.protected.iter().map(String::as_str).find(|p| {
-            glob::Pattern::new(p)
-                .is_ok_and(|g| g.matches_with(path, opts) || local.is_some_and(|l| g.matches_with(l, opts)))
+            let whole = |candidate: &str| {
+                glob::Pattern::new(p).is_ok_and(|g| g.matches_with(candidate, opts))
+                    || p.strip_suffix("/**")
+                        .is_some_and(|dir| glob::Pattern::new(dir).is_ok_and(|g| g.matches_with(candidate, opts)))
+            };
+            whole(&path) || local.is_some_and(whole)
         })
     }
+}
+
+/// `text` without the characters that render as nothing (Unicode format characters: zero-width
+/// joiners and spaces, direction marks, the soft hyphen, the byte order mark).
+fn visible(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !matches!(*c, '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}')
+        })
+        .collect()
 }
 
 /// Checks the change (`tree`, from [`Workspace::change_tree`]) against the base: `Err` with
@@ -125,5 +151,13 @@ mod tests {
         assert_eq!(rules.protects("src/app.py", top), None);
         assert_eq!(rules.protects("svc/factory.yaml", Path::new("svc")), Some("factory.yaml"));
         assert_eq!(rules.protects("other/factory.yaml", Path::new("svc")), None);
+        // Case, invisible characters, and a link standing where a protected directory would be.
+        assert_eq!(rules.protects(".GitHub/workflows/x.yml", top), Some(".github/**"));
+        assert_eq!(rules.protects(".g\u{200c}ithub/workflows/x.yml", top), Some(".github/**"));
+        assert_eq!(rules.protects("POLICY.yaml", top), Some("policy.yaml"));
+        assert_eq!(rules.protects(".buildkite", top), Some(".buildkite/**"));
+        assert_eq!(rules.protects("Secret/K", top), None);
+        assert_eq!(rules.protects("src/Secret/k", top), Some("src/secret/**"));
+        assert_eq!(rules.protects("SVC/factory.yaml", Path::new("svc")), Some("factory.yaml"));
     }
 }

@@ -584,3 +584,91 @@ fn env_values_are_rendered_and_ticket_text_in_them_stays_data() {
     assert!(log.contains("from-a|it $(touch /workspace/pwned) `id` works"), "{log}");
     assert!(!log.contains("pwned\n") && !log.contains("uid="), "{log}");
 }
+
+#[test]
+fn protected_paths_hold_against_case_invisible_characters_and_links() {
+    for edit in [
+        "mkdir -p .GitHub/workflows && echo 'on: push' > .GitHub/workflows/evil.yml",
+        "mkdir -p \"$(printf '.g\\342\\200\\214ithub')/workflows\" && echo x > \"$(printf '.g\\342\\200\\214ithub')/workflows/e.yml\"",
+        "echo x > POLICY.yaml",
+        "mkdir cfg && echo 'steps: []' > cfg/pipeline.yml && ln -s cfg .buildkite",
+        "mkdir cfg && echo x > cfg/p.md && ln -s cfg prompts",
+    ] {
+        let repo = Repo::with_policy(&format!("{}{SHIP}", stage("agent", edit, "")), Some("version: 1\n"));
+        let bare = with_remote(&repo);
+        let (code, ev, err) = repo.run(&[]);
+        assert_eq!(code, 1, "{edit}: {err}\n{ev:#?}");
+        assert!(reason(&ev, "ship").contains("protected path"), "{edit}: {}", reason(&ev, "ship"));
+        assert_eq!(branches_of(bare.path()), "", "{edit}: something was pushed");
+    }
+}
+
+#[test]
+fn grade_diff_counts_lines_that_end_in_a_lone_carriage_return() {
+    let agent = stage(
+        "agent",
+        "i=0; while [ $i -lt 60 ]; do printf 'import os; os.system(\"x\")\\r'; i=$((i+1)); done > mod.py",
+        "",
+    );
+    let repo = Repo::new(
+        &(agent + "  scope:\n    needs: [agent]\n    uses: grade.diff\n    with: { max_changed_lines: 20 }\n"),
+    );
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "scope"), "failed", "{err}\n{ev:#?}");
+    assert!(reason(&ev, "scope").contains("more than the limit of 20"), "{}", reason(&ev, "scope"));
+}
+
+#[test]
+fn a_stage_that_writes_after_the_graders_is_a_compile_error() {
+    let repo = Repo::with_policy(
+        &format!(
+            "{}  scope:\n    needs: [agent]\n    uses: grade.diff\n  fmt:\n    needs: [scope]\n    run: echo formatted >> README\n  ship:\n    needs: [fmt]\n    uses: ship\n    with: {{ remote: origin }}\n",
+            stage("agent", "echo fix >> README", "")
+        ),
+        Some("version: 1\n"),
+    );
+    let (code, out, err) = output(super::lightsout(repo.path()).args(["validate"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("stage `fmt` writes the workspace but does not come before grader `scope`"), "{err}");
+}
+
+#[test]
+fn ship_refuses_changes_no_successful_stage_recorded() {
+    let repo = Repo::with_policy(
+        &format!(
+            "{}{}  ship:\n    needs: [agent]\n    uses: ship\n    with: {{ remote: origin }}\n",
+            stage("agent", "echo fix >> README", ""),
+            stage("bad", "echo sneaked-in > sneaky.txt; exit 1", ""),
+        ),
+        Some("version: 1\n"),
+    );
+    let bare = with_remote(&repo);
+    let (code, ev, err) = repo.run(&["--keep-going", "--jobs", "1"]);
+    assert_eq!(code, 1, "{err}\n{ev:#?}");
+    assert_eq!(outcome(&ev, "bad"), "failed");
+    assert_eq!(outcome(&ev, "ship"), "failed", "{ev:#?}");
+    assert!(reason(&ev, "ship").contains("no stage's success recorded"), "{}", reason(&ev, "ship"));
+    assert_eq!(branches_of(bare.path()), "", "something was pushed");
+}
+
+#[test]
+fn an_edited_plan_cannot_drop_a_grader_the_policy_requires() {
+    let policy = "version: 1\nrequired_graders: { misc: [grade.diff] }\n";
+    let stages = format!(
+        "{}  gate:\n    needs: [agent]\n    uses: approve\n  scope:\n    needs: [gate]\n    uses: grade.diff\n    with: {{ max_changed_lines: 5 }}\n",
+        stage("agent", "i=0; while [ $i -lt 50 ]; do echo $i >> README; i=$((i+1)); done", "")
+    );
+    let repo = Repo::with_policy(&stages, Some(policy));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 4, "{err}\n{ev:#?}");
+    let run = repo.run_ids().pop().expect("run");
+    let plan_path = repo.record(&run).join("plan.json");
+    let mut plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("plan")).expect("json");
+    if let Some(list) = plan["stages"].as_array_mut() {
+        list.retain(|s| s["kind"] != "grade.diff");
+    }
+    std::fs::write(&plan_path, plan.to_string()).expect("write");
+    let (code, out, err) = output(super::lightsout(repo.path()).args(["approve", &run]).env("CI", "true"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("policy requires"), "{err}");
+}

@@ -1,0 +1,595 @@
+//! One attempt of one stage: its command or agent in the executor, its log (masked, capped),
+//! its outputs file and what it left (read and cleaned as untrusted), its secrets, and the
+//! policy checked again before it starts.
+
+#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+
+use super::*;
+
+/// Largest outputs file read back from a stage.
+pub(super) const MAX_OUTPUT_FILE: u64 = 1024 * 1024;
+
+/// What a stage attempt's log keeps of its output: its start and its end.
+pub(super) const LOG_HEAD: u64 = 4 * 1024 * 1024;
+
+pub(super) const LOG_TAIL: usize = 4 * 1024 * 1024;
+
+pub(super) const MAX_LOG_BYTES: u64 = LOG_HEAD + LOG_TAIL as u64;
+
+/// Network decisions of one attempt recorded one by one; the rest are counted.
+pub(super) const MAX_EGRESS_EVENTS: usize = 1000;
+
+/// The largest file a stage's I/O directory keeps in the record.
+pub(super) const MAX_KEPT_FILE: u64 = 64 * 1024 * 1024;
+
+/// Runs one attempt of one stage.
+pub(super) async fn run_stage(
+    ctx: Arc<Ctx>,
+    index: usize,
+    attempt: u32,
+    tctx: serde_json::Value,
+    logs: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) -> Done {
+    let started = Instant::now();
+    let stage = &ctx.plan.stages()[index];
+    let done = |outcome, exit_code, reason: String, outputs| Done {
+        index,
+        attempt,
+        outcome,
+        exit_code,
+        reason,
+        duration: started.elapsed(),
+        outputs,
+        verdict: None,
+    };
+    // The plan was checked against policy when it was compiled; a recorded plan may have been
+    // edited since, so every stage is checked again before it starts.
+    if let Err(refusal) = enforce(&ctx.policy, stage) {
+        return done(Outcome::Failed, None, format!("refused by policy at run time: {refusal}"), BTreeMap::new());
+    }
+    if crate::stages::is_host_kind(&stage.kind) {
+        let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs).await;
+        return match result {
+            Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
+            Ok((outputs, Some(v))) => {
+                let (outcome, reason) = if v.pass {
+                    (Outcome::Succeeded, "pass".to_owned())
+                } else {
+                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
+                };
+                Done { verdict: Some(v), ..done(outcome, None, reason, outputs) }
+            }
+            Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
+        };
+    }
+    let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
+    if let Err(e) = std::fs::create_dir_all(&io_dir) {
+        return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
+    }
+    let script = if let Some(agent) = &stage.agent {
+        // The prompt is text (ticket values inserted as they are, never evaluated); it reaches
+        // the agent as a file, on stdin or as one argument, never through a shell word.
+        let prompt = match crate::template::render(Mode::Text, &agent.prompt, &tctx) {
+            Ok(p) => p,
+            Err(e) => return done(Outcome::Failed, None, format!("the prompt template failed: {e}"), BTreeMap::new()),
+        };
+        if let Err(e) = std::fs::write(io_dir.join("prompt.md"), &prompt) {
+            return done(Outcome::Fault, None, format!("cannot write the prompt: {e}"), BTreeMap::new());
+        }
+        agent_script(agent)
+    } else {
+        let Some(source) = command_of(stage) else {
+            return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
+        };
+        // Ticket text reaches the command only as shell-quoted values.
+        match crate::template::render(Mode::Shell, source, &tctx) {
+            Ok(s) => s,
+            Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
+        }
+    };
+    // `env:` values are templates, rendered as text: an environment variable is one value,
+    // never shell-parsed, so ticket text in it stays data.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &stage.env {
+        match crate::template::render(Mode::Text, v, &tctx) {
+            Ok(value) => env.push((k.clone(), value)),
+            Err(e) => {
+                return done(Outcome::Failed, None, format!("the template of `env.{k}` failed: {e}"), BTreeMap::new());
+            }
+        }
+    }
+    // Secrets as files live on a tmpfs of the host for the attempt only, never on disk.
+    let secret_dir = SecretDir::new(&ctx.meta.run_id, &stage.id, attempt);
+    let mut files = Vec::new();
+    for name in &stage.secrets {
+        let Some(value) = ctx.secrets.get(name) else {
+            return done(
+                Outcome::Failed,
+                None,
+                format!("secret `{name}` is not available to the runner"),
+                BTreeMap::new(),
+            );
+        };
+        if value.trim_end_matches(['\n', '\r']).len() < crate::secrets::MIN_NEEDLE {
+            return done(
+                Outcome::Failed,
+                None,
+                format!(
+                    "secret `{name}` is shorter than {} bytes: lightsout cannot mask it in logs and records without masking ordinary text, so no stage gets it; use a longer value",
+                    crate::secrets::MIN_NEEDLE
+                ),
+                BTreeMap::new(),
+            );
+        }
+        let as_file =
+            stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::spec::factory::SecretMount::File);
+        if as_file {
+            match secret_dir.write(name, value) {
+                Ok(host) => {
+                    let inside = format!("/run/secrets/{name}");
+                    env.push((format!("{name}_FILE"), inside.clone()));
+                    files.push((host, inside));
+                }
+                Err(e) => return done(Outcome::Fault, None, format!("secret `{name}`: {e}"), BTreeMap::new()),
+            }
+        } else {
+            env.push((name.clone(), value.clone()));
+        }
+    }
+    ownership::prepare(&io_dir);
+    let image = match (&ctx.executor, &stage.image) {
+        (Executor::Docker(d), Some(img)) => {
+            let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
+            match crate::executor::docker::image::ensure(d, &ctx.workspace, &img.value, allowed).await {
+                Ok(name) => name,
+                Err(crate::executor::docker::image::ImageError::Refused(e)) => {
+                    return done(Outcome::Failed, None, e, BTreeMap::new());
+                }
+                Err(crate::executor::docker::image::ImageError::Fault(e)) => {
+                    return done(Outcome::Fault, None, e, BTreeMap::new());
+                }
+            }
+        }
+        (_, img) => img.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+    };
+    let job = Job {
+        run_id: ctx.meta.run_id.clone(),
+        stage: stage.id.clone(),
+        attempt,
+        image,
+        script,
+        env,
+        workspace: ctx.workspace.root(),
+        writable: stage.workspace == Access::ReadWrite,
+        io_dir: io_dir.clone(),
+        limits: stage.resources,
+        timeout: Duration::from_secs(stage.timeout_secs.max(1)),
+        files,
+        egress: stage.network.clone(),
+    };
+    if stage.kind == "grade.tests" {
+        return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
+            Ok((v, code)) => {
+                let (outcome, reason) = if v.pass {
+                    (Outcome::Succeeded, "pass".to_owned())
+                } else {
+                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
+                };
+                Done { verdict: Some(v), ..done(outcome, Some(code), reason, BTreeMap::new()) }
+            }
+            Err(Ok(Ended::TimedOut)) => done(
+                Outcome::TimedOut,
+                None,
+                format!("ran past its timeout of {}s", stage.timeout_secs),
+                BTreeMap::new(),
+            ),
+            Err(Ok(_)) => done(Outcome::Cancelled, None, "cancelled".into(), BTreeMap::new()),
+            Err(Err(fault)) => done(Outcome::Fault, None, ctx.needles.mask_str(&fault), BTreeMap::new()),
+        };
+    }
+    let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
+    // The outputs file first (read as untrusted: a link there fails the stage, and says so),
+    // then what the stage left is cleaned.
+    let outputs = read_outputs(&io_dir.join("output"), &ctx.needles).await;
+    clean_after(&ctx, &job, &logs).await;
+    let (outcome, code, reason) = match ended {
+        Err(fault) => (Outcome::Fault, None, fault),
+        Ok(Ended::TimedOut) => {
+            (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs))
+        }
+        Ok(Ended::Cancelled) => (Outcome::Cancelled, None, "cancelled".to_owned()),
+        Ok(Ended::Exited(code)) => match (stage.expect, code) {
+            (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
+            (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
+            (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
+            (Expect::Failure, c) => (Outcome::Succeeded, Some(c), format!("exited {c}, as `expect: failure` wants")),
+        },
+    };
+    let (outcome, reason) = match (outcome, log_ok) {
+        (o, Ok(())) => (o, reason),
+        (_, Err(e)) => (Outcome::Fault, format!("cannot write the stage log: {e}")),
+    };
+    let outputs = match outputs {
+        Ok(mut o) => {
+            if let Some(agent) = &stage.agent {
+                let log = std::fs::read_to_string(ctx.dir.log_path(&stage.id, attempt)).unwrap_or_default();
+                o.extend(usage(agent.usage, &log));
+            }
+            o
+        }
+        Err(e) if outcome.is_success() => return done(Outcome::Failed, code, e, BTreeMap::new()),
+        Err(_) => BTreeMap::new(),
+    };
+    let reason = ctx.needles.mask_str(&reason);
+    if stage.role == Role::Grader {
+        // A command grader's verdict: its exit status, with the end of its output as the reason.
+        let verdict = command_verdict(outcome, code, &reason, &ctx.dir.log_path(&stage.id, attempt));
+        return Done { verdict: Some(verdict), ..done(outcome, code, reason, outputs) };
+    }
+    done(outcome, code, reason, outputs)
+}
+
+/// A verdict with every secret value masked: its reasons and details come from the stage's own
+/// output and files.
+pub(super) fn mask_verdict(needles: &Needles, v: crate::stages::Verdict) -> crate::stages::Verdict {
+    let reasons = v.reasons.iter().map(|r| needles.mask_str(r)).collect();
+    let mut details = v.details;
+    needles.mask_json(&mut details);
+    crate::stages::Verdict { pass: v.pass, reasons, details }
+}
+
+pub(super) fn command_verdict(outcome: Outcome, code: Option<i64>, reason: &str, log: &Path) -> crate::stages::Verdict {
+    let pass = outcome.is_success();
+    let mut reasons = Vec::new();
+    if !pass {
+        reasons.push(reason.to_owned());
+        reasons.extend(log_tail(log, 5));
+    }
+    crate::stages::Verdict { pass, reasons, details: serde_json::json!({ "exit_code": code }) }
+}
+
+/// The last `n` lines of a stage's log, read from its last 64 KiB only (a log may be huge).
+pub(super) fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
+    let len = file.metadata().map_or(0, |m| m.len());
+    if file.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(WINDOW).read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text.lines().rev().take(n).map(str::to_owned).collect();
+    lines.reverse();
+    lines
+}
+
+/// Runs one job, writing its masked output to `log_path` and to the observers.
+pub(super) async fn run_job(
+    ctx: &Arc<Ctx>,
+    job: &Job,
+    log_path: PathBuf,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> (Result<Ended, String>, Result<(), String>) {
+    let (chunk_tx, mut chunk_rx) = mpsc::channel(64);
+    let (egress_tx, mut egress_rx) = mpsc::channel::<crate::egress::Decision>(64);
+    let egress = {
+        let needles = Arc::clone(&ctx.needles);
+        let logs = logs.clone();
+        let (stage, attempt) = (job.stage.clone(), job.attempt);
+        tokio::spawn(async move {
+            // The first decisions of an attempt are recorded one by one; past that, a stage
+            // flooding the proxy would only grow the record: the rest are counted.
+            let (mut seen, mut allowed_over, mut refused_over) = (0usize, 0u64, 0u64);
+            while let Some(d) = egress_rx.recv().await {
+                seen += 1;
+                if seen > MAX_EGRESS_EVENTS {
+                    if d.allowed {
+                        allowed_over += 1;
+                    } else {
+                        refused_over += 1;
+                    }
+                    continue;
+                }
+                let event = Event::Egress {
+                    stage: stage.clone(),
+                    attempt,
+                    host: needles.mask_str(&d.host),
+                    port: d.port,
+                    allowed: d.allowed,
+                    why: needles.mask_str(&d.why),
+                };
+                // Each recorded decision waits for room rather than being dropped.
+                if logs.send(event).await.is_err() {
+                    break;
+                }
+            }
+            if allowed_over + refused_over > 0 {
+                let message = format!(
+                    "`{stage}` attempt {attempt}: past {MAX_EGRESS_EVENTS} network decisions, {allowed_over} more were allowed and {refused_over} more refused (counted, not recorded one by one)"
+                );
+                let _ = logs.send(Event::Warning { message }).await;
+            }
+        })
+    };
+    let writer = {
+        let needles = Arc::clone(&ctx.needles);
+        let stage_id = job.stage.clone();
+        let logs = logs.clone();
+        tokio::spawn(async move { write_log(&log_path, &stage_id, needles, &mut chunk_rx, &logs).await })
+    };
+    let ended = ctx.executor.run(job, &chunk_tx, &egress_tx, cancel).await;
+    drop(chunk_tx);
+    drop(egress_tx);
+    let _ = egress.await;
+    let log_ok = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    (ended, log_ok)
+}
+
+/// After a stage: what it left in its I/O directory (kept in the record) and the workspace
+/// loses every setuid, setgid and sticky bit and every FIFO, socket and device file; the I/O
+/// directory loses its links too, and its files are masked. Each removal is a warning in the
+/// record.
+pub(super) async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<Event>) {
+    let (io, ws, writable, needles) =
+        (job.io_dir.clone(), job.workspace.clone(), job.writable, Arc::clone(&ctx.needles));
+    let work = tokio::task::spawn_blocking(move || {
+        let mut done: Vec<String> =
+            crate::untrusted::scrub(&io, false).into_iter().map(|d| format!("I/O directory: {d}")).collect();
+        done.extend(
+            crate::untrusted::mask_files(&io, &needles, MAX_KEPT_FILE)
+                .into_iter()
+                .map(|d| format!("I/O directory: {d}")),
+        );
+        if writable {
+            done.extend(crate::untrusted::scrub(&ws, true).into_iter().map(|d| format!("workspace: {d}")));
+        }
+        done
+    });
+    let done = work.await.unwrap_or_default();
+    for d in done {
+        let message = ctx.needles.mask_str(&format!("`{}` attempt {}: {d}", job.stage, job.attempt));
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+}
+
+/// A directory on the host's tmpfs (`/dev/shm`) holding one attempt's secret files, removed
+/// when the attempt ends, whatever happens.
+pub(super) struct SecretDir {
+    path: PathBuf,
+}
+
+impl SecretDir {
+    fn new(run: &str, stage: &str, attempt: u32) -> SecretDir {
+        SecretDir { path: PathBuf::from(format!("/dev/shm/lightsout-{run}-{stage}-{attempt}")) }
+    }
+
+    /// Writes one secret, readable by its owner only (the stage's user when the runner is root).
+    fn write(&self, name: &str, value: &str) -> Result<PathBuf, String> {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        if !self.path.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.path)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        }
+        let file = self.path.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        std::io::Write::write_all(&mut f, value.as_bytes()).map_err(|e| e.to_string())?;
+        ownership::prepare(&self.path);
+        Ok(file)
+    }
+}
+
+impl Drop for SecretDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Checks a stage against the policy: image, secrets, network hosts and resource ceilings.
+pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(), String> {
+    let where_ = Path::new("policy");
+    if let Some(img) = stage.image.as_ref().filter(|_| stage.role.in_container()) {
+        policy.check_image(&img.value).map_err(|r| r.message)?;
+    }
+    for name in &stage.secrets {
+        policy.check_secret(name, &stage.kind).map_err(|r| r.message)?;
+    }
+    for host in &stage.network {
+        policy.check_host(host).map_err(|r| r.message)?;
+    }
+    for policy in policy.layers() {
+        if let Some(c) = policy.ceiling_memory() {
+            let max = crate::compile::units::size(where_, c).map_err(|d| d.message)?;
+            if stage.resources.memory_bytes > max {
+                return Err(format!(
+                    "memory {} bytes is over the ceiling of {}",
+                    stage.resources.memory_bytes, c.value
+                ));
+            }
+        }
+        if let Some(c) = policy.ceiling_cpus()
+            && stage.resources.cpus > c.value
+        {
+            return Err(format!("{} cpus is over the ceiling of {}", stage.resources.cpus, c.value));
+        }
+        if let Some(c) = policy.ceiling_pids()
+            && stage.resources.pids > c.value
+        {
+            return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
+        }
+        if let Some(c) = policy.ceiling_timeout() {
+            let max = crate::compile::units::duration(where_, c).map_err(|d| d.message)?;
+            if stage.timeout_secs > max.as_secs() {
+                return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).
+pub(super) fn agent_script(agent: &crate::plan::AgentCall) -> String {
+    use crate::spec::factory::PromptMode;
+    let prompt = format!("{}/prompt.md", crate::executor::IO_DIR);
+    let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
+    let argv: Vec<String> = agent.argv.iter().map(|a| quote(&a.replace("{prompt_file}", &prompt))).collect();
+    let argv = argv.join(" ");
+    match agent.prompt_mode {
+        PromptMode::Stdin => format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} < {prompt}"),
+        PromptMode::File if agent.argv.iter().any(|a| a.contains("{prompt_file}")) => {
+            format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} < /dev/null")
+        }
+        PromptMode::File => format!("export LIGHTSOUT_PROMPT_FILE={prompt}; exec {argv} {prompt} < /dev/null"),
+        // Command substitution inside double quotes is one word and is not evaluated again.
+        PromptMode::Arg => format!("exec {argv} \"$(cat {prompt})\" < /dev/null"),
+    }
+}
+
+/// Token usage and cost, from the agent's own output where it reports them.
+pub(super) fn usage(format: crate::spec::factory::UsageFormat, log: &str) -> BTreeMap<String, String> {
+    use crate::spec::factory::UsageFormat;
+    let mut out = BTreeMap::new();
+    let (mut input, mut output, mut cost): (u64, u64, Option<f64>) = (0, 0, None);
+    let mut seen = false;
+    for line in log.lines().filter(|l| l.trim_start().starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        match format {
+            // Claude Code's stream-json ends with a `result` event carrying the run's totals.
+            UsageFormat::ClaudeStreamJson if v["type"] == "result" => {
+                input = v["usage"]["input_tokens"].as_u64().unwrap_or(0)
+                    + v["usage"]["cache_creation_input_tokens"].as_u64().unwrap_or(0)
+                    + v["usage"]["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                output = v["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                cost = v["total_cost_usd"].as_f64().or_else(|| v["cost_usd"].as_f64());
+                seen = true;
+            }
+            // Codex's JSON events report usage per turn.
+            UsageFormat::CodexJson if v["type"] == "turn.completed" => {
+                input += v["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                output += v["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                seen = true;
+            }
+            _ => {}
+        }
+    }
+    if seen {
+        out.insert("tokens_in".into(), input.to_string());
+        out.insert("tokens_out".into(), output.to_string());
+        if let Some(c) = cost {
+            out.insert("cost_usd".into(), format!("{c:.6}"));
+        }
+    }
+    out
+}
+
+/// Writes a stage's output, masked, to its log file and to the observers. A log keeps at most
+/// [`LOG_HEAD`] bytes from its start and [`LOG_TAIL`] from its end: what lies between is
+/// dropped, and the log says where and how much, as does a warning in the run's record.
+pub(super) async fn write_log(
+    path: &Path,
+    stage: &str,
+    needles: Arc<Needles>,
+    chunks: &mut mpsc::Receiver<(crate::events::Stream, bytes::Bytes)>,
+    logs: &mpsc::Sender<Event>,
+) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| e.to_string())?;
+    // One masker for both streams, in the order they arrive (the order of the log file): a
+    // secret printed half on stdout and half on stderr is still one secret in the file.
+    let mut masker = Masker::new(needles);
+    let mut written: u64 = 0;
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut omitted: u64 = 0;
+    let send = |which, bytes: &[u8]| {
+        let event = Event::StageLog {
+            stage: stage.to_owned(),
+            stream: which,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        };
+        // The display is best effort: a full channel drops lines rather than slowing the stage.
+        let _ = logs.try_send(event);
+    };
+    let mut keep = async |which, safe: Vec<u8>, file: &mut tokio::fs::File| -> Result<(), String> {
+        let room = usize::try_from(LOG_HEAD.saturating_sub(written)).unwrap_or(usize::MAX).min(safe.len());
+        if room > 0 {
+            file.write_all(&safe[..room]).await.map_err(|e| e.to_string())?;
+            send(which, &safe[..room]);
+            written += room as u64;
+        }
+        tail.extend(&safe[room..]);
+        if tail.len() > LOG_TAIL {
+            let excess = tail.len() - LOG_TAIL;
+            tail.drain(..excess);
+            omitted += excess as u64;
+        }
+        Ok(())
+    };
+    let mut last = crate::events::Stream::Stdout;
+    while let Some((which, chunk)) = chunks.recv().await {
+        let safe = masker.push(&chunk);
+        last = which;
+        if !safe.is_empty() {
+            keep(which, safe, &mut file).await?;
+        }
+    }
+    let rest = masker.finish();
+    if !rest.is_empty() {
+        keep(last, rest, &mut file).await?;
+    }
+    if omitted > 0 {
+        let note = format!(
+            "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {LOG_HEAD} and last {LOG_TAIL} bytes]\n"
+        );
+        file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
+        send(crate::events::Stream::Stderr, note.as_bytes());
+        let message =
+            format!("`{stage}`: its output was longer than a log keeps; {omitted} bytes in the middle were omitted");
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+    let (a, b) = tail.as_slices();
+    file.write_all(a).await.map_err(|e| e.to_string())?;
+    file.write_all(b).await.map_err(|e| e.to_string())?;
+    file.sync_data().await.map_err(|e| e.to_string())
+}
+
+/// Reads `$LIGHTSOUT_OUTPUT`: a JSON object, or `key=value` lines. The file is the stage's:
+/// it is read as [`untrusted`] says, and every key, value and error quoting it is masked.
+pub(super) async fn read_outputs(path: &Path, needles: &Needles) -> Result<BTreeMap<String, String>, String> {
+    let bytes = match crate::untrusted::read_file_async(path, MAX_OUTPUT_FILE).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(BTreeMap::new()),
+        Err(why) => return Err(format!("$LIGHTSOUT_OUTPUT {why}")),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = BTreeMap::new();
+    if text.trim_start().starts_with('{') {
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| needles.mask_str(&format!("$LIGHTSOUT_OUTPUT is not a JSON object: {e}")))?;
+        for (k, v) in obj {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            out.insert(needles.mask_str(&k), needles.mask_str(&v));
+        }
+    } else {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                needles.mask_str(&format!("$LIGHTSOUT_OUTPUT: `{}` is not `key=value`", line.escape_debug()))
+            })?;
+            out.insert(needles.mask_str(k.trim()), needles.mask_str(v));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,139 @@
+//! `grade.tests` in the run: the test command on the candidate (with the base revision's test
+//! files) and on the base revision, in I/O directories of their own, compared.
+
+#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+
+use super::*;
+
+/// The largest `JUnit` report a test command may write.
+pub(super) const MAX_JUNIT_FILE: u64 = 32 * 1024 * 1024;
+
+/// Per-test results of one run of the test command: `JUnit` if it wrote one, else its output.
+/// The report is the stage's file: read as [`untrusted`] says, off the scheduler's thread.
+pub(super) async fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
+    match crate::untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE).await {
+        Ok(Some(xml)) => crate::stages::grade_tests::parse_junit(&String::from_utf8_lossy(&xml)),
+        Ok(None) => {
+            let log = crate::untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Ok(crate::stages::grade_tests::parse_log(&String::from_utf8_lossy(&log)))
+        }
+        Err(why) => Err(format!("the JUnit report {why}")),
+    }
+}
+
+/// `grade.tests`: the test command on the candidate (with the test files of the base
+/// revision) and on the base revision (once per base and command, then reused), compared.
+/// `Err(Ok(ended))` when a run timed out or was cancelled, `Err(Err(fault))` on a fault.
+pub(super) async fn grade_tests(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    job: &Job,
+    tctx: &serde_json::Value,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> Result<(crate::stages::Verdict, i64), Result<Ended, String>> {
+    let strings = |k: &str| crate::stages::string_list(&stage.with, k);
+    let mut fail_to_pass = Vec::new();
+    for t in strings("fail_to_pass") {
+        fail_to_pass
+            .push(crate::template::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
+    }
+    let pass_to_pass = stage.with.get("pass_to_pass").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let test_files: Vec<glob::Pattern> = strings("test_files")
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let io_dir = job.io_dir.clone();
+    let mut env = job.env.clone();
+    env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
+
+    // The candidate, with the test files as the base revision has them.
+    let candidate = ctx.workspace.head().map_err(Err)?;
+    let run = &ctx.meta.run_id;
+    let cand = ctx.workspace.scratch(&format!("{run}-{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
+    let prepared = cand.reset_to_base(&test_files);
+    ownership::prepare(&cand.dir);
+    let cand_job = Job { workspace: cand.root(), writable: false, env: env.clone(), ..job.clone() };
+    let log_path = ctx.dir.log_path(&stage.id, attempt);
+    let (ended, log_ok) = if let Err(e) = prepared {
+        (Err(e), Ok(()))
+    } else {
+        run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
+    };
+    ownership::restore(&cand.dir, &ctx.meta.repo);
+    let _ = cand.remove();
+    // The candidate's report is the candidate's: one that cannot be read fails the verdict.
+    // It is read before what the candidate left is cleaned (so that the reason names it), and
+    // that is cleaned however the run ended.
+    let cand_results = match &ended {
+        Ok(Ended::Exited(_)) => Some(results_of(&io_dir, &log_path).await),
+        _ => None,
+    };
+    clean_after(ctx, &cand_job, logs).await;
+    log_ok.map_err(Err)?;
+    let code = match ended.map_err(Err)? {
+        Ended::Exited(c) => c,
+        other => return Err(Ok(other)),
+    };
+    let cand_results = match cand_results.unwrap_or_else(|| Err("no report".into())) {
+        Ok(r) => r,
+        Err(why) => {
+            let v = crate::stages::Verdict { pass: false, reasons: vec![why], details: serde_json::Value::Null };
+            return Ok((v, code));
+        }
+    };
+
+    // The base revision, once per base, command and test files.
+    // The image and the stage's (non-secret) environment change results as much as the command.
+    // The environment as rendered for this ticket, without secret values.
+    let visible: Vec<&(String, String)> = job.env.iter().filter(|(k, _)| !stage.secrets.contains(k)).collect();
+    let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, strings("test_files"));
+    let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
+    let cache = cache_dir.join(format!(
+        "{}-{}.json",
+        ctx.meta.base,
+        crate::executor::docker::image::short_hash(key.as_bytes())
+    ));
+    let base_results: crate::stages::grade_tests::Results =
+        if let Some(r) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            r
+        } else {
+            let base_ws =
+                ctx.workspace.scratch(&format!("{run}-{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
+            ownership::prepare(&base_ws.dir);
+            // Beside the candidate's I/O directory, never inside it: the candidate's code ran
+            // with that directory writable and could have left a forged report there.
+            let base_io = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.io"));
+            let _ = std::fs::remove_dir_all(&base_io);
+            std::fs::create_dir_all(&base_io).map_err(|e| Err(format!("{}: {e}", base_io.display())))?;
+            ownership::prepare(&base_io);
+            let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
+            let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
+            let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
+            ownership::restore(&base_ws.dir, &ctx.meta.repo);
+            let _ = base_ws.remove();
+            let r = match &ended {
+                Ok(Ended::Exited(_)) => Some(results_of(&base_io, &base_log).await),
+                _ => None,
+            };
+            clean_after(ctx, &base_job, logs).await;
+            log_ok.map_err(Err)?;
+            match ended.map_err(Err)? {
+                Ended::Exited(_) => {}
+                other => return Err(Ok(other)),
+            }
+            let r = r.unwrap_or_else(|| Err("no report".into())).map_err(Err)?;
+            let _ = std::fs::create_dir_all(&cache_dir);
+            // Test names and messages come from the stage's own files: masked like its log.
+            let mut cached = serde_json::to_value(&r).unwrap_or_default();
+            ctx.needles.mask_json(&mut cached);
+            let _ = std::fs::write(&cache, cached.to_string());
+            r
+        };
+    Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
+}

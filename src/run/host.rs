@@ -1,0 +1,136 @@
+//! Stages that run on the host, in lightsout itself: context, the host graders, and `ship`
+//! with the last guard before it.
+
+#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+
+use super::*;
+
+/// What `ship` needs: its rendered parameters, GitHub, the run summary and the ticket's issue.
+pub(super) fn ship_inputs(
+    ctx: &Ctx,
+    stage: &Stage,
+    tctx: &serde_json::Value,
+) -> Result<(crate::stages::ship::Params, Option<crate::stages::ship::GitHub>, String, Option<u64>), String> {
+    let text = |k: &str, default: &str| -> Result<String, String> {
+        let source = stage.with.get(k).and_then(|v| v.as_str()).unwrap_or(default);
+        crate::template::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
+    };
+    let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
+    let params = crate::stages::ship::Params {
+        branch: text("branch", crate::stages::ship::DEFAULT_BRANCH)?,
+        message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
+        remote: text("remote", "origin")?,
+        pull_request: flag("pull_request", true),
+        comment: flag("comment", false),
+    };
+    crate::stages::ship::check_branch(&params.branch, &ctx.policy)?;
+    let github = if params.pull_request || params.comment {
+        crate::stages::ship::GitHub::from_env(
+            ctx.secrets.get("GITHUB_TOKEN").filter(|_| stage.secrets.iter().any(|s| s == "GITHUB_TOKEN")),
+        )?
+    } else {
+        None
+    };
+    let issue = ctx.ticket.id.trim_start_matches('#').parse().ok();
+    Ok((params, github, ctx.needles.mask_str(&run_summary(ctx, tctx)), issue))
+}
+
+/// The Markdown summary of the run so far, for the pull request and the issue comment.
+pub(super) fn run_summary(ctx: &Ctx, tctx: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let t = &ctx.ticket;
+    let _ =
+        writeln!(out, "Ticket {}: {}\n", crate::report::markdown::code(&t.id), crate::report::markdown::code(&t.title));
+    let _ = writeln!(out, "| stage | kind | status |\n|---|---|---|");
+    for s in ctx.plan.stages() {
+        let status = tctx["stages"][&s.id]["status"].as_str().unwrap_or("pending");
+        let _ = writeln!(out, "| {} | {} | {status} |", s.id, s.kind);
+    }
+    if let Ok((stat, _)) = ctx.workspace.diff() {
+        let _ = writeln!(out, "\n{}", crate::report::markdown::fenced(&ctx.needles.mask_str(&stat)));
+    }
+    let _ = writeln!(out, "\nRun `{}` by lightsout.", ctx.meta.run_id);
+    out
+}
+
+/// Runs a built-in kind on the host (in a blocking thread): its outputs, artifacts and summary
+/// are masked and recorded like a container stage's.
+pub(super) async fn run_host_stage(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    tctx: &serde_json::Value,
+    logs: &mpsc::Sender<Event>,
+) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
+    let ship = if stage.kind == "ship" { Some(ship_inputs(ctx, stage, tctx)?) } else { None };
+    let guard = (stage.kind == "ship").then(|| guard_rules(ctx));
+    let work = {
+        let ctx = Arc::clone(ctx);
+        let with = stage.with.clone();
+        let kind = stage.kind.clone();
+        tokio::task::spawn_blocking(move || match kind.as_str() {
+            "ship" => match (ship, guard) {
+                (Some((params, github, summary, issue)), Some(rules)) => {
+                    // One tree: what the guard judges is what ship commits.
+                    let tree = ctx.workspace.change_tree()?;
+                    // The graders judged the last snapshot; anything written since (by a stage
+                    // that failed, or one still running) was not graded.
+                    if tree != ctx.workspace.head_tree()? {
+                        return Err("not shipped: the workspace holds changes that no stage's success recorded (a stage that failed or is still running wrote them), so no grader judged them".to_owned());
+                    }
+                    crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
+                    crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue)
+                }
+                _ => Err("ship: no parameters".into()),
+            },
+            "context" => crate::stages::context::assemble(
+                &ctx.workspace,
+                &ctx.ticket,
+                &crate::stages::context::Params::from_with(&with),
+            ),
+
+            other => match crate::stages::host_grader(other) {
+                Some(grader) => grader.grade(&ctx.workspace, &with),
+                None => Err(format!("`{other}` does not run on the host")),
+            },
+        })
+    };
+    let result = work.await.map_err(|e| format!("the stage failed: {e}"))??;
+    let dir = ctx.dir.path.join("stages").join(&stage.id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in &result.artifacts {
+        std::fs::write(dir.join(name), ctx.needles.mask_str(text)).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let summary = ctx.needles.mask_str(&result.summary);
+    std::fs::write(ctx.dir.log_path(&stage.id, attempt), format!("{summary}\n")).map_err(|e| e.to_string())?;
+    let _ = logs.try_send(Event::StageLog {
+        stage: stage.id.clone(),
+        stream: crate::events::Stream::Stdout,
+        text: format!("{summary}\n"),
+    });
+    let outputs = result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect();
+    let verdict = result.verdict.map(|mut v| {
+        v.reasons = v.reasons.iter().map(|r| ctx.needles.mask_str(r)).collect();
+        v
+    });
+    Ok((outputs, verdict))
+}
+
+/// What the last check before `ship` protects: see [`crate::stages::guard`].
+pub(super) fn guard_rules(ctx: &Ctx) -> crate::stages::guard::Rules {
+    let repo_relative = |p: &Path| {
+        let abs = if p.is_absolute() { p.to_path_buf() } else { ctx.meta.repo.join(ctx.meta.sub.join(p)) };
+        abs.strip_prefix(&ctx.meta.repo).ok().map(|r| r.to_string_lossy().into_owned())
+    };
+    let mut files: Vec<String> = [Some(ctx.plan.pipeline()), ctx.meta.policy.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(repo_relative)
+        .collect();
+    files.sort();
+    let mut tests: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
+    for s in ctx.plan.stages().iter().filter(|s| s.kind == "grade.tests") {
+        tests.extend(crate::stages::string_list(&s.with, "test_files"));
+    }
+    crate::stages::guard::Rules::new(&ctx.policy.protected_paths(), &files, &tests)
+}

@@ -99,7 +99,7 @@ pub enum Event {
         retrying: bool,
         /// A grader's structured verdict.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        verdict: Option<crate::stages::Verdict>,
+        verdict: Option<Verdict>,
     },
     /// A loop's graders failed and it has attempts left: its agent runs again with their
     /// feedback, and the stages from it to the graders are reset.
@@ -167,4 +167,14 @@ impl Stamped {
     pub fn now(event: Event) -> Stamped {
         Stamped { at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(), event }
     }
+}
+
+/// A grader's structured verdict, recorded with the stage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub pass: bool,
+    /// One line per reason it failed (or notable facts when it passed).
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
 }

@@ -564,7 +564,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                 crate::spec::pipeline::Access::ReadWrite => "read-write",
             }
         );
-        if s.role == crate::compile::kinds::Role::Ship {
+        if s.role == crate::plan::Role::Ship {
             let branch = s.with.get("branch").and_then(|b| b.as_str()).unwrap_or(crate::stages::ship::DEFAULT_BRANCH);
             let check = if branch.contains("{{") {
                 "a template: checked against the protected branches once rendered, before ship pushes".to_owned()

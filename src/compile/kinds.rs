@@ -2,32 +2,7 @@
 //!
 //! One table, so that adding a kind is one entry here plus its implementation.
 
-use serde::Serialize;
-
-/// What a stage is for; decides where it runs and how the compiler checks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A plain `run:` command.
-    Command,
-    /// Gathers context on the host.
-    Context,
-    /// An AI agent that edits the workspace.
-    Agent,
-    /// Grades the candidate; sees the workspace read-only.
-    Grader,
-    /// A human gate.
-    Approve,
-    /// Commits, pushes and opens the pull request on the host.
-    Ship,
-}
-
-impl Role {
-    /// Whether stages of this role run in a container (and so need an image).
-    pub fn in_container(self) -> bool {
-        matches!(self, Role::Command | Role::Agent | Role::Grader)
-    }
-}
+pub use crate::plan::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamType {

@@ -7,7 +7,6 @@ mod graph;
 pub mod kinds;
 mod route;
 mod stage;
-pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -95,7 +94,7 @@ impl Factory {
             }
         }
         for key in [&f.defaults.timeout].into_iter().flatten() {
-            if let Err(d) = units::duration(&self.path, key) {
+            if let Err(d) = crate::plan::units::duration(&self.path, key) {
                 errors.push(d);
             }
         }

@@ -6,8 +6,9 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use super::kinds::{self, Role};
-use super::{Factory, check_name, units};
+use super::{Factory, check_name};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::plan::units;
 use crate::plan::{Decided, Limits, Loop, Stage};
 use crate::spec::factory::SecretSource;
 use crate::spec::pipeline::{self, Access, Expect, Resources};

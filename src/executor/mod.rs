@@ -43,6 +43,9 @@ pub struct Job {
     pub files: Vec<(PathBuf, String)>,
     /// The hosts the stage may reach through the egress proxy; empty: no network at all.
     pub egress: Vec<String>,
+    /// The runner's identity (`<pid> <start time>`), labelled on what the job starts so that a
+    /// later runner can tell whether its owner is still alive.
+    pub runner: String,
 }
 
 /// How a job ended, when the executor itself did not fail.

@@ -3,6 +3,8 @@
 //! A `Plan` is only made by the compiler, after every check passed; nothing changes it
 //! afterwards. It serializes to JSON for `plan --format json` and for run records.
 
+pub mod units;
+
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -12,7 +14,6 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
-use crate::compile::kinds::Role;
 use crate::spec::pipeline::{Access, Expect};
 
 /// One resolved stage.
@@ -84,6 +85,31 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub cpus: f64,
     pub pids: u32,
+}
+
+/// What a stage is for; decides where it runs and how the compiler checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A plain `run:` command.
+    Command,
+    /// Gathers context on the host.
+    Context,
+    /// An AI agent that edits the workspace.
+    Agent,
+    /// Grades the candidate; sees the workspace read-only.
+    Grader,
+    /// A human gate.
+    Approve,
+    /// Commits, pushes and opens the pull request on the host.
+    Ship,
+}
+
+impl Role {
+    /// Whether stages of this role run in a container (and so need an image).
+    pub fn in_container(self) -> bool {
+        matches!(self, Role::Command | Role::Agent | Role::Grader)
+    }
 }
 
 /// Where tests usually live, for `grade.tests` (with the policy's protected paths) when the stage does not say, and

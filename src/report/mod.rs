@@ -115,7 +115,7 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
     }
     let _ = writeln!(out, "\n## Why the factory believes the change is right\n");
     let mut any = false;
-    for s in plan.stages().iter().filter(|s| s.role == crate::compile::kinds::Role::Grader) {
+    for s in plan.stages().iter().filter(|s| s.role == crate::plan::Role::Grader) {
         let Some(st) = state.stages.get(&s.id) else { continue };
         any = true;
         let mark = if st.outcome == Some(Outcome::Succeeded) { "passed" } else { "did not pass" };

@@ -11,7 +11,17 @@ use tokio::sync::mpsc;
 use crate::diag::printable;
 use crate::events::{Event, Outcome, Stamped};
 use crate::plan::Plan;
-use crate::run::Output;
+
+/// How the run reports what happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A live view on a terminal, plain timestamped lines otherwise (or under `CI=true`).
+    Human,
+    /// One JSON event per line on stdout.
+    Json,
+    /// Nothing (tests, benchmarks).
+    Quiet,
+}
 
 /// Whether to draw the live view: a terminal on stderr and not CI.
 fn live() -> bool {

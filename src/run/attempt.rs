@@ -167,6 +167,7 @@ pub(super) async fn run_stage(
         timeout: Duration::from_secs(stage.timeout_secs.max(1)),
         files,
         egress: stage.network.clone(),
+        runner: crate::store::runner_id(),
     };
     if stage.kind == "grade.tests" {
         return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
@@ -411,7 +412,7 @@ pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(
     }
     for policy in policy.layers() {
         if let Some(c) = policy.ceiling_memory() {
-            let max = crate::compile::units::size(where_, c).map_err(|d| d.message)?;
+            let max = crate::plan::units::size(where_, c).map_err(|d| d.message)?;
             if stage.resources.memory_bytes > max {
                 return Err(format!(
                     "memory {} bytes is over the ceiling of {}",
@@ -430,7 +431,7 @@ pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(
             return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
         }
         if let Some(c) = policy.ceiling_timeout() {
-            let max = crate::compile::units::duration(where_, c).map_err(|d| d.message)?;
+            let max = crate::plan::units::duration(where_, c).map_err(|d| d.message)?;
             if stage.timeout_secs > max.as_secs() {
                 return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
             }
@@ -592,4 +593,14 @@ pub(super) async fn read_outputs(path: &Path, needles: &Needles) -> Result<BTree
         }
     }
     Ok(out)
+}
+
+/// Images are built from the base revision, as the workspace gives it.
+impl crate::executor::docker::image::BaseRevision for Workspace {
+    fn file(&self, rel: &str) -> Result<Vec<u8>, String> {
+        self.base_file(rel)
+    }
+    fn tar(&self, rel: &Path) -> Result<Vec<u8>, String> {
+        self.base_tar(rel)
+    }
 }

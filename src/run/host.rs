@@ -16,13 +16,15 @@ pub(super) fn ship_inputs(
         crate::template::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
     };
     let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
-    let params = crate::stages::ship::Params {
+    let mut params = crate::stages::ship::Params {
         branch: text("branch", crate::stages::ship::DEFAULT_BRANCH)?,
         message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
         remote: text("remote", "origin")?,
         pull_request: flag("pull_request", true),
         comment: flag("comment", false),
+        title: String::new(),
     };
+    params.title = crate::report::markdown::title(params.message.lines().next().unwrap_or("lightsout change"));
     crate::stages::ship::check_branch(&params.branch, &ctx.policy)?;
     let github = if params.pull_request || params.comment {
         crate::stages::ship::GitHub::from_env(

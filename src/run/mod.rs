@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::compile::kinds::Role;
 use crate::events::{Event, Outcome, RunStatus, Stamped};
 use crate::executor::{Ended, Executor, Job};
+use crate::plan::Role;
 use crate::plan::{Plan, Stage};
 use crate::secrets::{Masker, Needles};
 use crate::spec::pipeline::{Access, Expect};
@@ -40,16 +40,7 @@ use host::*;
 /// First delay before retrying an infrastructure fault; doubles each time.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
-/// How the run reports what happens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// A live view on a terminal, plain timestamped lines otherwise (or under `CI=true`).
-    Human,
-    /// One JSON event per line on stdout.
-    Json,
-    /// Nothing (tests, benchmarks).
-    Quiet,
-}
+pub use crate::report::terminal::Output;
 
 /// Choices the user makes for a run.
 #[derive(Clone, Debug)]
@@ -198,7 +189,7 @@ pub async fn start(
     let sub = factory_dir.strip_prefix(&repo).map(Path::to_path_buf).unwrap_or_default();
     let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
     if let Executor::Docker(d) = &executor {
-        d.remove_orphans().await.map_err(RunError::Infra)?;
+        d.remove_orphans(crate::store::runner_alive).await.map_err(RunError::Infra)?;
     }
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let dir =
@@ -320,7 +311,7 @@ pub async fn resume_with(
     }
     let executor = executor_for(&meta.executor)?;
     if let Executor::Docker(d) = &executor {
-        d.remove_orphans().await.map_err(RunError::Infra)?;
+        d.remove_orphans(crate::store::runner_alive).await.map_err(RunError::Infra)?;
     }
     dir.claim().map_err(|e| RunError::Infra(e.to_string()))?;
     let workspace = Workspace::open(&repo, &meta.workspace, &meta.base, &meta.sub).map_err(RunError::Infra)?;

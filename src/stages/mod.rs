@@ -11,19 +11,10 @@ pub mod ship;
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 
 use crate::workspace::Workspace;
 
-/// A grader's structured verdict, recorded with the stage.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub pass: bool,
-    /// One line per reason it failed (or notable facts when it passed).
-    pub reasons: Vec<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub details: serde_json::Value,
-}
+pub use crate::events::Verdict;
 
 /// What a host stage produced.
 #[derive(Clone, Debug, Default)]

@@ -50,6 +50,9 @@ pub struct Params {
     pub remote: String,
     pub pull_request: bool,
     pub comment: bool,
+    /// The pull request's title, already made inert (GitHub shows it as text, but links
+    /// mentions and references in it).
+    pub title: String,
 }
 
 /// Where and how to reach GitHub.
@@ -118,7 +121,7 @@ pub fn ship(
     result.outputs.insert("branch".into(), p.branch.clone());
     if let Some(gh) = github.filter(|_| p.pull_request) {
         let base = ws.current_branch()?;
-        let title = crate::report::markdown::title(p.message.lines().next().unwrap_or("lightsout change"));
+        let title = &p.title;
         let pr =
             gh.post("pulls", &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }))?;
         let url = pr["html_url"].as_str().unwrap_or_default().to_owned();

@@ -195,7 +195,7 @@ pub struct StageState {
     pub duration_ms: u64,
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<crate::stages::Verdict>,
+    pub verdict: Option<crate::events::Verdict>,
     /// An `approve` gate waiting for a person.
     pub awaiting: bool,
 }

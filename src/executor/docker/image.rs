@@ -11,8 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::workspace::Workspace;
-
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt as _;
 
@@ -39,6 +37,15 @@ impl ImageSpec {
             ImageSpec::Named(value.to_owned())
         }
     }
+}
+
+/// The run's base revision, which images and their definitions are read from (the run's
+/// workspace gives it; the executor does not reach into it).
+pub trait BaseRevision: Sync {
+    /// A file, by its path relative to the factory's directory.
+    fn file(&self, rel: &str) -> Result<Vec<u8>, String>;
+    /// A directory (relative to the factory's directory), as a tar archive.
+    fn tar(&self, rel: &Path) -> Result<Vec<u8>, String>;
 }
 
 /// Removes `//` and `/* */` comments and trailing commas outside strings (devcontainer.json is
@@ -88,9 +95,9 @@ fn strip_jsonc(text: &str) -> String {
 
 /// Reads a devcontainer.json of the base revision: an image name, or a Dockerfile and its
 /// context.
-fn devcontainer(ws: &Workspace, file: &Path) -> Result<ImageSpec, String> {
+fn devcontainer(ws: &dyn BaseRevision, file: &Path) -> Result<ImageSpec, String> {
     let shown = file.display();
-    let bytes = ws.base_file(&file.to_string_lossy())?;
+    let bytes = ws.file(&file.to_string_lossy())?;
     let text = String::from_utf8_lossy(&bytes);
     let json: serde_json::Value =
         serde_json::from_str(&strip_jsonc(&text)).map_err(|e| format!("{shown}: not valid JSON: {e}"))?;
@@ -124,8 +131,13 @@ fn normalize(p: &Path) -> PathBuf {
 
 /// A tar of the base revision's `context` directory with fixed metadata (so equal contexts give
 /// equal bytes and tags); regular files only.
-fn context_tar(ws: &Workspace, context: &Path, dockerfile_name: &str, dockerfile: &[u8]) -> Result<Vec<u8>, String> {
-    let archive = ws.base_tar(context)?;
+fn context_tar(
+    ws: &dyn BaseRevision,
+    context: &Path,
+    dockerfile_name: &str,
+    dockerfile: &[u8],
+) -> Result<Vec<u8>, String> {
+    let archive = ws.tar(context)?;
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut reader = tar::Archive::new(archive.as_slice());
     for entry in reader.entries().map_err(|e| format!("the build context: {e}"))? {
@@ -169,7 +181,7 @@ pub enum ImageError {
 /// needed. `allowed` is the policy's check of an image a devcontainer.json names.
 pub async fn ensure(
     docker: &Docker,
-    ws: &Workspace,
+    ws: &dyn BaseRevision,
     value: &str,
     allowed: impl Fn(&str) -> Result<(), String>,
 ) -> Result<String, ImageError> {
@@ -188,7 +200,7 @@ pub async fn ensure(
     resolve(docker, ws, spec).await.map_err(ImageError::Fault)
 }
 
-async fn resolve(docker: &Docker, ws: &Workspace, spec: ImageSpec) -> Result<String, String> {
+async fn resolve(docker: &Docker, ws: &dyn BaseRevision, spec: ImageSpec) -> Result<String, String> {
     match spec {
         ImageSpec::Named(name) => match docker.client().inspect_image(&name).await {
             Ok(_) => Ok(name),
@@ -201,12 +213,12 @@ async fn resolve(docker: &Docker, ws: &Workspace, spec: ImageSpec) -> Result<Str
     }
 }
 
-async fn build(docker: &Docker, ws: &Workspace, rel: &Path, context: Option<&Path>) -> Result<String, String> {
+async fn build(docker: &Docker, ws: &dyn BaseRevision, rel: &Path, context: Option<&Path>) -> Result<String, String> {
     let outside = |p: &Path| p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir));
     if outside(rel) || context.is_some_and(outside) {
         return Err(format!("the Dockerfile `{}` and its context must be inside the repository", rel.display()));
     }
-    let dockerfile = ws.base_file(&rel.to_string_lossy())?;
+    let dockerfile = ws.file(&rel.to_string_lossy())?;
     let context = match context {
         Some(c) => c.to_path_buf(),
         None => rel.parent().unwrap_or(Path::new("")).to_path_buf(),

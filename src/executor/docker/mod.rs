@@ -20,7 +20,6 @@ pub mod image;
 use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
 use crate::egress::Decision;
 use crate::events::Stream;
-use crate::store::{runner_alive, runner_id};
 use egress::Egress;
 
 /// Label keys on every container lightsout starts.
@@ -60,7 +59,7 @@ pub fn labels(job: &Job) -> HashMap<String, String> {
         (LABEL_RUN.to_owned(), job.run_id.clone()),
         (LABEL_STAGE.to_owned(), job.stage.clone()),
         (LABEL_ATTEMPT.to_owned(), job.attempt.to_string()),
-        (LABEL_RUNNER.to_owned(), runner_id()),
+        (LABEL_RUNNER.to_owned(), job.runner.clone()),
     ])
 }
 
@@ -102,11 +101,12 @@ impl Docker {
 
     /// Removes containers and networks left by runs whose runner is no longer alive; returns
     /// the containers' names.
-    pub async fn remove_orphans(&self) -> Result<Vec<String>, String> {
+    /// `alive` tells whether the runner a label names still runs.
+    pub async fn remove_orphans(&self, alive: impl Fn(&str) -> bool) -> Result<Vec<String>, String> {
         // Best effort: a leftover that cannot be removed now (say, one Docker is still removing)
         // must not stop a new run; the next sweep tries again.
         let (removed, _failed) =
-            self.remove_labelled(LABEL_RUN, |labels| labels.get(LABEL_RUNNER).is_some_and(|r| runner_alive(r))).await?;
+            self.remove_labelled(LABEL_RUN, |labels| labels.get(LABEL_RUNNER).is_some_and(|r| alive(r))).await?;
         Ok(removed)
     }
 

@@ -481,10 +481,10 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
     let mut out = String::new();
     // Ticket text is printed as data: escaped, so that control sequences cannot reach the terminal.
     let _ = writeln!(out, "ticket    {}: {}", ticket.id.escape_debug(), ticket.title.escape_debug());
-    let _ = writeln!(out, "category  {} ({})", plan.category(), route.reason);
+    let _ = writeln!(out, "category  {} ({})", plan.category(), crate::diag::printable(&route.reason));
     let _ = writeln!(out, "pipeline  {}", plan.pipeline().display());
     for (k, v) in plan.inputs() {
-        let _ = writeln!(out, "input     {k} = {v}");
+        let _ = writeln!(out, "input     {k} = {}", crate::diag::printable(&v.to_string()));
     }
     let _ = writeln!(out, "\nstages, in order:");
     for (i, s) in plan.stages().iter().enumerate() {

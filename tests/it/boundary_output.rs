@@ -291,3 +291,18 @@ fn ticket_and_stage_text_is_inert_in_the_pull_request_the_comment_and_the_report
     assert!(md.contains(&format!("`{title}`")), "{md}");
     assert_eq!(live_markup(&md), Vec::<&str>::new(), "{md}");
 }
+
+#[test]
+fn plan_prints_ticket_inputs_escaped() {
+    // A ticket input holding ESC and a C1 CSI (U+009B) in the bundled example's ticket.
+    let dir = tempfile::tempdir().expect("dir");
+    let src = super::root().join("examples/bugfix");
+    let st = std::process::Command::new("cp").arg("-r").arg(format!("{}/.", src.display())).arg(dir.path()).status();
+    assert!(st.is_ok_and(|s| s.success()));
+    let ticket = "---\nid: BUG-9\nlabels: [bug]\nfailing_test: \"t\\e[2J\\u009b31m\"\n---\n# t\n";
+    std::fs::write(dir.path().join("tickets/evil.md"), ticket).expect("ticket");
+    let (code, out, err) = output(super::lightsout(dir.path()).args(["plan", "--ticket", "tickets/evil.md"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("input"), "{out}");
+    assert!(raw_controls(&out).is_empty(), "{:?}", raw_controls(&out));
+}

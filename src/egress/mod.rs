@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a client has to send a whole request head (no slow-drip connection is held open).
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections one proxy serves at once; past that, new ones are closed at once (on the local
+/// executor the proxy runs in the runner, whose file descriptors a stage must not exhaust).
+const MAX_CONNECTIONS: usize = 256;
 /// Longest the proxy waits to resolve and reach an allowed host.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -104,12 +109,15 @@ pub async fn serve(
     decisions: mpsc::Sender<Decision>,
     cancel: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) if clients.is_none_or(|c| c.contains(peer.ip())) => {
-                    spawn_handler(stream, &gate, &decisions, &cancel);
+                    if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                        spawn_handler(stream, &gate, &decisions, &cancel, permit);
+                    }
                 }
                 _ => {}
             },
@@ -125,11 +133,14 @@ pub async fn serve_unix(
     decisions: mpsc::Sender<Decision>,
     cancel: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                spawn_handler(stream, &gate, &decisions, &cancel);
+            accepted = listener.accept() => if let Ok((stream, _)) = accepted
+                && let Ok(permit) = Arc::clone(&slots).try_acquire_owned()
+            {
+                spawn_handler(stream, &gate, &decisions, &cancel, permit);
             },
         }
     }
@@ -141,9 +152,11 @@ fn spawn_handler<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     gate: &Gate,
     decisions: &mpsc::Sender<Decision>,
     cancel: &CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (gate, decisions, cancel) = (Arc::clone(gate), decisions.clone(), cancel.clone());
     tokio::spawn(async move {
+        let _held = permit;
         tokio::select! {
             () = cancel.cancelled() => {}
             () = handle(stream, gate, decisions) => {}
@@ -389,17 +402,40 @@ fn refused_further(bytes: &[u8]) -> Decision {
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, decisions: mpsc::Sender<Decision>) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
-    let end = loop {
-        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+    let refuse = |why: &str| Decision { host: "(no request)".to_owned(), port: 0, allowed: false, why: why.to_owned() };
+    let read_head = async {
+        loop {
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(i + 4);
+            }
+            if head.windows(2).any(|w| w == b"\n\n") {
+                return Err((
+                    &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"[..],
+                    Some("a request head with bare line feeds (not CRLF)"),
+                ));
+            }
+            if head.len() > MAX_HEAD {
+                return Err((&b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n"[..], None));
+            }
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return Err((&b""[..], None)),
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
         }
-        if head.len() > MAX_HEAD {
-            let _ = client.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n").await;
+    };
+    let end = match tokio::time::timeout(HEAD_TIMEOUT, read_head).await {
+        Ok(Ok(end)) => end,
+        Ok(Err((answer, why))) => {
+            if let Some(why) = why {
+                let _ = decisions.send(refuse(why)).await;
+            }
+            let _ = client.write_all(answer).await;
             return;
         }
-        match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+        Err(_) => {
+            let _ = decisions.send(refuse("no complete request head within 30 s")).await;
+            let _ = client.write_all(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n").await;
+            return;
         }
     };
     let text = String::from_utf8_lossy(&head[..end - 4]).into_owned();
@@ -562,6 +598,33 @@ mod tests {
         let mut b = vec![0u8; 256];
         let n = s.read(&mut b).await.expect("read");
         (String::from_utf8_lossy(&b[..n]).into_owned(), s)
+    }
+
+    #[tokio::test]
+    async fn a_head_with_bare_line_feeds_is_refused_and_recorded() {
+        let target = echo_server().await;
+        let (p, mut rx) = proxy(format!("localhost:{target}")).await;
+        let (answer, _) = ask(p, &format!("GET http://localhost:{target}/ HTTP/1.1\nHost: localhost\n\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let d = rx.recv().await.expect("decision");
+        assert!(!d.allowed && d.why.contains("bare line feeds"), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_at_once() {
+        let target = echo_server().await;
+        let (p, _rx) = proxy(format!("localhost:{target}")).await;
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(("127.0.0.1", p)).await.expect("connect"));
+        }
+        // Let the proxy accept them all, then one more: closed without an answer.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut extra = TcpStream::connect(("127.0.0.1", p)).await.expect("connect");
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read(&mut b)).await;
+        assert!(matches!(n, Ok(Ok(0) | Err(_))), "{n:?}");
+        drop(idle);
     }
 
     #[tokio::test]

@@ -132,6 +132,21 @@ pub async fn read_file_async(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, R
     }
 }
 
+/// Gives the runner (the owner of what an unprivileged runner's sandbox wrote) read, write and
+/// search rights on a directory a stage may have locked (`chmod 000`), so that nothing under it
+/// escapes the cleaning, the masking or the removal. A directory only, never through a link.
+pub fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::symlink_metadata(dir)
+        && meta.is_dir()
+    {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+    }
+}
+
 /// What [`scrub`] removed or changed, as `path: what` lines (paths relative to the top).
 pub type Scrubbed = Vec<String>;
 
@@ -141,6 +156,7 @@ pub type Scrubbed = Vec<String>;
 pub fn scrub(top: &Path, links: bool) -> Scrubbed {
     // Directory by directory, not by recursion: the stage chose the tree's depth.
     let (mut done, mut dirs) = (Vec::new(), vec![top.to_path_buf()]);
+    open_up(top);
     while let Some(dir) = dirs.pop() {
         scrub_dir(top, &dir, links, &mut done, &mut dirs);
     }
@@ -180,6 +196,9 @@ fn scrub_dir(top: &Path, dir: &Path, links: bool, done: &mut Scrubbed, dirs: &mu
             // stage's own file again, as the stage has ended.
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777));
             done.push(format!("{rel}: setuid/setgid/sticky bits cleared"));
+        }
+        if t.is_dir() {
+            open_up(&path);
         }
         if t.is_dir() && path.file_name().is_none_or(|n| n != ".git" || dir != top) {
             dirs.push(path);

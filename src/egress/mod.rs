@@ -232,8 +232,16 @@ fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
             Some((h, p)) => (h, port_of(p)?),
             None => (target, default),
         };
-        let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-        if h.is_empty() || h.len() > 253 || !h.chars().all(name) {
+        // A DNS name: labels of 1 to 63 letters, digits, `-` or `_`, none beginning or ending
+        // with `-`; or an IPv4 address, which is such a name too.
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        };
+        if h.is_empty() || h.len() > 253 || !h.split('.').all(label) {
             return None;
         }
         (h, port)
@@ -415,7 +423,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, de
                 ));
             }
             if head.len() > MAX_HEAD {
-                return Err((&b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n"[..], None));
+                return Err((
+                    &b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n"[..],
+                    Some("a request head over 16 KiB"),
+                ));
             }
             match client.read(&mut buf).await {
                 Ok(0) | Err(_) => return Err((&b""[..], None)),
@@ -598,6 +609,15 @@ mod tests {
         let mut b = vec![0u8; 256];
         let n = s.read(&mut b).await.expect("read");
         (String::from_utf8_lossy(&b[..n]).into_owned(), s)
+    }
+
+    #[test]
+    fn targets_must_be_dns_names() {
+        for bad in [".wild.test:80", "a..wild.test:80", "-.wild.test:80", "a-.test:80", "x.test.:80", "a b:80"] {
+            assert_eq!(split_target(bad, 443), None, "{bad}");
+        }
+        assert_eq!(split_target("Api.Example-1.test:8080", 443), Some(("api.example-1.test".to_owned(), 8080)));
+        assert_eq!(split_target("10.0.0.1", 443), Some(("10.0.0.1".to_owned(), 443)));
     }
 
     #[tokio::test]

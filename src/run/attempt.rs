@@ -49,7 +49,7 @@ pub(super) async fn run_stage(
         return done(Outcome::Failed, None, format!("refused by policy at run time: {refusal}"), BTreeMap::new());
     }
     if crate::stages::is_host_kind(&stage.kind) {
-        let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs).await;
+        let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs, &cancel).await;
         return match result {
             Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
             Ok((outputs, Some(v))) => {
@@ -59,6 +59,9 @@ pub(super) async fn run_stage(
                     (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
                 };
                 Done { verdict: Some(v), ..done(outcome, None, reason, outputs) }
+            }
+            Err(e) if cancel.is_cancelled() => {
+                done(Outcome::Cancelled, None, ctx.needles.mask_str(&e), BTreeMap::new())
             }
             Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
         };

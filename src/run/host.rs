@@ -63,7 +63,9 @@ pub(super) async fn run_host_stage(
     attempt: u32,
     tctx: &serde_json::Value,
     logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
 ) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
+    let stop = crate::stages::Stop::new(cancel.clone(), Duration::from_secs(stage.timeout_secs.max(1)));
     let ship = if stage.kind == "ship" { Some(ship_inputs(ctx, stage, tctx)?) } else { None };
     let guard = (stage.kind == "ship").then(|| guard_rules(ctx));
     let work = {
@@ -81,7 +83,7 @@ pub(super) async fn run_host_stage(
                         return Err("not shipped: the workspace holds changes that no stage's success recorded (a stage that failed or is still running wrote them), so no grader judged them".to_owned());
                     }
                     crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
-                    crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue)
+                    crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue, &stop)
                 }
                 _ => Err("ship: no parameters".into()),
             },

@@ -7,17 +7,23 @@ use std::path::Path;
 
 use crate::executor::docker::FALLBACK_UID;
 
-/// Never follows a link; directory by directory, not by recursion (a stage chose the
+/// Gives every file of the tree to `owner` (when the runner is root) and opens every directory
+/// to its owner (a stage may have locked one, `chmod 000`, to keep what is under it from the
+/// runner). Never follows a link; directory by directory, not by recursion (a stage chose the
 /// tree's depth).
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
+fn reclaim_tree(path: &Path, owner: Option<(u32, u32)>) {
     let mut todo = vec![path.to_path_buf()];
     while let Some(p) = todo.pop() {
-        let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
+        if let Some((uid, gid)) = owner {
+            let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
+        }
         if let Ok(meta) = std::fs::symlink_metadata(&p)
             && meta.is_dir()
-            && let Ok(entries) = std::fs::read_dir(&p)
         {
-            todo.extend(entries.flatten().map(|e| e.path()));
+            crate::untrusted::open_up(&p);
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                todo.extend(entries.flatten().map(|e| e.path()));
+            }
         }
     }
 }
@@ -28,13 +34,13 @@ fn is_root() -> bool {
 
 pub fn prepare(path: &Path) {
     if is_root() {
-        chown_tree(path, FALLBACK_UID, FALLBACK_UID);
+        reclaim_tree(path, Some((FALLBACK_UID, FALLBACK_UID)));
     }
 }
 
+/// Hands a tree a stage could write back to the repository's owner (when the runner is root)
+/// and opens its directories: before host git reads it and before it is removed.
 pub fn restore(path: &Path, repo: &Path) {
-    if is_root() {
-        let (uid, gid) = std::fs::metadata(repo).map_or((0, 0), |m| (m.uid(), m.gid()));
-        chown_tree(path, uid, gid);
-    }
+    let owner = is_root().then(|| std::fs::metadata(repo).map_or((0, 0), |m| (m.uid(), m.gid())));
+    reclaim_tree(path, owner);
 }

@@ -16,6 +16,37 @@ use crate::workspace::Workspace;
 
 pub use crate::events::Verdict;
 
+/// When host work must stop: the run was cancelled, or the stage's timeout has passed. Work on
+/// a blocking thread cannot be killed midway, so it asks before each step with effects outside
+/// (a commit, a push, a request to GitHub).
+#[derive(Clone, Debug)]
+pub struct Stop {
+    cancel: tokio_util::sync::CancellationToken,
+    deadline: std::time::Instant,
+}
+
+impl Stop {
+    pub fn new(cancel: tokio_util::sync::CancellationToken, timeout: std::time::Duration) -> Stop {
+        Stop { cancel, deadline: std::time::Instant::now() + timeout }
+    }
+
+    /// `Err` (why) when the step `before` must not start.
+    pub fn check(&self, before: &str) -> Result<(), String> {
+        if self.cancel.is_cancelled() {
+            Err(format!("cancelled before {before}"))
+        } else if std::time::Instant::now() >= self.deadline {
+            Err(format!("ran past its timeout before {before}"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The time left, at most `cap`.
+    pub fn remaining(&self, cap: std::time::Duration) -> std::time::Duration {
+        self.deadline.saturating_duration_since(std::time::Instant::now()).min(cap)
+    }
+}
+
 /// What a host stage produced.
 #[derive(Clone, Debug, Default)]
 pub struct HostResult {

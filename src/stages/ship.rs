@@ -75,9 +75,10 @@ impl GitHub {
         Ok(Some(GitHub { api: api.trim_end_matches('/').to_owned(), repository, token }))
     }
 
-    fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+    fn post(&self, path: &str, body: &serde_json::Value, stop: &super::Stop) -> Result<serde_json::Value, String> {
+        stop.check(&format!("POST {path}"))?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(stop.remaining(Duration::from_secs(30))))
             .http_status_as_error(false)
             .build()
             .into();
@@ -109,28 +110,46 @@ pub fn ship(
     github: Option<&GitHub>,
     summary: &str,
     issue: Option<u64>,
+    stop: &super::Stop,
 ) -> Result<HostResult, String> {
     ws.check_branch(&p.branch)?;
+    stop.check("committing")?;
     let commit = ws.commit_tree(tree, &p.message)?;
+    stop.check("pushing")?;
     ws.push(&p.remote, &commit, &p.branch)?;
     let mut result = HostResult {
         summary: format!("ship: {commit} pushed to {} as {}", p.remote, p.branch),
         ..HostResult::default()
     };
+    // From here on the change is pushed: a failure says so, so that the record does not hide it.
+    let pushed = format!("pushed {commit} to {} as {}, but", p.remote, p.branch);
     result.outputs.insert("commit".into(), commit);
     result.outputs.insert("branch".into(), p.branch.clone());
+    // Pushed: what follows only adds to it, so a stop from here on is said, not an error that
+    // would hide the push from the record.
+    if let (Some(_), Err(why)) = (github, stop.check("opening the pull request")) {
+        let _ = write!(result.summary, "\nship: pushed, but {why}: no pull request, no comment");
+        return Ok(result);
+    }
     if let Some(gh) = github.filter(|_| p.pull_request) {
-        let base = ws.current_branch()?;
+        let base = ws.current_branch().map_err(|e| format!("{pushed} {e}"))?;
         let title = &p.title;
-        let pr =
-            gh.post("pulls", &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }))?;
+        let pr = gh
+            .post(
+                "pulls",
+                &serde_json::json!({ "title": title, "head": p.branch, "base": base, "body": summary }),
+                stop,
+            )
+            .map_err(|e| format!("{pushed} {e}"))?;
         let url = pr["html_url"].as_str().unwrap_or_default().to_owned();
         result.outputs.insert("pr_number".into(), pr["number"].as_u64().map(|n| n.to_string()).unwrap_or_default());
         result.outputs.insert("pr_url".into(), url.clone());
         let _ = write!(result.summary, "\nship: pull request {url}");
     }
     if let (Some(gh), Some(n), true) = (github, issue, p.comment) {
-        let c = gh.post(&format!("issues/{n}/comments"), &serde_json::json!({ "body": summary }))?;
+        let c = gh
+            .post(&format!("issues/{n}/comments"), &serde_json::json!({ "body": summary }), stop)
+            .map_err(|e| format!("{pushed} {e}"))?;
         result.outputs.insert("comment_url".into(), c["html_url"].as_str().unwrap_or_default().to_owned());
     }
     Ok(result)

@@ -675,3 +675,77 @@ fn an_edited_plan_cannot_drop_a_grader_the_policy_requires() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("policy requires"), "{err}");
 }
+
+fn locked_directories_hide_nothing_from_the_runner_on(executor: &str) {
+    let repo = Repo::with_policy(
+        &stage(
+            "a",
+            "mkdir -p /lightsout/locked/sub && echo \"val=$LOCK_KEY\" > /lightsout/locked/sub/f\necho x > \"/lightsout/locked/sub/name-$LOCK_KEY\"\nbusybox mkfifo /lightsout/locked/sub/fifo\nchmod 0 /lightsout/locked/sub /lightsout/locked\nmkdir -p w/x && echo change > w/x/f && chmod 0 w/x w\nrm -f .git && mkdir -p .git && echo '[core] fsmonitor = touch /tmp/pwned' > .git/config\nchmod 555 /workspace",
+            "    secrets: [LOCK_KEY]\n",
+        ),
+        Some("version: 1\nsecrets: { LOCK_KEY: { stages: [run] } }\n"),
+    );
+    let mut c = repo.cmd(&["--executor", executor]);
+    let secret = format!("lock-secret-{executor}-{}", std::process::id());
+    c.env("LOCK_KEY", &secret);
+    let (_, out, err) = output(&mut c);
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| e["event"] == "run_finished"), "{err}\n{ev:#?}");
+    let run = repo.run_ids().pop().expect("run");
+    let mut files = Vec::new();
+    tree(&repo.record(&run), &mut files);
+    for (path, meta) in &files {
+        assert!(!path.to_string_lossy().contains(&secret), "{}", path.display());
+        assert!(!meta.file_type().is_fifo(), "{}", path.display());
+        if meta.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+            assert!(!text.contains(&secret), "unmasked in {}", path.display());
+        }
+    }
+    let left = std::fs::read_dir(repo.path().join(".lightsout/worktrees")).map_or(0, Iterator::count);
+    assert_eq!(left, 0, "the worktree was left behind");
+}
+
+#[test]
+fn locked_directories_hide_nothing_from_the_runner() {
+    locked_directories_hide_nothing_from_the_runner_on("docker");
+}
+
+#[test]
+pub(crate) fn local_locked_directories_hide_nothing_from_the_runner() {
+    locked_directories_hide_nothing_from_the_runner_on("local");
+}
+
+#[test]
+fn a_pull_request_that_hangs_is_bounded_by_the_stage_timeout_and_the_push_is_said() {
+    // A GitHub API that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let hold = std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(40));
+        drop(held);
+    });
+    let repo = Repo::with_policy(
+        &format!(
+            "{}  ship:\n    needs: [agent]\n    uses: ship\n    timeout: 3s\n    secrets: [GITHUB_TOKEN]\n    with: {{ remote: origin }}\n",
+            stage("agent", "echo fix >> README", "")
+        ),
+        Some("version: 1\nsecrets: { GITHUB_TOKEN: { stages: [ship] } }\n"),
+    );
+    let bare = with_remote(&repo);
+    let mut c = repo.cmd(&[]);
+    c.env("GITHUB_TOKEN", "ghs_neverAnsweredToken123456")
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env("GITHUB_API_URL", &api);
+    let (code, out, err) = output(&mut c);
+    let ev = events(&out);
+    assert_eq!(code, 1, "{err}\n{ev:#?}");
+    let why = reason(&ev, "ship");
+    assert!(why.contains("pushed") && why.contains("as lightsout/T-1, but"), "{why}");
+    let ms = finished(&ev, "ship")[0]["duration_ms"].as_u64().unwrap_or(u64::MAX);
+    // The request was given what was left of the stage's 3 s, not the client's own 30 s.
+    assert!(ms < 20_000, "ship took {ms} ms");
+    assert!(branches_of(bare.path()).contains("refs/heads/lightsout/T-1"));
+    drop(hold);
+}

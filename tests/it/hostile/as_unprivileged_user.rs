@@ -44,6 +44,8 @@ as_unprivileged_user! {
     local_logs_are_capped_and_keep_their_end = super::super::fence::local_logs_are_capped_and_keep_their_end;
     local_a_very_deep_tree_does_not_bring_the_runner_down =
         super::super::fence::local_a_very_deep_tree_does_not_bring_the_runner_down;
+    local_locked_directories_hide_nothing_from_the_runner =
+        super::super::fence::local_locked_directories_hide_nothing_from_the_runner;
 }
 
 /// The variants above test what they say: the runner is the unprivileged user (it owns the run's

@@ -131,6 +131,12 @@ pub fn ship(
         let _ = write!(result.summary, "\nship: pushed, but {why}: no pull request, no comment");
         return Ok(result);
     }
+    if p.pull_request && github.is_none() {
+        let _ = write!(
+            result.summary,
+            "\nship: no pull request: GITHUB_REPOSITORY is not set (pull_request: false says so)"
+        );
+    }
     if let Some(gh) = github.filter(|_| p.pull_request) {
         let base = ws.current_branch().map_err(|e| format!("{pushed} {e}"))?;
         let title = &p.title;

@@ -749,3 +749,19 @@ fn a_pull_request_that_hangs_is_bounded_by_the_stage_timeout_and_the_push_is_sai
     assert!(branches_of(bare.path()).contains("refs/heads/lightsout/T-1"));
     drop(hold);
 }
+
+#[test]
+fn ship_says_when_it_opens_no_pull_request() {
+    let repo = Repo::with_policy(&format!("{}{SHIP}", stage("agent", "echo fix >> README", "")), Some("version: 1\n"));
+    let _bare = with_remote(&repo);
+    let mut c = repo.cmd(&[]);
+    c.env_remove("GITHUB_REPOSITORY");
+    let (code, out, err) = output(&mut c);
+    let ev = events(&out);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert!(
+        log_text(&ev, "ship").contains("no pull request: GITHUB_REPOSITORY is not set"),
+        "{}",
+        log_text(&ev, "ship")
+    );
+}

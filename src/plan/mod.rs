@@ -114,8 +114,25 @@ impl Role {
 
 /// Where tests usually live, for `grade.tests` (with the policy's protected paths) when the stage does not say, and
 /// protected from the change before `ship`.
-pub const DEFAULT_TEST_FILES: &[&str] =
-    &["tests/**", "test/**", "spec/**", "**/test_*.py", "**/*_test.py", "**/*_test.go", "**/*.test.*", "**/*_spec.rb"];
+/// Test runners' own configuration is among them: a change that adds a `conftest.py` hook or
+/// edits `pytest.ini` decides which tests run and what they see.
+pub const DEFAULT_TEST_FILES: &[&str] = &[
+    "tests/**",
+    "test/**",
+    "spec/**",
+    "**/test_*.py",
+    "**/*_test.py",
+    "**/*_test.go",
+    "**/*.test.*",
+    "**/*_spec.rb",
+    "**/conftest.py",
+    "pytest.ini",
+    "tox.ini",
+    "**/jest.config.*",
+    "**/vitest.config.*",
+    "**/.mocharc*",
+    "phpunit.xml*",
+];
 
 /// The immutable, compiled plan of one pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]

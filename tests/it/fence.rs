@@ -765,3 +765,23 @@ fn ship_says_when_it_opens_no_pull_request() {
         log_text(&ev, "ship")
     );
 }
+
+#[test]
+fn test_runner_configuration_comes_from_the_base_revision() {
+    // The candidate rewrites the test runner's configuration and adds a hook file; the test
+    // command shows what it sees.
+    let agent = stage(
+        "agent",
+        "echo '[pytest] addopts = -k nothing' > pytest.ini\necho 'import pytest  # skip-everything hook' > conftest.py\nmkdir -p pkg && echo 'HOOK' > pkg/conftest.py",
+        "",
+    );
+    let repo = Repo::new(&format!(
+        "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      fail_to_pass: [t.a]\n      command: cat pytest.ini conftest.py pkg/conftest.py 2>&1; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+    ));
+    std::fs::write(repo.path().join("pytest.ini"), "[pytest]\n# base\n").expect("ini");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    let log = log_text(&ev, "tests");
+    assert!(log.contains("# base"), "{err}\n{log}");
+    assert!(!log.contains("-k nothing") && !log.contains("skip-everything") && !log.contains("HOOK"), "{log}");
+}

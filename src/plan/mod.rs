@@ -126,6 +126,8 @@ pub const DEFAULT_TEST_FILES: &[&str] = &[
     "**/*.test.*",
     "**/*_spec.rb",
     "**/conftest.py",
+    "**/sitecustomize.py",
+    "**/usercustomize.py",
     "pytest.ini",
     "tox.ini",
     "**/jest.config.*",

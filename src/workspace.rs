@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// ignore it, and the protected paths refuse a change to `.gitattributes` either way).
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
+/// A changed file: its path and (added, removed) lines, `None` when git takes it for binary.
+pub type ChangedFile = (String, Option<(u64, u64)>);
+
 /// The largest file host git reads from a workspace (GitHub refuses files over 100 MiB too).
 pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -281,9 +284,9 @@ impl Workspace {
         Ok((stat, patch))
     }
 
-    /// Per changed file against the base: (path, added lines, removed lines); binary files
-    /// count as one line each way.
-    pub fn numstat(&self) -> Result<Vec<(String, u64, u64)>, String> {
+    /// Per changed file against the base: (path, added lines, removed lines); `None` for a file
+    /// git takes for binary (count its lines from [`Workspace::added_lines`]).
+    pub fn numstat(&self) -> Result<Vec<ChangedFile>, String> {
         let _held = self.locked();
         self.stage_all()?;
         let out = self.cached_diff(&["--numstat", "-z", "--no-renames"])?;
@@ -291,7 +294,7 @@ impl Workspace {
         for rec in out.split('\0').filter(|r| !r.is_empty()) {
             let mut parts = rec.splitn(3, '\t');
             let (Some(a), Some(d), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            rows.push((path.to_owned(), a.parse().unwrap_or(1), d.parse().unwrap_or(1)));
+            rows.push((path.to_owned(), a.parse().ok().zip(d.parse().ok())));
         }
         Ok(rows)
     }

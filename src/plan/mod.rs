@@ -115,7 +115,8 @@ impl Role {
 /// Where tests usually live, for `grade.tests` (with the policy's protected paths) when the stage does not say, and
 /// protected from the change before `ship`.
 /// Test runners' own configuration is among them: a change that adds a `conftest.py` hook or
-/// edits `pytest.ini` decides which tests run and what they see.
+/// edits `pytest.ini` decides which tests run and what they see; and so is compiled bytecode,
+/// which Python runs instead of the source a reviewer reads.
 pub const DEFAULT_TEST_FILES: &[&str] = &[
     "tests/**",
     "test/**",
@@ -128,6 +129,9 @@ pub const DEFAULT_TEST_FILES: &[&str] = &[
     "**/conftest.py",
     "**/sitecustomize.py",
     "**/usercustomize.py",
+    "**/__pycache__/**",
+    "**/*.pyc",
+    "**/*.pyo",
     "pytest.ini",
     "tox.ini",
     "**/jest.config.*",

@@ -112,7 +112,7 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
         .collect::<Result<_, _>>()?;
     let stat = ws.numstat()?;
     let mut reasons = Vec::new();
-    for (path, _, _) in &stat {
+    for (path, _) in &stat {
         if let Some(g) = protect.iter().find(|g| g.matches_with(path, opts)) {
             reasons.push(format!("{path} is protected (`{}`) but was changed", g.as_str()));
         }
@@ -129,7 +129,17 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
             crs + (l.len() as u64).saturating_sub(1) / LONG_LINE
         })
         .sum();
-    let lines: u64 = stat.iter().map(|(_, a, d)| a + d).sum::<u64>() + hidden;
+    // A file git takes for binary (a NUL byte is enough) has its lines counted from the text
+    // diff: git's own count would be one, whatever it hides.
+    let binary_lines = |path: &str| added.iter().filter(|(f, _)| f == path).count() as u64 + 1;
+    let counts: Vec<(&str, u64, u64)> = stat
+        .iter()
+        .map(|(f, n)| match n {
+            Some((a, d)) => (f.as_str(), *a, *d),
+            None => (f.as_str(), binary_lines(f), 1),
+        })
+        .collect();
+    let lines: u64 = counts.iter().map(|(_, a, d)| a + d).sum::<u64>() + hidden;
     if let Some(max) = p.max_changed_files.filter(|m| files > *m) {
         reasons.push(format!("{files} files changed, more than the limit of {max}"));
     }
@@ -137,7 +147,7 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
         reasons.push(format!("{lines} lines changed, more than the limit of {max}"));
     }
     if !p.allow_dependencies {
-        for (path, _, _) in stat.iter().filter(|(path, _, _)| is_manifest(path)) {
+        for (path, _) in stat.iter().filter(|(path, _)| is_manifest(path)) {
             reasons.push(format!("{path} changed: new dependencies need `allow_dependencies: true`"));
         }
     }
@@ -153,7 +163,7 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
         ));
     }
     let details = serde_json::json!({
-        "files": stat.iter().map(|(f, a, d)| serde_json::json!({"path": f, "added": a, "removed": d})).collect::<Vec<_>>(),
+        "files": counts.iter().map(|(f, a, d)| serde_json::json!({"path": f, "added": a, "removed": d})).collect::<Vec<_>>(),
         "changed_files": files,
         "changed_lines": lines,
     });

@@ -34,6 +34,9 @@ pub const ALWAYS_PROTECTED: &[&str] = &[
     ".gitmodules",
     "**/.gitmodules",
     ".lightsout/**",
+    // What git ignores decides what ships: un-ignoring a cache ships code no one reads.
+    ".gitignore",
+    "**/.gitignore",
 ];
 
 /// The factory's own files, relative to its directory.

@@ -596,6 +596,8 @@ fn protected_paths_hold_against_case_invisible_characters_and_links() {
         "echo x > POLICY.yaml",
         "mkdir cfg && echo 'steps: []' > cfg/pipeline.yml && ln -s cfg .buildkite",
         "mkdir cfg && echo x > cfg/p.md && ln -s cfg prompts",
+        "printf '' > .gitignore",
+        "mkdir -p p/__pycache__ && echo bytecode > p/__pycache__/m.cpython-311.pyc",
     ] {
         let repo = Repo::with_policy(&format!("{}{SHIP}", stage("agent", edit, "")), Some("version: 1\n"));
         let bare = with_remote(&repo);
@@ -784,4 +786,20 @@ fn test_runner_configuration_comes_from_the_base_revision() {
     let log = log_text(&ev, "tests");
     assert!(log.contains("# base"), "{err}\n{log}");
     assert!(!log.contains("-k nothing") && !log.contains("skip-everything") && !log.contains("HOOK"), "{log}");
+}
+
+#[test]
+fn grade_diff_counts_the_lines_of_binary_files() {
+    // 100 lines of code behind a NUL byte: git calls the file binary and counts it as one.
+    let agent = stage(
+        "agent",
+        "{ printf 'PK\\0\\0'; i=0; while [ $i -lt 100 ]; do echo \"def f$i(): return $i\"; i=$((i+1)); done; } > impl.dat",
+        "",
+    );
+    let repo = Repo::new(
+        &(agent + "  scope:\n    needs: [agent]\n    uses: grade.diff\n    with: { max_changed_lines: 50 }\n"),
+    );
+    let (_, ev, err) = repo.run(&[]);
+    assert_eq!(outcome(&ev, "scope"), "failed", "{err}\n{ev:#?}");
+    assert!(reason(&ev, "scope").contains("more than the limit of 50"), "{}", reason(&ev, "scope"));
 }

@@ -219,22 +219,62 @@ impl Local {
             let (status, (), ()) = tokio::join!(child.wait(), read_out, read_err);
             status
         };
-        let kill = |pid: Option<u32>| async move {
-            if let Some(pid) = pid {
-                // The sandbox (or the unsandboxed process group) and everything in it.
-                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
-            }
-        };
-        tokio::select! {
-            status = wait => {
+        tokio::pin!(wait);
+        let ended = tokio::select! {
+            status = &mut wait => {
                 let status = status.map_err(|e| format!("local: waiting for the stage: {e}"))?;
-                Ok(Ended::Exited(status.code().map_or(128 + 9, i64::from)))
+                return Ok(Ended::Exited(status.code().map_or(128 + 9, i64::from)));
             }
-            () = tokio::time::sleep(job.timeout) => { kill(pid).await; Ok(Ended::TimedOut) }
-            () = cancel.cancelled() => { kill(pid).await; Ok(Ended::Cancelled) }
+            () = tokio::time::sleep(job.timeout) => Ended::TimedOut,
+            () = cancel.cancelled() => Ended::Cancelled,
+        };
+        if let Some(pid) = pid {
+            // TERM to the stage's processes (bwrap does not pass signals on: its descendants;
+            // unsandboxed: the process group), GRACE to end while the output is still read,
+            // then KILL to the sandbox (or the group) and everything in it.
+            let mut targets = descendants(pid, if self.sandboxed() { 2 } else { 1 });
+            if !self.sandboxed() {
+                targets.push(format!("-{pid}"));
+            }
+            if !targets.is_empty() {
+                let _ = Command::new("kill").arg("-TERM").arg("--").args(&targets).status().await;
+                let _ = tokio::time::timeout(super::GRACE, &mut wait).await;
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
+        }
+        Ok(ended)
+    }
+}
+
+/// The processes below `pid` (from `/proc/<pid>/task/*/children`), as `kill` arguments, from
+/// `depth` levels down: a sandbox's first process is bwrap's own init for the pid namespace,
+/// whose end would end everything in it at once.
+fn descendants(pid: u32, depth: usize) -> Vec<String> {
+    let children = |p: u32| -> Vec<u32> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { return Vec::new() };
+        tasks
+            .flatten()
+            .flat_map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut todo = vec![(pid, 0usize)];
+    while let Some((p, d)) = todo.pop() {
+        if d >= depth && d > 0 {
+            out.push(p.to_string());
+        }
+        if out.len() < 10_000 {
+            todo.extend(children(p).into_iter().map(|c| (c, d + 1)));
         }
     }
+    out
 }
 
 async fn forward<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, which: Stream, logs: LogSink) {

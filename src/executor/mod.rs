@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::events::Stream;
 use crate::plan::Limits;
 
+/// How long a stage has, after a timeout or a cancel, between TERM and KILL: time to clean up,
+/// print what it knows, or write its report.
+pub const GRACE: Duration = Duration::from_secs(5);
+
 /// Where, inside the sandbox, the workspace is.
 pub const WORKSPACE: &str = "/workspace";
 /// Where, inside the sandbox, the stage's outputs file lives.

@@ -803,3 +803,26 @@ fn grade_diff_counts_the_lines_of_binary_files() {
     assert_eq!(outcome(&ev, "scope"), "failed", "{err}\n{ev:#?}");
     assert!(reason(&ev, "scope").contains("more than the limit of 50"), "{}", reason(&ev, "scope"));
 }
+
+fn a_stage_past_its_timeout_gets_term_and_a_grace_period_on(executor: &str) {
+    let repo = Repo::new(&stage(
+        "slow",
+        "trap 'echo cleaned-up-on-term; exit 3' TERM\necho started\nwhile true; do sleep 1; done",
+        "    timeout: 2s\n",
+    ));
+    let (code, ev, err) = repo.run(&["--executor", executor]);
+    assert_eq!(code, 1, "{err}\n{ev:#?}");
+    assert_eq!(outcome(&ev, "slow"), "timed_out", "{ev:#?}");
+    let log = log_text(&ev, "slow");
+    assert!(log.contains("started") && log.contains("cleaned-up-on-term"), "{log}");
+}
+
+#[test]
+fn a_stage_past_its_timeout_gets_term_and_a_grace_period() {
+    a_stage_past_its_timeout_gets_term_and_a_grace_period_on("docker");
+}
+
+#[test]
+pub(crate) fn local_a_stage_past_its_timeout_gets_term_and_a_grace_period() {
+    a_stage_past_its_timeout_gets_term_and_a_grace_period_on("local");
+}

@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
@@ -295,17 +295,22 @@ impl Docker {
             let (code, ()) = tokio::join!(wait, pump);
             code
         };
-        tokio::select! {
-            code = both => code.map(Ended::Exited),
-            () = tokio::time::sleep(job.timeout) => {
-                self.kill(name).await;
-                Ok(Ended::TimedOut)
-            }
-            () = cancel.cancelled() => {
-                self.kill(name).await;
-                Ok(Ended::Cancelled)
-            }
-        }
+        tokio::pin!(both);
+        let ended = tokio::select! {
+            code = &mut both => return code.map(Ended::Exited),
+            () = tokio::time::sleep(job.timeout) => Ended::TimedOut,
+            () = cancel.cancelled() => Ended::Cancelled,
+        };
+        // TERM (init passes it on), GRACE to end while its output is still read, then KILL.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // a few seconds
+        let stop = StopContainerOptionsBuilder::new().t(super::GRACE.as_secs() as i32).build();
+        let stopping = async {
+            let _ = self.client.stop_container(name, Some(stop)).await;
+        };
+        let _ =
+            tokio::join!(stopping, tokio::time::timeout(super::GRACE + std::time::Duration::from_secs(2), &mut both));
+        self.kill(name).await;
+        Ok(ended)
     }
 
     async fn kill(&self, name: &str) {

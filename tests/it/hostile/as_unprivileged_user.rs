@@ -46,6 +46,8 @@ as_unprivileged_user! {
         super::super::fence::local_a_very_deep_tree_does_not_bring_the_runner_down;
     local_locked_directories_hide_nothing_from_the_runner =
         super::super::fence::local_locked_directories_hide_nothing_from_the_runner;
+    local_a_stage_past_its_timeout_gets_term_and_a_grace_period =
+        super::super::fence::local_a_stage_past_its_timeout_gets_term_and_a_grace_period;
 }
 
 /// The variants above test what they say: the runner is the unprivileged user (it owns the run's

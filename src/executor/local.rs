@@ -237,11 +237,12 @@ impl Local {
                 targets.push(format!("-{pid}"));
             }
             if !targets.is_empty() {
-                let _ = Command::new("kill").arg("-TERM").arg("--").args(&targets).status().await;
+                let _ = Command::new("kill").arg("-TERM").arg("--").args(&targets).stderr(Stdio::null()).status().await;
                 let _ = tokio::time::timeout(super::GRACE, &mut wait).await;
             }
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
+            // Quietly: what already ended is no news.
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status().await;
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status().await;
         }
         Ok(ended)
     }

@@ -356,11 +356,25 @@ pub(super) async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<E
         done
     });
     let done = work.await.unwrap_or_default();
-    for d in done {
+    // The first ones one by one; past that, a stage that left a million FIFOs would only grow
+    // the record (and the time to write it): the rest are counted.
+    for d in done.iter().take(MAX_CLEAN_WARNINGS) {
         let message = ctx.needles.mask_str(&format!("`{}` attempt {}: {d}", job.stage, job.attempt));
         let _ = logs.send(Event::Warning { message }).await;
     }
+    if done.len() > MAX_CLEAN_WARNINGS {
+        let message = format!(
+            "`{}` attempt {}: {} more files removed or changed the same way (counted, not recorded one by one)",
+            job.stage,
+            job.attempt,
+            done.len() - MAX_CLEAN_WARNINGS
+        );
+        let _ = logs.send(Event::Warning { message }).await;
+    }
 }
+
+/// Cleaning warnings of one attempt recorded one by one; the rest are counted.
+const MAX_CLEAN_WARNINGS: usize = 100;
 
 /// A directory on the host's tmpfs (`/dev/shm`) holding one attempt's secret files, removed
 /// when the attempt ends, whatever happens.

@@ -599,7 +599,7 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
         Ok((stat, patch)) => {
             let _ = ctx.dir.write_text("diff.patch", &ctx.needles.mask_str(&patch));
             // File names are the stage's: masked like its output.
-            Some(ctx.needles.mask_str(&stat))
+            Some(ctx.needles.mask_str(&capped_lines(&stat, MAX_DIFF_STAT)))
         }
         Err(_) => None,
     };
@@ -750,6 +750,23 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
+/// The diff stat recorded with the run's end: a change of a million files keeps its start.
+const MAX_DIFF_STAT: usize = 64 * 1024;
+
+/// `text` cut at a line boundary to at most `max` bytes, saying how many lines were left out.
+fn capped_lines(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text[..end].rfind('\n').unwrap_or(0);
+    let left = text[cut..].lines().filter(|l| !l.is_empty()).count();
+    format!("{}\n... {left} more lines", &text[..cut])
+}
+
 /// The repository a run record lives in, from a directory inside it.
 pub fn repo_of(dir: &Path) -> Result<PathBuf, RunError> {
     workspace::repo_root(dir).map_err(RunError::Invalid)
@@ -792,6 +809,17 @@ mod tests {
         assert_eq!(u.get("tokens_out").map(String::as_str), Some("1600"));
         assert!(!u.contains_key("cost_usd"));
         assert!(usage(UsageFormat::None, log).is_empty());
+    }
+
+    #[test]
+    fn a_long_diff_stat_keeps_its_start() {
+        let stat = (0..1000).fold(String::new(), |mut acc, i| {
+            let _ = writeln!(acc, " f{i} | 1 +");
+            acc
+        });
+        let capped = capped_lines(&stat, 100);
+        assert!(capped.len() < 150 && capped.starts_with(" f0 | 1 +") && capped.ends_with("more lines"), "{capped}");
+        assert_eq!(capped_lines("short\n", 100), "short\n");
     }
 
     #[test]

@@ -826,3 +826,20 @@ fn a_stage_past_its_timeout_gets_term_and_a_grace_period() {
 pub(crate) fn local_a_stage_past_its_timeout_gets_term_and_a_grace_period() {
     a_stage_past_its_timeout_gets_term_and_a_grace_period_on("local");
 }
+
+#[test]
+fn a_flood_of_leftover_files_does_not_grow_the_record_without_bound() {
+    let repo = Repo::new(&stage(
+        "flood",
+        "mkdir -p /lightsout/f && cd /lightsout/f && i=0; while [ $i -lt 300 ]; do busybox mkfifo p$i; i=$((i+1)); done",
+        "",
+    ));
+    let (_, ev, err) = repo.run(&[]);
+    let count = ev.iter().filter(|e| e["event"] == "warning").count();
+    assert!(count <= 101, "{count} warnings: {err}");
+    assert!(warnings(&ev).contains("200 more files removed or changed"), "{}", warnings(&ev));
+    let run = repo.run_ids().pop().expect("run");
+    let mut files = Vec::new();
+    tree(&repo.record(&run), &mut files);
+    assert!(!files.iter().any(|(_, m)| m.file_type().is_fifo()), "a FIFO stayed in the record");
+}

@@ -44,7 +44,9 @@ pub struct Workspace {
     lock: Arc<Mutex<()>>,
 }
 
-fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
+/// Every git command the runner runs: hooks and fsmonitor off, attributes from the empty tree,
+/// no prompt, no `GIT_DIR`/`GIT_WORK_TREE` from the runner's environment.
+fn git_command(args: &[&str], cwd: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
     // Hooks off; and the worktree may belong to the sandbox user while the runner is root.
     cmd.args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"]).args(args);
@@ -53,7 +55,11 @@ fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0").env_remove("GIT_DIR").env_remove("GIT_WORK_TREE");
     cmd.env("GIT_ATTR_SOURCE", EMPTY_TREE);
-    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
+    cmd
+}
+
+fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
+    let out = git_command(args, cwd).output().map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
         Ok(out.stdout)
     } else {
@@ -174,14 +180,9 @@ impl Workspace {
     fn ignored(&self, paths: &[&str]) -> Result<Vec<String>, String> {
         let gd = format!("--git-dir={}", self.git_dir.display());
         let wt = format!("--work-tree={}", self.dir.display());
-        let mut cmd = Command::new("git");
-        cmd.args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*"])
-            .args([gd.as_str(), wt.as_str(), "check-ignore", "--no-index", "-z", "--stdin"])
-            .current_dir(&self.dir)
-            .env("GIT_ATTR_SOURCE", EMPTY_TREE)
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .stdin(std::process::Stdio::piped())
+        let mut cmd =
+            git_command(&[gd.as_str(), wt.as_str(), "check-ignore", "--no-index", "-z", "--stdin"], Some(&self.dir));
+        cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;

@@ -48,7 +48,6 @@ pub(super) async fn grade_tests(
         .iter()
         .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
         .collect::<Result<_, _>>()?;
-    let io_dir = job.io_dir.clone();
     let mut env = job.env.clone();
     env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 
@@ -68,19 +67,8 @@ pub(super) async fn grade_tests(
     ownership::restore(&cand.dir, &ctx.meta.repo);
     let _ = cand.remove();
     // The candidate's report is the candidate's: one that cannot be read fails the verdict.
-    // It is read before what the candidate left is cleaned (so that the reason names it), and
-    // that is cleaned however the run ended.
-    let cand_results = match &ended {
-        Ok(Ended::Exited(_)) => Some(results_of(&io_dir, &log_path).await),
-        _ => None,
-    };
-    clean_after(ctx, &cand_job, logs).await;
-    log_ok.map_err(Err)?;
-    let code = match ended.map_err(Err)? {
-        Ended::Exited(c) => c,
-        other => return Err(Ok(other)),
-    };
-    let cand_results = match cand_results.unwrap_or_else(|| Err("no report".into())) {
+    let (code, cand_results) = settle(ctx, &cand_job, &log_path, ended, log_ok, logs).await?;
+    let cand_results = match cand_results {
         Ok(r) => r,
         Err(why) => {
             let v = crate::stages::Verdict { pass: false, reasons: vec![why], details: serde_json::Value::Null };
@@ -117,17 +105,8 @@ pub(super) async fn grade_tests(
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
             ownership::restore(&base_ws.dir, &ctx.meta.repo);
             let _ = base_ws.remove();
-            let r = match &ended {
-                Ok(Ended::Exited(_)) => Some(results_of(&base_io, &base_log).await),
-                _ => None,
-            };
-            clean_after(ctx, &base_job, logs).await;
-            log_ok.map_err(Err)?;
-            match ended.map_err(Err)? {
-                Ended::Exited(_) => {}
-                other => return Err(Ok(other)),
-            }
-            let r = r.unwrap_or_else(|| Err("no report".into())).map_err(Err)?;
+            let (_, r) = settle(ctx, &base_job, &base_log, ended, log_ok, logs).await?;
+            let r = r.map_err(Err)?;
             let _ = std::fs::create_dir_all(&cache_dir);
             // Test names and messages come from the stage's own files: masked like its log.
             let mut cached = serde_json::to_value(&r).unwrap_or_default();
@@ -136,4 +115,27 @@ pub(super) async fn grade_tests(
             r
         };
     Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
+}
+
+/// After one run of the test command: its exit code and its results, read before what it left
+/// is cleaned (so that a refusal names the file), and cleaned however the run ended.
+/// `Err(Ok(ended))` when it timed out or was cancelled, `Err(Err(fault))` on a fault.
+async fn settle(
+    ctx: &Arc<Ctx>,
+    job: &Job,
+    log_path: &Path,
+    ended: Result<Ended, String>,
+    log_ok: Result<(), String>,
+    logs: &mpsc::Sender<Event>,
+) -> Result<(i64, Result<crate::stages::grade_tests::Results, String>), Result<Ended, String>> {
+    let results = match &ended {
+        Ok(Ended::Exited(_)) => Some(results_of(&job.io_dir, log_path).await),
+        _ => None,
+    };
+    clean_after(ctx, job, logs).await;
+    log_ok.map_err(Err)?;
+    match ended.map_err(Err)? {
+        Ended::Exited(code) => Ok((code, results.unwrap_or_else(|| Err("no report".into())))),
+        other => Err(Ok(other)),
+    }
 }

@@ -28,9 +28,7 @@ fn reclaim_tree(path: &Path, owner: Option<(u32, u32)>) {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+use crate::executor::local::runner_is_root as is_root;
 
 pub fn prepare(path: &Path) {
     if is_root() {

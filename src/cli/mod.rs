@@ -19,6 +19,7 @@ macro_rules! out {
 
 mod exit;
 mod init;
+mod internal;
 mod runs;
 
 use std::fmt::Write as _;
@@ -70,15 +71,15 @@ enum Command {
     Schema(SchemaArgs),
     /// The egress proxy, as the Docker executor starts it in a container of its own.
     #[command(hide = true)]
-    EgressProxy(EgressProxyArgs),
+    EgressProxy(internal::EgressProxyArgs),
     /// Inside a local sandbox: carries loopback connections to the egress proxy's socket while
     /// running a command.
     #[command(hide = true)]
-    EgressForward(EgressForwardArgs),
+    EgressForward(internal::EgressForwardArgs),
     /// Inside a local sandbox started by root: drops to an unprivileged uid and gid (no
     /// supplementary groups) and execs a command.
     #[command(hide = true)]
-    SandboxExec(SandboxExecArgs),
+    SandboxExec(internal::SandboxExecArgs),
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -184,43 +185,6 @@ struct PlanArgs {
 }
 
 #[derive(clap::Args, Debug)]
-struct EgressProxyArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:3128")]
-    listen: String,
-    /// Only answer clients from this IPv4 subnet (`a.b.c.d/n`).
-    #[arg(long)]
-    clients: Option<String>,
-    /// A host the stage may reach: `name` or `name:port` (443 when absent).
-    #[arg(long)]
-    allow: Vec<String>,
-}
-
-#[derive(clap::Args, Debug)]
-struct EgressForwardArgs {
-    /// Loopback address to listen on.
-    #[arg(long)]
-    listen: String,
-    /// The egress proxy's Unix socket.
-    #[arg(long)]
-    to: PathBuf,
-    /// The command to run.
-    #[arg(last = true, required = true)]
-    command: Vec<String>,
-}
-
-#[derive(clap::Args, Debug)]
-struct SandboxExecArgs {
-    #[arg(long)]
-    uid: u32,
-    #[arg(long)]
-    gid: u32,
-    /// The command to run.
-    #[arg(last = true, required = true)]
-    command: Vec<String>,
-}
-
-#[derive(clap::Args, Debug)]
 struct SchemaArgs {
     /// Which file's schema to print.
     #[arg(value_enum, default_value_t = FileKind::Pipeline)]
@@ -292,57 +256,14 @@ fn run(command: Command) -> Result<Exit, Failure> {
         Command::Approve(a) => runs::decide_cmd(&a, true),
         Command::Reject(a) => runs::decide_cmd(&a, false),
         Command::Schema(a) => schema(&a),
-        Command::EgressProxy(a) => egress_proxy(a),
-        Command::EgressForward(a) => egress_forward(&a),
-        Command::SandboxExec(a) => sandbox_exec(&a),
+        Command::EgressProxy(a) => internal::egress_proxy(a),
+        Command::EgressForward(a) => internal::egress_forward(&a),
+        Command::SandboxExec(a) => internal::sandbox_exec(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lightsout", &mut std::io::stdout());
             Ok(Exit::Ok)
         }
     }
-}
-
-fn sandbox_exec(a: &SandboxExecArgs) -> Result<Exit, Failure> {
-    use std::os::unix::process::CommandExt as _;
-    if a.uid == 0 || a.gid == 0 {
-        return Err(Failure::Message("sandbox-exec never runs a command as root".into()));
-    }
-    let Some((program, args)) = a.command.split_first() else {
-        return Err(Failure::Message("sandbox-exec: no command".into()));
-    };
-    // As root, std drops the supplementary groups, then sets the gid, then the uid; exec only
-    // returns on failure.
-    let e = std::process::Command::new(program).args(args).uid(a.uid).gid(a.gid).exec();
-    Err(Failure::Message(format!("sandbox-exec: cannot run {program} as {}:{}: {e}", a.uid, a.gid)))
-}
-
-fn egress_forward(a: &EgressForwardArgs) -> Result<Exit, Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
-    let code = rt.block_on(crate::egress::forward(&a.listen, &a.to, &a.command)).map_err(Failure::Message)?;
-    drop(rt);
-    // The stage's own exit status, whatever it is: it is the stage's result.
-    std::process::exit(code);
-}
-
-fn egress_proxy(a: EgressProxyArgs) -> Result<Exit, Failure> {
-    let clients =
-        match &a.clients {
-            Some(c) => Some(crate::egress::Subnet::parse(c).ok_or_else(|| {
-                Failure::Message(format!("--clients `{c}` is not an IPv4 subnet such as 172.18.0.0/16"))
-            })?),
-            None => None,
-        };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        // Name lookups run on blocking threads; the proxy's container has a small pids limit.
-        .max_blocking_threads(8)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(crate::egress::standalone(&a.listen, clients, a.allow)).map_err(Failure::Message)?;
-    Ok(Exit::Ok)
 }
 
 /// Prints diagnostics to stderr, as people read them or as JSON.

@@ -25,10 +25,15 @@ use crate::template::Mode;
 use crate::ticket::Ticket;
 use crate::workspace::{self, Workspace};
 
+mod agent_loop;
 mod attempt;
 mod grade_tests;
 mod host;
+mod output;
 mod ownership;
+mod providers;
+mod signals;
+mod state;
 
 #[allow(clippy::wildcard_imports)] // the parts of the run share its types and imports
 use attempt::*;
@@ -36,6 +41,8 @@ use attempt::*;
 use grade_tests::*;
 #[allow(clippy::wildcard_imports)]
 use host::*;
+#[allow(clippy::wildcard_imports)]
+use {agent_loop::*, output::*, providers::*, signals::*, state::*};
 
 /// First delay before retrying an infrastructure fault; doubles each time.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
@@ -110,52 +117,6 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
             missing.join(", ")
         )))
     }
-}
-
-/// Secret values, by name, from their providers (the environment variable of the same name when
-/// factory.yaml names none). A secret whose provider fails is left out: the stage that needs it
-/// fails with the reason when it starts, and no other stage is affected.
-fn secret_values(plan: &Plan) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for s in plan.stages() {
-        for name in &s.secrets {
-            if out.contains_key(name) {
-                continue;
-            }
-            let value = match s.secret_sources.get(name) {
-                Some(src) => fetch_secret(src).ok(),
-                None => std::env::var(name).ok(),
-            };
-            if let Some(v) = value {
-                out.insert(name.clone(), v);
-            }
-        }
-    }
-    out
-}
-
-/// Reads one secret from its provider.
-fn fetch_secret(src: &crate::spec::factory::SecretSource) -> Result<String, String> {
-    if let Some(var) = &src.env {
-        return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
-    }
-    if let Some(path) = &src.file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
-    }
-    if let Some(argv) = src.command.as_ref().filter(|a| !a.is_empty()) {
-        let out = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("{}: {e}", argv[0]))?;
-        if !out.status.success() {
-            return Err(format!("{} exited {}", argv[0], out.status.code().unwrap_or(-1)));
-        }
-        return Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r']).to_owned());
-    }
-    Err("no provider".into())
 }
 
 /// Everything a run needs while it runs.
@@ -612,243 +573,10 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     Ok(Finished { run_id: ctx.meta.run_id.clone(), status, fault })
 }
 
-fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>, reason: String) -> Event {
-    Event::StageFinished {
-        stage: stage.to_owned(),
-        attempt,
-        outcome,
-        exit_code,
-        reason,
-        duration_ms: 0,
-        outputs: BTreeMap::new(),
-        snapshot: None,
-        retrying: false,
-        verdict: None,
-    }
-}
-
-/// The container a stage attempt runs in (docker), for the display and the record.
-fn on_name(ctx: &Ctx, stage: &str, attempt: u32) -> Option<String> {
-    let on_host = ctx.plan.stage(stage).is_some_and(|s| crate::stages::is_host_kind(&s.kind));
-    match &ctx.executor {
-        Executor::Docker(_) if !on_host => {
-            Some(crate::executor::docker::container_name(&ctx.meta.run_id, stage, attempt))
-        }
-        _ => None,
-    }
-}
-
-/// What templates see: the ticket, the inputs, the outputs of stages that completed, and for
-/// a looping stage its attempt and the graders' feedback.
-fn template_ctx(ctx: &Ctx, state: &RunState, for_stage: &str) -> serde_json::Value {
-    let (attempt, feedback) = state.loops.get(for_stage).cloned().unwrap_or((1, String::new()));
-    let stages: serde_json::Map<String, serde_json::Value> = state
-        .stages
-        .iter()
-        .map(|(id, st)| {
-            let status = match (&st.skipped, st.outcome) {
-                (Some(_), _) => "skipped",
-                (None, Some(Outcome::Succeeded)) => "succeeded",
-                (None, Some(_)) => "failed",
-                (None, None) => "pending",
-            };
-            (id.clone(), json!({ "outputs": st.outputs, "status": status }))
-        })
-        .collect();
-    let t = &ctx.ticket;
-    json!({
-        "ticket": {
-            "id": t.id, "title": t.title, "body": t.body, "labels": t.labels, "url": t.url,
-            "author": t.author, "fields": t.fields, "category": ctx.plan.category(),
-        },
-        "inputs": ctx.plan.inputs(),
-        "stages": stages,
-        "attempt": attempt,
-        "feedback": feedback,
-    })
-}
-
-/// Whether `grader` is one of a loop's graders. Its failure does not stop the run at once: the
-/// loop answers it with another attempt, or, after the last one, the loop's other graders still
-/// finish so that every verdict is recorded (stages after them are skipped either way).
-fn is_loop_grader(stages: &[Stage], grader: &str) -> bool {
-    stages.iter().any(|l| l.repeat.as_ref().is_some_and(|r| r.until.iter().any(|u| u == grader)))
-}
-
-/// Loops whose graders have all settled with at least one failure, and attempts left.
-fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
-    let stages = ctx.plan.stages();
-    let mut events = Vec::new();
-    for (i, l) in stages.iter().enumerate() {
-        let Some(r) = &l.repeat else { continue };
-        let attempt = state.loops.get(&l.id).map_or(1, |(a, _)| *a);
-        let agent_ok = state.stages.get(&l.id).is_some_and(|s| s.outcome == Some(Outcome::Succeeded));
-        let graders: Vec<(&String, Option<&crate::store::StageState>)> =
-            r.until.iter().map(|g| (g, state.stages.get(g))).collect();
-        let all_settled = graders.iter().all(|(_, s)| s.is_some_and(crate::store::StageState::settled));
-        let failed: Vec<&String> = graders
-            .iter()
-            .filter(|(_, s)| s.is_some_and(|s| s.outcome != Some(Outcome::Succeeded)))
-            .map(|(g, _)| *g)
-            .collect();
-        if !agent_ok || !all_settled || failed.is_empty() || attempt >= r.max_attempts {
-            continue;
-        }
-        // Everything downstream of the agent runs again.
-        let graph = ctx.plan.graph();
-        let mut reset = vec![l.id.clone()];
-        let mut seen = vec![false; stages.len()];
-        let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
-        while let Some(n) = stack.pop() {
-            for next in graph.neighbors(n) {
-                if !seen[next.index()] {
-                    seen[next.index()] = true;
-                    reset.push(stages[next.index()].id.clone());
-                    stack.push(next);
-                }
-            }
-        }
-        let mut feedback = String::new();
-        for g in failed {
-            let Some(st) = state.stages.get(g) else { continue };
-            let _ = writeln!(feedback, "## {g}: {}", st.reason);
-            if let Some(v) = &st.verdict {
-                for reason in &v.reasons {
-                    let _ = writeln!(feedback, "- {reason}");
-                }
-            }
-            let tail = log_tail(&ctx.dir.log_path(g, st.attempts), 40);
-            if !tail.is_empty() {
-                feedback.push_str("\nlast lines of its log:\n");
-                for line in &tail {
-                    let _ = writeln!(feedback, "    {line}");
-                }
-            }
-            feedback.push('\n');
-        }
-        events.push(Event::LoopRestarted { stage: l.id.clone(), attempt: attempt + 1, reset, feedback });
-    }
-    events
-}
-
-/// Ctrl-C and SIGTERM cancel the run.
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
-        cancel.cancel();
-    });
-}
-
-/// The diff stat recorded with the run's end: a change of a million files keeps its start.
-const MAX_DIFF_STAT: usize = 64 * 1024;
-
-/// `text` cut at a line boundary to at most `max` bytes, saying how many lines were left out.
-fn capped_lines(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = text[..end].rfind('\n').unwrap_or(0);
-    let left = text[cut..].lines().filter(|l| !l.is_empty()).count();
-    format!("{}\n... {left} more lines", &text[..cut])
-}
-
 /// The repository a run record lives in, from a directory inside it.
 pub fn repo_of(dir: &Path) -> Result<PathBuf, RunError> {
     workspace::repo_root(dir).map_err(RunError::Invalid)
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)] // test set-up: a failing temp dir or write is the test failing
-mod tests {
-    use super::*;
-    use crate::spec::factory::{PromptMode, UsageFormat};
-
-    #[test]
-    fn claude_stream_json_usage_and_cost() {
-        let log = concat!(
-            r#"{"type":"system","subtype":"init","session_id":"s"}"#,
-            "\n",
-            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"done"}]}}"#,
-            "\n",
-            r#"{"type":"result","subtype":"success","is_error":false,"total_cost_usd":0.0421,"usage":{"input_tokens":12,"cache_creation_input_tokens":300,"cache_read_input_tokens":1000,"output_tokens":85}}"#,
-            "\n"
-        );
-        let u = usage(UsageFormat::ClaudeStreamJson, log);
-        assert_eq!(u.get("tokens_in").map(String::as_str), Some("1312"));
-        assert_eq!(u.get("tokens_out").map(String::as_str), Some("85"));
-        assert_eq!(u.get("cost_usd").map(String::as_str), Some("0.042100"));
-    }
-
-    #[test]
-    fn codex_json_events_usage_summed_over_turns() {
-        let log = concat!(
-            r#"{"type":"thread.started","thread_id":"t"}"#,
-            "\n",
-            r#"{"type":"turn.completed","usage":{"input_tokens":26549,"cached_input_tokens":22272,"output_tokens":1590}}"#,
-            "\n",
-            r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":10}}"#,
-            "\n"
-        );
-        let u = usage(UsageFormat::CodexJson, log);
-        assert_eq!(u.get("tokens_in").map(String::as_str), Some("26649"));
-        assert_eq!(u.get("tokens_out").map(String::as_str), Some("1600"));
-        assert!(!u.contains_key("cost_usd"));
-        assert!(usage(UsageFormat::None, log).is_empty());
-    }
-
-    #[test]
-    fn a_long_diff_stat_keeps_its_start() {
-        let stat = (0..1000).fold(String::new(), |mut acc, i| {
-            let _ = writeln!(acc, " f{i} | 1 +");
-            acc
-        });
-        let capped = capped_lines(&stat, 100);
-        assert!(capped.len() < 150 && capped.starts_with(" f0 | 1 +") && capped.ends_with("more lines"), "{capped}");
-        assert_eq!(capped_lines("short\n", 100), "short\n");
-    }
-
-    #[test]
-    fn a_log_tail_reads_only_the_end() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("log");
-        let mut text = "x".repeat(200 * 1024);
-        text.push_str("\nsecond to last\nlast\n");
-        std::fs::write(&path, text).expect("write");
-        assert_eq!(log_tail(&path, 2), ["second to last", "last"]);
-        assert_eq!(log_tail(&dir.path().join("missing"), 2), Vec::<String>::new());
-    }
-
-    #[test]
-    fn agent_scripts_quote_every_word() {
-        let call = |argv: &[&str], mode| crate::plan::AgentCall {
-            name: "a".into(),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            prompt_mode: mode,
-            usage: UsageFormat::None,
-            prompt: String::new(),
-        };
-        let s = agent_script(&call(&["my agent", "--flag=$(id)"], PromptMode::Stdin));
-        assert!(s.ends_with("exec 'my agent' '--flag=$(id)' < /lightsout/prompt.md"), "{s}");
-        let s = agent_script(&call(&["aider", "--message-file"], PromptMode::File));
-        assert!(s.contains("exec aider --message-file /lightsout/prompt.md"), "{s}");
-        let s = agent_script(&call(&["tool", "{prompt_file}"], PromptMode::File));
-        assert!(s.contains("exec tool /lightsout/prompt.md < /dev/null"), "{s}");
-        let s = agent_script(&call(&["tool"], PromptMode::Arg));
-        assert!(s.contains(r#"exec tool "$(cat /lightsout/prompt.md)""#), "{s}");
-    }
-}
+mod tests;

@@ -430,7 +430,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
         }
         for (i, name) in s.secrets.iter().enumerate() {
             let label = if i == 0 { "secrets " } else { "        " };
-            let rule = policy.check_secret(name, &s.kind).unwrap_or_else(|r| r.message);
+            let rule = policy.check_secret(name, s.kind.name()).unwrap_or_else(|r| r.message);
             let from = s.secret_sources.get(name).map_or_else(
                 || format!("env {name}"),
                 |src| {
@@ -485,8 +485,8 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                 crate::spec::pipeline::Access::ReadWrite => "read-write",
             }
         );
-        if s.role == crate::plan::Role::Ship {
-            let branch = s.with.get("branch").and_then(|b| b.as_str()).unwrap_or(crate::stages::ship::DEFAULT_BRANCH);
+        if let crate::plan::StageKind::Ship(ship) = &s.kind {
+            let branch = ship.branch.as_deref().unwrap_or(crate::stages::ship::DEFAULT_BRANCH);
             let check = if branch.contains("{{") {
                 "a template: checked against the protected branches once rendered, before ship pushes".to_owned()
             } else {

@@ -153,7 +153,11 @@ fn run_error(e: RunError) -> Failure {
     }
 }
 
-async fn pick_executor(choice: ExecutorChoice, unsandboxed: bool, policy_allows: bool) -> Result<Executor, RunError> {
+async fn pick_executor(
+    choice: ExecutorChoice,
+    unsandboxed: bool,
+    policy_allows: bool,
+) -> Result<Box<dyn Executor>, RunError> {
     if unsandboxed {
         if choice != ExecutorChoice::Local {
             return Err(RunError::Invalid("--unsandboxed goes with --executor local".into()));
@@ -164,15 +168,19 @@ async fn pick_executor(choice: ExecutorChoice, unsandboxed: bool, policy_allows:
             ));
         }
         eprintln!("warning: stages will run as plain processes on this machine, with no sandbox");
-        return Ok(Executor::Local(local::Local::unsandboxed()));
+        return Ok(Box::new(local::Local::unsandboxed()));
     }
     match choice {
-        ExecutorChoice::Docker => docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra),
-        ExecutorChoice::Local => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid),
+        ExecutorChoice::Docker => {
+            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
+        }
+        ExecutorChoice::Local => {
+            local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
+        }
         ExecutorChoice::Auto => match docker::Docker::connect().await {
-            Ok(d) => Ok(Executor::Docker(d)),
+            Ok(d) => Ok(Box::new(d)),
             Err(e) => local::Local::bubblewrap()
-                .map(Executor::Local)
+                .map(|l| Box::new(l) as Box<dyn Executor>)
                 .map_err(|l| RunError::Infra(format!("no executor: {e}; and {l}"))),
         },
     }
@@ -225,13 +233,15 @@ fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
 }
 
 /// The executor a recorded run used.
-async fn executor_of(repo: &Path, run_id: &str) -> Result<Executor, RunError> {
+async fn executor_of(repo: &Path, run_id: &str) -> Result<Box<dyn Executor>, RunError> {
     match RunDir::open(repo, run_id).and_then(|d| d.meta().ok()).map(|m| m.executor) {
         Some(name) if name == "docker" => {
-            docker::Docker::connect().await.map(Executor::Docker).map_err(RunError::Infra)
+            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
         }
-        Some(name) if name == "local" => local::Local::bubblewrap().map(Executor::Local).map_err(RunError::Invalid),
-        Some(_) => Ok(Executor::Local(local::Local::unsandboxed())),
+        Some(name) if name == "local" => {
+            local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
+        }
+        Some(_) => Ok(Box::new(local::Local::unsandboxed())),
         None => Err(RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them"))),
     }
 }
@@ -241,7 +251,7 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = executor_of(&repo, &a.run).await?;
-        run::resume(&repo, &a.run, |_| Ok(executor), output(a.format)).await
+        run::resume(&repo, &a.run, |_| Ok(executor), &load_policy, output(a.format)).await
     });
     let finished = finished.map_err(run_error)?;
     Ok(exit_for(&finished))
@@ -267,7 +277,7 @@ pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = executor_of(&repo, &a.run).await?;
-        run::resume_with(&repo, &a.run, |_| Ok(executor), output(a.format), Some(decision)).await
+        run::resume_with(&repo, &a.run, |_| Ok(executor), &load_policy, output(a.format), Some(decision)).await
     });
     let finished = finished.map_err(run_error)?;
     Ok(exit_for(&finished))
@@ -411,4 +421,9 @@ pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
         let _ = file.stream_position();
     }
     Ok(Exit::Ok)
+}
+
+/// A policy file as it is now, for a resumed run.
+fn load_policy(path: &Path) -> Result<crate::policy::Policy, String> {
+    crate::compile::load_policy(path).map_err(|ds| ds.render(&|p: &Path| std::fs::read_to_string(p).ok()))
 }

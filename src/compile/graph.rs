@@ -10,7 +10,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use super::kinds::Role;
 use super::stage::Context;
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::plan::Stage;
+use crate::plan::{Stage, StageKind};
 use crate::spec::Located;
 use crate::spec::pipeline;
 use crate::template::{self as templates, ROOTS, STAGE_FIELDS, TICKET_FIELDS};
@@ -402,7 +402,7 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
     let policy = &ctx.factory.policy;
     let cat_at = ctx.pipeline.category.at;
     for (grader, rule) in policy.required_graders(ctx.category) {
-        if !stages.iter().any(|s| s.kind == grader) {
+        if !stages.iter().any(|s| s.kind.name() == grader) {
             errors.push(
                 Diagnostic::new(path, cat_at, format!("category `{}` must have a `{grader}` stage", ctx.category))
                     .hint(format!("policy requires it ({rule}); add a stage with `uses: {grader}`")),
@@ -425,8 +425,8 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
             }
         }
     }
-    for (i, s) in stages.iter().enumerate().filter(|(_, s)| s.role == Role::Ship) {
-        let Some(branch) = s.with.get("branch").and_then(|b| b.as_str()) else {
+    for (i, s) in stages.iter().enumerate() {
+        let StageKind::Ship(crate::plan::kind::Ship { branch: Some(branch), .. }) = &s.kind else {
             continue;
         };
         if branch.contains("{{") {

@@ -166,14 +166,6 @@ pub const KINDS: &[Kind] = &[
     },
 ];
 
-/// Outputs a built-in kind always sets, besides those the stage declares.
-pub fn implied_outputs(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "context" => &["bundle", "files", "omitted"],
-        _ => &[],
-    }
-}
-
 pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
 }

@@ -7,6 +7,8 @@ mod graph;
 pub mod kinds;
 mod route;
 mod stage;
+mod ticket;
+mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,19 @@ use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::spec::{self, FactoryFile, FileKind, Located, PipelineFile};
 use crate::ticket::Ticket;
+
+/// Reads and checks a policy file: its rules, and its memory and timeout ceilings as numbers.
+pub fn load_policy(path: &Path) -> Result<Policy, Diagnostics> {
+    let rules: crate::policy::PolicyFile = spec::load_file(FileKind::Policy, path)?;
+    let mut errors = Diagnostics::default();
+    let ceilings = rules.resources.as_ref();
+    let memory_bytes =
+        ceilings.and_then(|c| c.memory.as_ref()).and_then(|m| units::size(path, m).map_err(|d| errors.push(d)).ok());
+    let timeout_secs = ceilings
+        .and_then(|c| c.timeout.as_ref())
+        .and_then(|t| units::duration(path, t).map(|d| d.as_secs()).map_err(|d| errors.push(d)).ok());
+    errors.into_result(Policy::from_file(path, rules, crate::policy::Limits { memory_bytes, timeout_secs }))
+}
 
 /// A loaded factory: `factory.yaml` and the policy it names.
 #[derive(Debug)]
@@ -46,7 +61,7 @@ impl Factory {
             Some(p) => {
                 let policy_path = dir.join(&p.value);
                 if policy_path.is_file() {
-                    Policy::load(&policy_path).unwrap_or_else(|ds| {
+                    load_policy(&policy_path).unwrap_or_else(|ds| {
                         errors.extend(ds);
                         Policy::default()
                     })
@@ -61,7 +76,7 @@ impl Factory {
         };
         let policy = match org_policy {
             None => policy,
-            Some(org) => match Policy::load(org) {
+            Some(org) => match load_policy(org) {
                 Ok(o) => policy.under(o),
                 Err(ds) => {
                     errors.extend(ds);
@@ -94,7 +109,7 @@ impl Factory {
             }
         }
         for key in [&f.defaults.timeout].into_iter().flatten() {
-            if let Err(d) = crate::plan::units::duration(&self.path, key) {
+            if let Err(d) = units::duration(&self.path, key) {
                 errors.push(d);
             }
         }

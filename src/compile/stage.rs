@@ -6,10 +6,10 @@ use std::path::Path;
 use indexmap::IndexMap;
 
 use super::kinds::{self, Role};
+use super::units;
 use super::{Factory, check_name};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::plan::units;
-use crate::plan::{Decided, Limits, Loop, Stage};
+use crate::plan::{Decided, Limits, Loop, Stage, StageKind};
 use crate::spec::factory::SecretSource;
 use crate::spec::pipeline::{self, Access, Expect, Resources};
 use crate::spec::{Located, PipelineFile};
@@ -254,7 +254,8 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         }
     }
 
-    let implied = super::kinds::implied_outputs(&kind_name);
+    let stage_kind = stage_kind(ctx, id, &kind_name, s, errors);
+    let implied = stage_kind.implied_outputs();
     let agent_call = agent.and_then(|a| {
         let name = s.with.get("agent").and_then(|v| v.value.as_str()).unwrap_or_default().to_owned();
         let prompt = match (s.with.get("prompt"), s.with.get("prompt_file")) {
@@ -284,24 +285,11 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         secret_sources,
         agent: agent_call,
         id: id.value.clone(),
-        kind: kind_name.clone(),
+        kind: stage_kind,
         role,
         needs: dedup(s.needs.iter().map(|n| n.value.clone())),
         condition: s.condition.as_ref().map(|c| c.value.clone()),
         run: s.run.as_ref().map(|r| r.value.clone()),
-        with: {
-            let mut with: indexmap::IndexMap<String, serde_json::Value> =
-                s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
-            // The tests a candidate is graded with are never the agent's: unless the stage names
-            // them, they are the usual test locations and the policy's protected paths, both.
-            if kind_name == "grade.tests" && !with.contains_key("test_files") {
-                let mut files: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
-                files.extend(policy.protected_paths().into_iter().map(str::to_owned));
-                files.dedup();
-                with.insert("test_files".into(), serde_json::json!(files));
-            }
-            with
-        },
         image,
         env: s.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
         secrets,
@@ -322,6 +310,36 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         resources,
         workspace,
     }
+}
+
+/// The stage's typed kind, from `with:` as checked against the kinds table.
+fn stage_kind(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    kind_name: &str,
+    s: &pipeline::Stage,
+    errors: &mut Diagnostics,
+) -> StageKind {
+    let mut with: indexmap::IndexMap<String, serde_json::Value> =
+        s.with.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect();
+    // The tests a candidate is graded with are never the agent's: unless the stage names
+    // them, they are the usual test locations and the policy's protected paths, both.
+    if kind_name == "grade.tests" && !with.contains_key("test_files") {
+        let mut files: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
+        files.extend(ctx.factory.policy.protected_paths().into_iter().map(str::to_owned));
+        files.dedup();
+        with.insert("test_files".into(), serde_json::json!(files));
+    }
+    if s.uses.is_none() {
+        with.clear();
+    }
+    StageKind::from_parts(kind_name, with).unwrap_or_else(|e| {
+        // The kinds table has reported what is wrong with `with`; this is only what it missed.
+        if errors.is_empty() {
+            errors.push(Diagnostic::new(ctx.path, id.at, format!("stage `{}`: {e}", id.value)));
+        }
+        StageKind::Run
+    })
 }
 
 fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
@@ -398,8 +416,8 @@ fn timeout(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) -> 
     });
     for policy in policy.layers() {
         if let Some(max) = policy.ceiling_timeout()
-            && let Ok(max_d) = units::duration(Path::new(""), max)
-            && secs > max_d.as_secs()
+            && let Some(max_secs) = policy.limits().timeout_secs
+            && secs > max_secs
         {
             let at = s.timeout.as_ref().map_or(Pos::START, |t| t.at);
             errors.push(
@@ -442,7 +460,7 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
     let at_of = |f: fn(&Resources) -> Option<Pos>| own.and_then(f).unwrap_or(Pos::START);
     for policy in policy.layers() {
         if let Some(max) = policy.ceiling_memory()
-            && let Ok(max_b) = units::size(Path::new(""), max)
+            && let Some(max_b) = policy.limits().memory_bytes
             && memory_bytes > max_b
         {
             errors.push(

@@ -64,34 +64,125 @@ pub enum Ended {
 /// gigabytes does not grow the runner's memory.
 pub type LogSink = mpsc::Sender<(Stream, Bytes)>;
 
-/// The executor chosen for a run.
-#[derive(Clone, Debug)]
-pub enum Executor {
-    Docker(docker::Docker),
-    Local(local::Local),
+/// A boxed future, so that [`Executor`] is object-safe: the run holds a `dyn Executor`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Why a stage's image could not be had.
+#[derive(Debug)]
+pub enum ImageError {
+    /// The policy does not allow the image a devcontainer.json names: the stage fails.
+    Refused(String),
+    /// Anything else (a missing image, a failed build): an infrastructure fault.
+    Fault(String),
 }
 
-impl Executor {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Executor::Docker(_) => "docker",
-            Executor::Local(l) if l.sandboxed() => "local",
-            Executor::Local(_) => "local-unsandboxed",
-        }
+/// The policy's check of an image name, for images an executor finds itself (a devcontainer.json).
+pub type ImageCheck<'a> = &'a (dyn Fn(&str) -> Result<(), String> + Sync);
+
+/// Whether the runner of a label (`<pid> <start time>`) is still alive.
+pub type RunnerAlive<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+/// Where a stage's command runs: Docker, a bubblewrap sandbox, or (in the scheduler's unit tests)
+/// a fake. The run engine knows executors only through this trait.
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// The name a run record keeps (`docker`, `local`, `local-unsandboxed`).
+    fn name(&self) -> &'static str;
+
+    /// Whether stages run in a sandbox; `false` only when policy allowed plain host processes.
+    fn sandboxed(&self) -> bool {
+        true
     }
 
     /// Runs one job; the egress proxy's decisions (with an allow-list) go to `decisions`.
-    pub async fn run(
-        &self,
-        job: &Job,
-        logs: &LogSink,
-        decisions: &mpsc::Sender<crate::egress::Decision>,
-        cancel: &CancellationToken,
-    ) -> Result<Ended, String> {
-        match self {
-            Executor::Docker(d) => d.run(job, logs, decisions, cancel).await,
-            Executor::Local(l) => l.run(job, logs, decisions, cancel).await,
-        }
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        logs: &'a LogSink,
+        decisions: &'a mpsc::Sender<crate::egress::Decision>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Ended, String>>;
+
+    /// The image a stage's `image:` names, ready to run: pulled, or built from the base
+    /// revision. Executors without images run the stage as it is.
+    fn prepare_image<'a>(
+        &'a self,
+        _base: &'a dyn docker::image::BaseRevision,
+        image: &'a str,
+        _allowed: ImageCheck<'a>,
+    ) -> BoxFuture<'a, Result<String, ImageError>> {
+        Box::pin(std::future::ready(Ok(image.to_owned())))
+    }
+
+    /// Removes what runners that are no longer `alive` left behind, before a run starts.
+    fn sweep_orphans<'a>(&'a self, _alive: RunnerAlive<'a>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Removes what this run made (networks, proxies), when it ends.
+    fn remove_run<'a>(&'a self, _run_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The name of what one attempt runs in (a container), for the display and the record.
+    fn unit_name(&self, _run_id: &str, _stage: &str, _attempt: u32) -> Option<String> {
+        None
+    }
+}
+
+impl Executor for docker::Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        logs: &'a LogSink,
+        decisions: &'a mpsc::Sender<crate::egress::Decision>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Ended, String>> {
+        Box::pin(docker::Docker::run(self, job, logs, decisions, cancel))
+    }
+
+    fn prepare_image<'a>(
+        &'a self,
+        base: &'a dyn docker::image::BaseRevision,
+        image: &'a str,
+        allowed: ImageCheck<'a>,
+    ) -> BoxFuture<'a, Result<String, ImageError>> {
+        Box::pin(docker::image::ensure(self, base, image, allowed))
+    }
+
+    fn sweep_orphans<'a>(&'a self, alive: RunnerAlive<'a>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.remove_orphans(alive).await.map(drop) })
+    }
+
+    fn remove_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(docker::Docker::remove_run(self, run_id))
+    }
+
+    fn unit_name(&self, run_id: &str, stage: &str, attempt: u32) -> Option<String> {
+        Some(docker::container_name(run_id, stage, attempt))
+    }
+}
+
+impl Executor for local::Local {
+    fn name(&self) -> &'static str {
+        if local::Local::sandboxed(self) { "local" } else { "local-unsandboxed" }
+    }
+
+    fn sandboxed(&self) -> bool {
+        local::Local::sandboxed(self)
+    }
+
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        logs: &'a LogSink,
+        decisions: &'a mpsc::Sender<crate::egress::Decision>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Ended, String>> {
+        Box::pin(local::Local::run(self, job, logs, decisions, cancel))
     }
 }
 

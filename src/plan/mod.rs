@@ -3,7 +3,8 @@
 //! A `Plan` is only made by the compiler, after every check passed; nothing changes it
 //! afterwards. It serializes to JSON for `plan --format json` and for run records.
 
-pub mod units;
+pub mod kind;
+mod settings;
 
 pub mod render;
 
@@ -14,22 +15,22 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::pipeline::{Access, Expect};
+pub use kind::StageKind;
+pub use settings::{Access, Expect, PromptMode, SecretMount, SecretSource, UsageFormat};
 
 /// One resolved stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stage {
     pub id: String,
-    /// `run` for a command, or the `uses` kind.
-    pub kind: String,
+    /// What the stage does, with its parameters (`kind` and `with` in the JSON).
+    #[serde(flatten)]
+    pub kind: StageKind,
     pub role: Role,
     pub needs: Vec<String>,
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub with: IndexMap<String, serde_json::Value>,
     /// The image and where it came from; `None` for stages that run on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Decided<String>>,
@@ -48,7 +49,7 @@ pub struct Stage {
     pub workspace: Access,
     /// Where this stage's secrets come from (names and providers only, never values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_sources: BTreeMap<String, crate::spec::factory::SecretSource>,
+    pub secret_sources: BTreeMap<String, SecretSource>,
     /// For `agent` stages: how to invoke the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentCall>,
@@ -60,8 +61,8 @@ pub struct Stage {
 pub struct AgentCall {
     pub name: String,
     pub argv: Vec<String>,
-    pub prompt_mode: crate::spec::factory::PromptMode,
-    pub usage: crate::spec::factory::UsageFormat,
+    pub prompt_mode: PromptMode,
+    pub usage: UsageFormat,
     /// The prompt template (from `prompt`, or the contents of `prompt_file`).
     pub prompt: String,
 }
@@ -205,6 +206,10 @@ impl Plan {
     }
     pub fn critical_path_secs(&self) -> u64 {
         self.critical_path_secs
+    }
+    /// Whether a stage of the kind named `name` is in the plan (policy names required graders).
+    pub fn has_kind(&self, name: &str) -> bool {
+        self.stages.iter().any(|s| s.kind.name() == name)
     }
     pub fn inputs(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.inputs

@@ -13,8 +13,9 @@ pub(super) fn is_loop_grader(stages: &[Stage], grader: &str) -> bool {
 }
 
 /// Loops whose graders have all settled with at least one failure, and attempts left.
-pub(super) fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
-    let stages = ctx.plan.stages();
+/// `tail` gives the last lines of a grader attempt's log, for the feedback.
+pub(super) fn loop_restarts(plan: &Plan, state: &RunState, tail: &dyn Fn(&str, u32) -> Vec<String>) -> Vec<Event> {
+    let stages = plan.stages();
     let mut events = Vec::new();
     for (i, l) in stages.iter().enumerate() {
         let Some(r) = &l.repeat else { continue };
@@ -32,7 +33,7 @@ pub(super) fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
             continue;
         }
         // Everything downstream of the agent runs again.
-        let graph = ctx.plan.graph();
+        let graph = plan.graph();
         let mut reset = vec![l.id.clone()];
         let mut seen = vec![false; stages.len()];
         let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
@@ -54,7 +55,7 @@ pub(super) fn loop_restarts(ctx: &Ctx, state: &RunState) -> Vec<Event> {
                     let _ = writeln!(feedback, "- {reason}");
                 }
             }
-            let tail = log_tail(&ctx.dir.log_path(g, st.attempts), 40);
+            let tail = tail(g, st.attempts);
             if !tail.is_empty() {
                 feedback.push_str("\nlast lines of its log:\n");
                 for line in &tail {

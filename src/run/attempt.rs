@@ -38,7 +38,7 @@ pub(super) async fn run_stage(
     if let Err(refusal) = enforce(&ctx.policy, stage) {
         return done(Outcome::Failed, None, format!("refused by policy at run time: {refusal}"), BTreeMap::new());
     }
-    if crate::stages::is_host_kind(&stage.kind) {
+    if stage.kind.on_host() {
         let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs, &cancel).await;
         return match result {
             Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
@@ -115,8 +115,7 @@ pub(super) async fn run_stage(
                 BTreeMap::new(),
             );
         }
-        let as_file =
-            stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::spec::factory::SecretMount::File);
+        let as_file = stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::plan::SecretMount::File);
         if as_file {
             match secret_dir.write(name, value) {
                 Ok(host) => {
@@ -131,20 +130,16 @@ pub(super) async fn run_stage(
         }
     }
     ownership::prepare(&io_dir);
-    let image = match (&ctx.executor, &stage.image) {
-        (Executor::Docker(d), Some(img)) => {
+    let image = match &stage.image {
+        Some(img) => {
             let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
-            match crate::executor::docker::image::ensure(d, &ctx.workspace, &img.value, allowed).await {
+            match ctx.executor.prepare_image(&ctx.workspace, &img.value, &allowed).await {
                 Ok(name) => name,
-                Err(crate::executor::docker::image::ImageError::Refused(e)) => {
-                    return done(Outcome::Failed, None, e, BTreeMap::new());
-                }
-                Err(crate::executor::docker::image::ImageError::Fault(e)) => {
-                    return done(Outcome::Fault, None, e, BTreeMap::new());
-                }
+                Err(crate::executor::ImageError::Refused(e)) => return done(Outcome::Failed, None, e, BTreeMap::new()),
+                Err(crate::executor::ImageError::Fault(e)) => return done(Outcome::Fault, None, e, BTreeMap::new()),
             }
         }
-        (_, img) => img.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+        None => String::new(),
     };
     let job = Job {
         run_id: ctx.meta.run_id.clone(),
@@ -162,7 +157,7 @@ pub(super) async fn run_stage(
         egress: stage.network.clone(),
         runner: crate::store::runner_id(),
     };
-    if stage.kind == "grade.tests" {
+    if let StageKind::Tests(_) = &stage.kind {
         return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
             Ok((v, code)) => {
                 let (outcome, reason) = if v.pass {
@@ -388,25 +383,20 @@ impl Drop for SecretDir {
 
 /// Checks a stage against the policy: image, secrets, network hosts and resource ceilings.
 pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(), String> {
-    let where_ = Path::new("policy");
     if let Some(img) = stage.image.as_ref().filter(|_| stage.role.in_container()) {
         policy.check_image(&img.value).map_err(|r| r.message)?;
     }
     for name in &stage.secrets {
-        policy.check_secret(name, &stage.kind).map_err(|r| r.message)?;
+        policy.check_secret(name, stage.kind.name()).map_err(|r| r.message)?;
     }
     for host in &stage.network {
         policy.check_host(host).map_err(|r| r.message)?;
     }
     for policy in policy.layers() {
-        if let Some(c) = policy.ceiling_memory() {
-            let max = crate::plan::units::size(where_, c).map_err(|d| d.message)?;
-            if stage.resources.memory_bytes > max {
-                return Err(format!(
-                    "memory {} bytes is over the ceiling of {}",
-                    stage.resources.memory_bytes, c.value
-                ));
-            }
+        if let (Some(c), Some(max)) = (policy.ceiling_memory(), policy.limits().memory_bytes)
+            && stage.resources.memory_bytes > max
+        {
+            return Err(format!("memory {} bytes is over the ceiling of {}", stage.resources.memory_bytes, c.value));
         }
         if let Some(c) = policy.ceiling_cpus()
             && stage.resources.cpus > c.value
@@ -418,11 +408,10 @@ pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(
         {
             return Err(format!("{} pids is over the ceiling of {}", stage.resources.pids, c.value));
         }
-        if let Some(c) = policy.ceiling_timeout() {
-            let max = crate::plan::units::duration(where_, c).map_err(|d| d.message)?;
-            if stage.timeout_secs > max.as_secs() {
-                return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
-            }
+        if let (Some(c), Some(max)) = (policy.ceiling_timeout(), policy.limits().timeout_secs)
+            && stage.timeout_secs > max
+        {
+            return Err(format!("timeout {}s is over the ceiling of {}", stage.timeout_secs, c.value));
         }
     }
     Ok(())
@@ -430,7 +419,7 @@ pub(super) fn enforce(policy: &crate::policy::Policy, stage: &Stage) -> Result<(
 
 /// The shell script that starts an agent with its prompt (at `/lightsout/prompt.md`).
 pub(super) fn agent_script(agent: &crate::plan::AgentCall) -> String {
-    use crate::spec::factory::PromptMode;
+    use crate::plan::PromptMode;
     let prompt = format!("{}/prompt.md", crate::executor::IO_DIR);
     let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
     let argv: Vec<String> = agent.argv.iter().map(|a| quote(&a.replace("{prompt_file}", &prompt))).collect();
@@ -447,8 +436,8 @@ pub(super) fn agent_script(agent: &crate::plan::AgentCall) -> String {
 }
 
 /// Token usage and cost, from the agent's own output where it reports them.
-pub(super) fn usage(format: crate::spec::factory::UsageFormat, log: &str) -> BTreeMap<String, String> {
-    use crate::spec::factory::UsageFormat;
+pub(super) fn usage(format: crate::plan::UsageFormat, log: &str) -> BTreeMap<String, String> {
+    use crate::plan::UsageFormat;
     let mut out = BTreeMap::new();
     let (mut input, mut output, mut cost): (u64, u64, Option<f64>) = (0, 0, None);
     let mut seen = false;

@@ -37,15 +37,18 @@ pub(super) async fn grade_tests(
     logs: &mpsc::Sender<Event>,
     cancel: &CancellationToken,
 ) -> Result<(crate::stages::Verdict, i64), Result<Ended, String>> {
-    let strings = |k: &str| crate::stages::string_list(&stage.with, k);
+    let StageKind::Tests(params) = &stage.kind else {
+        return Err(Err(format!("`{}` is not a grade.tests stage", stage.id)));
+    };
     let mut fail_to_pass = Vec::new();
-    for t in strings("fail_to_pass") {
-        fail_to_pass
-            .push(crate::template::render(Mode::Text, &t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
+    for t in params.fail_to_pass.iter().flatten() {
+        fail_to_pass.push(crate::template::render(Mode::Text, t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
     }
-    let pass_to_pass = stage.with.get("pass_to_pass").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let test_files: Vec<glob::Pattern> = strings("test_files")
+    let pass_to_pass = params.pass_to_pass.unwrap_or(false);
+    let test_files: Vec<glob::Pattern> = params
+        .test_files
         .iter()
+        .flatten()
         .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
         .collect::<Result<_, _>>()?;
     let mut env = job.env.clone();
@@ -80,7 +83,8 @@ pub(super) async fn grade_tests(
     // The image and the stage's (non-secret) environment change results as much as the command.
     // The environment as rendered for this ticket, without secret values.
     let visible: Vec<&(String, String)> = job.env.iter().filter(|(k, _)| !stage.secrets.contains(k)).collect();
-    let key = format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, strings("test_files"));
+    let key =
+        format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, params.test_files.clone().unwrap_or_default());
     let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
     let cache = cache_dir.join(format!(
         "{}-{}.json",

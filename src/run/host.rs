@@ -9,19 +9,23 @@ use super::*;
 pub(super) fn ship_inputs(
     ctx: &Ctx,
     stage: &Stage,
+    ship: &crate::plan::kind::Ship,
     tctx: &serde_json::Value,
 ) -> Result<(crate::stages::ship::Params, Option<crate::stages::ship::GitHub>, String, Option<u64>), String> {
-    let text = |k: &str, default: &str| -> Result<String, String> {
-        let source = stage.with.get(k).and_then(|v| v.as_str()).unwrap_or(default);
+    let text = |k: &str, source: Option<&String>, default: &str| -> Result<String, String> {
+        let source = source.map_or(default, String::as_str);
         crate::template::render(Mode::Text, source, tctx).map_err(|e| format!("ship `{k}`: {e}"))
     };
-    let flag = |k: &str, d: bool| stage.with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(d);
     let mut params = crate::stages::ship::Params {
-        branch: text("branch", crate::stages::ship::DEFAULT_BRANCH)?,
-        message: text("message", "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.")?,
-        remote: text("remote", "origin")?,
-        pull_request: flag("pull_request", true),
-        comment: flag("comment", false),
+        branch: text("branch", ship.branch.as_ref(), crate::stages::ship::DEFAULT_BRANCH)?,
+        message: text(
+            "message",
+            ship.message.as_ref(),
+            "{{ ticket.title }}\n\nMade by lightsout for ticket {{ ticket.id }}.",
+        )?,
+        remote: text("remote", ship.remote.as_ref(), "origin")?,
+        pull_request: ship.pull_request.unwrap_or(true),
+        comment: ship.comment.unwrap_or(false),
         title: String::new(),
     };
     params.title = crate::report::markdown::title(params.message.lines().next().unwrap_or("lightsout change"));
@@ -66,37 +70,33 @@ pub(super) async fn run_host_stage(
     cancel: &CancellationToken,
 ) -> Result<(BTreeMap<String, String>, Option<crate::stages::Verdict>), String> {
     let stop = crate::stages::Stop::new(cancel.clone(), Duration::from_secs(stage.timeout_secs.max(1)));
-    let ship = if stage.kind == "ship" { Some(ship_inputs(ctx, stage, tctx)?) } else { None };
-    let guard = (stage.kind == "ship").then(|| guard_rules(ctx));
+    let ship = match &stage.kind {
+        StageKind::Ship(p) => Some((ship_inputs(ctx, stage, p, tctx)?, guard_rules(ctx))),
+        _ => None,
+    };
+    let grader = crate::stages::graders::host_grader(&stage.kind);
     let work = {
         let ctx = Arc::clone(ctx);
-        let with = stage.with.clone();
         let kind = stage.kind.clone();
-        tokio::task::spawn_blocking(move || match kind.as_str() {
-            "ship" => match (ship, guard) {
-                (Some((params, github, summary, issue)), Some(rules)) => {
-                    // One tree: what the guard judges is what ship commits.
-                    let tree = ctx.workspace.change_tree()?;
-                    // The graders judged the last snapshot; anything written since (by a stage
-                    // that failed, or one still running) was not graded.
-                    if tree != ctx.workspace.head_tree()? {
-                        return Err("not shipped: the workspace holds changes that no stage's success recorded (a stage that failed or is still running wrote them), so no grader judged them".to_owned());
-                    }
-                    crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
-                    crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue, &stop)
+        tokio::task::spawn_blocking(move || match (kind, ship, grader) {
+            (StageKind::Ship(_), Some(((params, github, summary, issue), rules)), _) => {
+                // One tree: what the guard judges is what ship commits.
+                let tree = ctx.workspace.change_tree()?;
+                // The graders judged the last snapshot; anything written since (by a stage
+                // that failed, or one still running) was not graded.
+                if tree != ctx.workspace.head_tree()? {
+                    return Err("not shipped: the workspace holds changes that no stage's success recorded (a stage that failed or is still running wrote them), so no grader judged them".to_owned());
                 }
-                _ => Err("ship: no parameters".into()),
-            },
-            "context" => crate::stages::context::assemble(
+                crate::stages::guard::check(&ctx.workspace, &tree, &rules, &ctx.needles)?;
+                crate::stages::ship::ship(&ctx.workspace, &tree, &params, github.as_ref(), &summary, issue, &stop)
+            }
+            (StageKind::Context(p), _, _) => crate::stages::context::assemble(
                 &ctx.workspace,
                 &ctx.ticket,
-                &crate::stages::context::Params::from_with(&with),
+                &crate::stages::context::Params::from_plan(&p),
             ),
-
-            other => match crate::stages::host_grader(other) {
-                Some(grader) => grader.grade(&ctx.workspace, &with),
-                None => Err(format!("`{other}` does not run on the host")),
-            },
+            (_, _, Some(grader)) => grader.grade(&ctx.workspace),
+            (other, _, None) => Err(format!("`{other}` does not run on the host")),
         })
     };
     let result = work.await.map_err(|e| format!("the stage failed: {e}"))??;
@@ -133,8 +133,10 @@ pub(super) fn guard_rules(ctx: &Ctx) -> crate::stages::guard::Rules {
         .collect();
     files.sort();
     let mut tests: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
-    for s in ctx.plan.stages().iter().filter(|s| s.kind == "grade.tests") {
-        tests.extend(crate::stages::string_list(&s.with, "test_files"));
+    for s in ctx.plan.stages() {
+        if let StageKind::Tests(t) = &s.kind {
+            tests.extend(t.test_files.iter().flatten().cloned());
+        }
     }
     crate::stages::guard::Rules::new(&ctx.policy.protected_paths(), &files, &tests)
 }

@@ -16,10 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Outcome, RunStatus, Stamped};
 use crate::executor::{Ended, Executor, Job};
-use crate::plan::Role;
-use crate::plan::{Plan, Stage};
+use crate::plan::{Access, Expect, Plan, Role, Stage, StageKind};
 use crate::secrets::{Masker, Needles};
-use crate::spec::pipeline::{Access, Expect};
 use crate::store::{Recorder, RunDir, RunMeta, RunState};
 use crate::template::Mode;
 use crate::ticket::Ticket;
@@ -32,6 +30,7 @@ mod host;
 mod output;
 mod ownership;
 mod providers;
+mod scheduler;
 mod signals;
 mod state;
 
@@ -42,10 +41,9 @@ use grade_tests::*;
 #[allow(clippy::wildcard_imports)]
 use host::*;
 #[allow(clippy::wildcard_imports)]
-use {agent_loop::*, output::*, providers::*, signals::*, state::*};
+use {output::*, providers::*, signals::*, state::*};
 
-/// First delay before retrying an infrastructure fault; doubles each time.
-const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+use scheduler::{Action, Done, End, Msg, Scheduler};
 
 pub use crate::report::terminal::Output;
 
@@ -89,9 +87,7 @@ pub struct Finished {
 fn command_of(stage: &Stage) -> Option<&str> {
     match stage.role {
         Role::Command => stage.run.as_deref(),
-        Role::Grader if matches!(stage.kind.as_str(), "grade.command" | "grade.tests") => {
-            stage.with.get("command").and_then(|v| v.as_str())
-        }
+        Role::Grader => stage.kind.grader_command(),
         _ => None,
     }
 }
@@ -102,10 +98,8 @@ pub fn check_runnable(plan: &Plan) -> Result<(), RunError> {
         .stages()
         .iter()
         .filter(|s| {
-            command_of(s).is_none()
-                && !crate::stages::is_host_kind(&s.kind)
-                && s.agent.is_none()
-                && s.role != Role::Approve
+            !s.kind.runnable()
+                || (command_of(s).is_none() && !s.kind.on_host() && s.agent.is_none() && s.role != Role::Approve)
         })
         .map(|s| format!("{} (`{}`)", s.id, s.kind))
         .collect();
@@ -126,7 +120,7 @@ struct Ctx {
     meta: RunMeta,
     dir: RunDir,
     workspace: Workspace,
-    executor: Executor,
+    executor: Box<dyn Executor>,
     needles: Arc<Needles>,
     secrets: BTreeMap<String, String>,
     output: Output,
@@ -139,7 +133,7 @@ pub async fn start(
     repo: &Path,
     plan: Plan,
     ticket: Ticket,
-    executor: Executor,
+    executor: Box<dyn Executor>,
     opts: &Options,
     policy: crate::policy::Policy,
 ) -> Result<Finished, RunError> {
@@ -149,9 +143,7 @@ pub async fn start(
     let repo = std::fs::canonicalize(&repo).unwrap_or(repo);
     let sub = factory_dir.strip_prefix(&repo).map(Path::to_path_buf).unwrap_or_default();
     let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
-    if let Executor::Docker(d) = &executor {
-        d.remove_orphans(crate::store::runner_alive).await.map_err(RunError::Infra)?;
-    }
+    executor.sweep_orphans(&crate::store::runner_alive).await.map_err(RunError::Infra)?;
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let dir =
         RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
@@ -194,11 +186,16 @@ pub async fn start(
 pub async fn resume(
     repo: &Path,
     run_id: &str,
-    executor_for: impl FnOnce(&str) -> Result<Executor, RunError>,
+    executor_for: impl FnOnce(&str) -> Result<Box<dyn Executor>, RunError>,
+    policy_for: PolicyLoader<'_>,
     output: Output,
 ) -> Result<Finished, RunError> {
-    resume_with(repo, run_id, executor_for, output, None).await
+    resume_with(repo, run_id, executor_for, policy_for, output, None).await
 }
+
+/// Reads a policy file as it is now (the compiler's job, handed in by the CLI): a tightened
+/// policy binds a resumed run.
+pub type PolicyLoader<'a> = &'a dyn Fn(&Path) -> Result<crate::policy::Policy, String>;
 
 /// A person's answer at an `approve` gate.
 #[derive(Clone, Debug)]
@@ -212,7 +209,8 @@ pub struct Decision {
 pub async fn resume_with(
     repo: &Path,
     run_id: &str,
-    executor_for: impl FnOnce(&str) -> Result<Executor, RunError>,
+    executor_for: impl FnOnce(&str) -> Result<Box<dyn Executor>, RunError>,
+    policy_for: PolicyLoader<'_>,
     output: Output,
     decision: Option<Decision>,
 ) -> Result<Finished, RunError> {
@@ -249,10 +247,7 @@ pub async fn resume_with(
     let plan = Plan::from_record(&plan_text).map_err(RunError::Infra)?;
     let ticket: Ticket = dir.read_json("ticket.json").map_err(RunError::Infra)?;
     // The policy as it is now, not as it was when the run started: a tightened policy binds.
-    let load = |path: &Path| {
-        crate::policy::Policy::load(path)
-            .map_err(|ds| RunError::Invalid(ds.render(&|p: &Path| std::fs::read_to_string(p).ok())))
-    };
+    let load = |path: &Path| policy_for(path).map_err(RunError::Invalid);
     let mut policy = match &meta.policy {
         Some(path) => load(path)?,
         None => crate::policy::Policy::default(),
@@ -263,7 +258,7 @@ pub async fn resume_with(
     // The recorded plan may have been edited since: it must still hold every grader the
     // policy requires for its category.
     for (grader, rule) in policy.required_graders(plan.category()) {
-        if !plan.stages().iter().any(|s| s.kind == grader) {
+        if !plan.has_kind(grader) {
             return Err(RunError::Invalid(format!(
                 "the recorded plan of run `{run_id}` has no `{grader}` stage, which policy requires for `{}` ({rule}); it was edited since the run started, and does not continue",
                 plan.category()
@@ -271,9 +266,7 @@ pub async fn resume_with(
         }
     }
     let executor = executor_for(&meta.executor)?;
-    if let Executor::Docker(d) = &executor {
-        d.remove_orphans(crate::store::runner_alive).await.map_err(RunError::Infra)?;
-    }
+    executor.sweep_orphans(&crate::store::runner_alive).await.map_err(RunError::Infra)?;
     dir.claim().map_err(|e| RunError::Infra(e.to_string()))?;
     let workspace = Workspace::open(&repo, &meta.workspace, &meta.base, &meta.sub).map_err(RunError::Infra)?;
     // Back to the state after the last stage that completed: anything a stage wrote before
@@ -291,20 +284,9 @@ pub async fn resume_with(
     drive(ctx, state, first).await
 }
 
-/// What a stage task reports back to the loop.
-struct Done {
-    index: usize,
-    attempt: u32,
-    outcome: Outcome,
-    exit_code: Option<i64>,
-    reason: String,
-    duration: Duration,
-    outputs: BTreeMap<String, String>,
-    verdict: Option<crate::stages::Verdict>,
-}
-
-/// The owning loop.
-async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finished, RunError> {
+/// The owning loop: the async shell around the [`Scheduler`]. It records what the scheduler
+/// says (fsynced before it acts), runs the attempts it starts, and tells it what happened.
+async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished, RunError> {
     let ctx = Arc::new(ctx);
     let mut recorder =
         Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
@@ -315,244 +297,101 @@ async fn drive(ctx: Ctx, mut state: RunState, first: Vec<Event>) -> Result<Finis
     // Stages never run as root: when the runner is, the workspace is the stages' user's.
     ownership::prepare(&ctx.workspace.dir);
 
-    let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
-        let stamped = Stamped::now(e);
+    let plan = ctx.plan.clone();
+    let mut sched = Scheduler::new(&plan, state, ctx.meta.jobs, ctx.meta.keep_going);
+    let env = RunEnv(&ctx);
+    let mut record = |e: &Event| -> Result<(), RunError> {
+        let stamped = Stamped::now(e.clone());
         if stamped.event.is_recorded() {
             recorder.append(&stamped).map_err(|e| RunError::Infra(format!("cannot append to the event log: {e}")))?;
         }
-        state.apply(&stamped.event);
         let _ = obs_tx.try_send(stamped);
         Ok(())
     };
-    for e in first {
-        emit(e, &mut state)?;
-    }
-    if let Executor::Local(l) = &ctx.executor
-        && !l.sandboxed()
-    {
-        emit(
-            Event::Warning { message: "stages run as plain processes on the host, without a sandbox".into() },
-            &mut state,
-        )?;
-    }
-
-    let stages = ctx.plan.stages();
     let mut running: JoinSet<Done> = JoinSet::new();
-    let mut in_flight: Vec<bool> = vec![false; stages.len()];
-    let mut stop_reason: Option<String> = None;
     let (log_tx, mut log_rx) = mpsc::channel::<Event>(256);
-    let jobs = ctx.meta.jobs.max(1);
-
-    loop {
-        // Settle what can be settled, start what can be started.
-        if stop_reason.is_none() && !cancel.is_cancelled() {
-            for (i, s) in stages.iter().enumerate() {
-                let st = state.stages.get(&s.id);
-                if in_flight[i] || st.is_some_and(crate::store::StageState::settled) {
-                    continue;
+    let mut act = |actions: Vec<Action>, sched: &Scheduler<'_>, running: &mut JoinSet<Done>| -> Result<(), RunError> {
+        for a in actions {
+            match a {
+                Action::Record(e) => record(&e)?,
+                Action::Start { index, attempt, delay } => {
+                    let tctx = template_ctx(&ctx, &sched.state, &plan.stages()[index].id);
+                    let task = run_stage(Arc::clone(&ctx), index, attempt, tctx, log_tx.clone(), cancel.clone());
+                    running.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        task.await
+                    });
                 }
-                let needs: Vec<&crate::store::StageState> =
-                    s.needs.iter().filter_map(|n| state.stages.get(n.as_str())).collect();
-                if needs.len() < s.needs.len() || needs.iter().any(|n| !n.settled()) {
-                    continue;
-                }
-                if let Some(bad) = s.needs.iter().find(|n| {
-                    state
-                        .stages
-                        .get(n.as_str())
-                        .is_some_and(|n| n.skipped.is_some() || n.outcome != Some(Outcome::Succeeded))
-                }) {
-                    emit(
-                        Event::StageSkipped { stage: s.id.clone(), reason: format!("`{bad}` did not succeed") },
-                        &mut state,
-                    )?;
-                    continue;
-                }
-                let tctx = template_ctx(&ctx, &state, &s.id);
-                if let Some(cond) = &s.condition {
-                    match crate::template::eval_condition(cond, &tctx) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            emit(
-                                Event::StageSkipped { stage: s.id.clone(), reason: format!("`if: {cond}` is false") },
-                                &mut state,
-                            )?;
-                            continue;
-                        }
-                        Err(e) => {
-                            emit(
-                                finished(&s.id, 1, Outcome::Failed, None, format!("`if: {cond}` failed: {e}")),
-                                &mut state,
-                            )?;
-                            continue;
-                        }
-                    }
-                }
-                if s.role == Role::Approve {
-                    if !state.stages.get(&s.id).is_some_and(|st| st.awaiting) {
-                        let message = s.with.get("message").and_then(|m| m.as_str()).unwrap_or("a person must approve");
-                        let message =
-                            crate::template::render(Mode::Text, message, &tctx).unwrap_or_else(|_| message.to_owned());
-                        emit(
-                            Event::ApprovalRequested { stage: s.id.clone(), message: ctx.needles.mask_str(&message) },
-                            &mut state,
-                        )?;
-                    }
-                    continue;
-                }
-                if running.len() >= jobs {
-                    break;
-                }
-                let attempt = state.stages.get(&s.id).map_or(0, |st| st.attempts) + 1;
-                emit(
-                    Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) },
-                    &mut state,
-                )?;
-                in_flight[i] = true;
-                running.spawn(run_stage(Arc::clone(&ctx), i, attempt, tctx, log_tx.clone(), cancel.clone()));
-            }
-            // Stages the loop skipped may unblock others: go round again before waiting.
-            if running.is_empty()
-                && stages.iter().any(|s| !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled))
-            {
-                let progress = stages.iter().enumerate().any(|(i, s)| {
-                    !in_flight[i]
-                        && !state.stages.get(&s.id).is_some_and(|st| st.awaiting)
-                        && !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled)
-                        && s.needs
-                            .iter()
-                            .all(|n| state.stages.get(n.as_str()).is_some_and(crate::store::StageState::settled))
-                });
-                if progress {
-                    continue;
-                }
+                Action::SavePatch { index, attempt } => save_patch(&ctx, index, attempt),
+                Action::Stop => cancel.cancel(),
             }
         }
+        Ok(())
+    };
+    let mut opening = first;
+    if !ctx.executor.sandboxed() {
+        opening.push(Event::Warning { message: "stages run as plain processes on the host, without a sandbox".into() });
+    }
+    for e in opening {
+        let actions = sched.on(Msg::Observed(e), &env);
+        act(actions, &sched, &mut running)?;
+    }
+    loop {
+        if cancel.is_cancelled() {
+            sched.on(Msg::Cancel, &env);
+        }
+        let actions = sched.on(Msg::Step, &env);
+        act(actions, &sched, &mut running)?;
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            Some(log) = log_rx.recv() => { emit(log, &mut state)?; }
+            Some(log) = log_rx.recv() => {
+                let actions = sched.on(Msg::Observed(log), &env);
+                act(actions, &sched, &mut running)?;
+            }
             Some(joined) = running.join_next() => {
-                // Take every stage that has finished by now, so that one workspace snapshot
+                // Take every attempt that has ended by now, so that one workspace snapshot
                 // covers them all (a snapshot is a git commit: not free).
                 let mut dones = vec![joined.map_err(|e| RunError::Infra(format!("a stage task failed: {e}")))?];
                 while let Some(more) = running.try_join_next() {
                     dones.push(more.map_err(|e| RunError::Infra(format!("a stage task failed: {e}")))?);
                 }
-                // Drain the logs the tasks sent before they finished, so they come first.
-                while let Ok(log) = log_rx.try_recv() { emit(log, &mut state)?; }
-                let writers: Vec<String> = dones
-                    .iter()
-                    .filter(|d| d.outcome.is_success() && stages[d.index].workspace == Access::ReadWrite)
-                    .map(|d| stages[d.index].id.clone())
-                    .collect();
-                let snapshot = if writers.is_empty() {
-                    None
-                } else {
-                    // Host git walks and reads what the stages wrote: off the scheduler's thread.
-                    let ws = ctx.workspace.clone();
-                    let label = format!("lightsout: after {}", writers.join(", "));
-                    let taken = tokio::task::spawn_blocking(move || ws.snapshot(&label))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("the snapshot failed: {e}")));
-                    match taken {
-                        Ok(commit) => Some(commit),
-                        Err(e) => {
-                            // What the stages left cannot be recorded (a nested repository, a
-                            // huge file): their change fails, the run goes on to its end.
-                            let reason = ctx.needles.mask_str(&e);
-                            for d in dones.iter_mut().filter(|d| d.outcome.is_success() && stages[d.index].workspace == Access::ReadWrite) {
-                                d.outcome = Outcome::Failed;
-                                d.reason.clone_from(&reason);
-                            }
-                            None
-                        }
-                    }
-                };
-                for done in dones {
-                    let s = &stages[done.index];
-                    in_flight[done.index] = false;
-                    if s.agent.is_some() && done.outcome.is_success() {
-                        // Each agent attempt's change, as a patch against the base.
-                        if let Ok((_, patch)) = ctx.workspace.diff() {
-                            let path = ctx.dir.path.join("stages").join(&s.id).join(format!("{}.diff", done.attempt));
-                            let _ = std::fs::write(path, ctx.needles.mask_str(&patch));
-                        }
-                    }
-                    let retry = done.outcome == Outcome::Fault && done.attempt <= s.retries && !cancel.is_cancelled();
-                    let wrote = done.outcome.is_success() && s.workspace == Access::ReadWrite;
-                    emit(Event::StageFinished {
-                        stage: s.id.clone(),
-                        attempt: done.attempt,
-                        outcome: done.outcome,
-                        exit_code: done.exit_code,
-                        reason: done.reason,
-                        duration_ms: u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX),
-                        outputs: done.outputs,
-                        snapshot: if wrote { snapshot.clone() } else { None },
-                        retrying: retry,
-                        verdict: done.verdict.map(|v| mask_verdict(&ctx.needles, v)),
-                    }, &mut state)?;
-                    if retry {
-                        // The next attempt waits out its backoff in its own task, not in the loop.
-                        let attempt = done.attempt + 1;
-                        let delay = RETRY_BACKOFF * 2u32.saturating_pow(done.attempt - 1);
-                        emit(Event::StageStarted { stage: s.id.clone(), attempt, on: on_name(&ctx, &s.id, attempt) }, &mut state)?;
-                        in_flight[done.index] = true;
-                        let task = run_stage(Arc::clone(&ctx), done.index, attempt, template_ctx(&ctx, &state, &s.id), log_tx.clone(), cancel.clone());
-                        running.spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            task.await
-                        });
-                    } else if !done.outcome.is_success()
-                        && !ctx.meta.keep_going
-                        && stop_reason.is_none()
-                        && done.outcome != Outcome::Cancelled
-                        && !is_loop_grader(stages, &s.id)
-                    {
-                        stop_reason = Some(format!("stopped after `{}` failed (fail-fast; --keep-going runs the rest)", s.id));
-                        cancel.cancel();
-                    }
+                // The logs the tasks sent before they ended come first.
+                while let Ok(log) = log_rx.try_recv() {
+                    let actions = sched.on(Msg::Observed(log), &env);
+                    act(actions, &sched, &mut running)?;
                 }
-                if !cancel.is_cancelled() {
-                    for restart in loop_restarts(&ctx, &state) {
-                        emit(restart, &mut state)?;
-                    }
+                let snapshot = snapshot(&ctx, &mut dones).await;
+                for d in &mut dones {
+                    d.verdict = d.verdict.take().map(|v| mask_verdict(&ctx.needles, v));
                 }
+                if cancel.is_cancelled() {
+                    sched.on(Msg::Cancel, &env);
+                }
+                let actions = sched.on(Msg::Ended { dones, snapshot }, &env);
+                act(actions, &sched, &mut running)?;
             }
         }
     }
 
-    // Stopped at a gate: the run waits, its workspace kept, until `approve` or `reject`.
-    let waiting = stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.awaiting));
-    if waiting && stop_reason.is_none() && !cancel.is_cancelled() {
-        emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
-        drop(obs_tx);
-        let _ = display.await;
-        return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
-    }
-    // Stages that never ran.
-    let reason = if let Some(r) = &stop_reason { r.clone() } else { "the run was cancelled".to_owned() };
-    for s in stages {
-        if !state.stages.get(&s.id).is_some_and(crate::store::StageState::settled) {
-            emit(Event::StageSkipped { stage: s.id.clone(), reason: reason.clone() }, &mut state)?;
-        }
-    }
-    let interrupted = cancel.is_cancelled() && stop_reason.is_none();
-    let failed =
-        stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.outcome.is_some_and(|o| !o.is_success())));
-    let fault = stages.iter().any(|s| state.stages.get(&s.id).is_some_and(|st| st.outcome == Some(Outcome::Fault)));
-    let status = if interrupted {
-        RunStatus::Cancelled
-    } else if failed {
-        RunStatus::Failed
-    } else {
-        RunStatus::Succeeded
+    let (end, actions) = sched.end();
+    act(actions, &sched, &mut running)?;
+    let mut state = sched.state;
+    let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
+        state.apply(&e);
+        record(&e)
     };
-    if let Executor::Docker(d) = &ctx.executor
-        && let Err(e) = d.remove_run(&ctx.meta.run_id).await
-    {
+    let (status, fault) = match end {
+        End::AwaitingApproval => {
+            emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
+            drop(obs_tx);
+            let _ = display.await;
+            return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
+        }
+        End::Over { status, fault } => (status, fault),
+    };
+    if let Err(e) = ctx.executor.remove_run(&ctx.meta.run_id).await {
         emit(Event::Warning { message: e }, &mut state)?;
     }
     ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);

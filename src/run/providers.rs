@@ -28,7 +28,7 @@ pub(super) fn secret_values(plan: &Plan) -> BTreeMap<String, String> {
 }
 
 /// Reads one secret from its provider.
-pub(super) fn fetch_secret(src: &crate::spec::factory::SecretSource) -> Result<String, String> {
+pub(super) fn fetch_secret(src: &crate::plan::SecretSource) -> Result<String, String> {
     if let Some(var) = &src.env {
         return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
     }

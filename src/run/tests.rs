@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used)] // test set-up: a failing temp dir or write is the test failing
 
 use super::*;
-use crate::spec::factory::{PromptMode, UsageFormat};
+use crate::plan::{PromptMode, UsageFormat};
 
 #[test]
 fn claude_stream_json_usage_and_cost() {

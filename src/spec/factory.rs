@@ -4,8 +4,9 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::located::Located;
 use super::pipeline::Resources;
+use crate::diag::Located;
+pub use crate::plan::{PromptMode, SecretMount, SecretSource, UsageFormat};
 
 /// The factory of one repository: which pipeline serves which kind of ticket, with which agents.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -34,32 +35,6 @@ pub struct FactoryFile {
     /// comes from the environment variable of the same name.
     #[serde(default)]
     pub secrets: IndexMap<Located<String>, SecretSource>,
-}
-
-/// One secret's provider (exactly one of `env`, `file`, `command`) and how a stage receives it.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// An environment variable of the runner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    /// A file on the runner's machine (its whole content, without a trailing newline).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// A command whose standard output is the value (a password manager's CLI, say). No shell.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// `env` (default): an environment variable of the stage. `file`: a read-only file on a
-    /// tmpfs at `/run/secrets/<name>`, with `<name>_FILE` naming it.
-    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
-    pub mount: Option<SecretMount>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SecretMount {
-    Env,
-    File,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -106,22 +81,6 @@ pub enum AgentPreset {
     ClaudeCode,
     Codex,
     Aider,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PromptMode {
-    Stdin,
-    File,
-    Arg,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum UsageFormat {
-    ClaudeStreamJson,
-    CodexJson,
-    None,
 }
 
 /// One work category.

@@ -6,21 +6,19 @@
 //! finally typed deserialization into [`FactoryFile`], [`PipelineFile`] or [`PolicyFile`].
 
 pub mod factory;
-pub mod located;
 pub mod node;
 pub mod pipeline;
-pub mod policy;
 pub mod schema;
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+pub use crate::diag::Located;
+pub use crate::policy::PolicyFile;
 pub use factory::FactoryFile;
-pub use located::Located;
 pub use node::Node;
 pub use pipeline::PipelineFile;
-pub use policy::PolicyFile;
 pub use schema::FileKind;
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};

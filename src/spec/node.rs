@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::located::Located;
+use crate::diag::Located;
 use crate::diag::Pos;
 
 #[derive(Clone, Debug)]

@@ -4,7 +4,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::located::Located;
+use crate::diag::Located;
+pub use crate::plan::{Access, Expect};
 
 /// A pipeline: the stages that turn one ticket of a category into a graded, shippable change.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -186,20 +187,6 @@ impl JsonSchema for SecretRef {
 pub struct Network {
     /// Host names (optionally `host:port`, default port 443) the stage may reach.
     pub allow: Vec<Located<String>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Expect {
-    Success,
-    Failure,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    ReadOnly,
-    ReadWrite,
 }
 
 /// The bounded agent loop.

@@ -9,8 +9,8 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::paths::LocationSegment;
 use serde_json::Value;
 
-use super::located::Located;
 use super::node::{self, Node};
+use crate::diag::Located;
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 
 /// The kinds of file lightsout reads.

@@ -36,19 +36,15 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn from_with(with: &indexmap::IndexMap<String, serde_json::Value>) -> Params {
-        let list = |k: &str| super::string_list(with, k);
-        let num = |k: &str, d: usize| {
-            with.get(k).and_then(serde_json::Value::as_u64).map_or(d, |n| usize::try_from(n).unwrap_or(d))
-        };
-        let flag = |k: &str| with.get(k).and_then(serde_json::Value::as_bool).unwrap_or(true);
+    pub fn from_plan(p: &crate::plan::kind::Context) -> Params {
+        let num = |n: Option<u64>, d: usize| n.map_or(d, |n| usize::try_from(n).unwrap_or(d));
         Params {
-            include: list("include"),
-            exclude: list("exclude"),
-            max_bytes: num("max_bytes", DEFAULT_MAX_BYTES),
-            identifiers: flag("identifiers"),
-            git_log: num("git_log", 10),
-            docs: flag("docs"),
+            include: p.include.clone().unwrap_or_default(),
+            exclude: p.exclude.clone().unwrap_or_default(),
+            max_bytes: num(p.max_bytes, DEFAULT_MAX_BYTES),
+            identifiers: p.identifiers.unwrap_or(true),
+            git_log: num(p.git_log, 10),
+            docs: p.docs.unwrap_or(true),
         }
     }
 }

@@ -2,15 +2,12 @@
 //! workspace (never following a symlink out of it) and give a structured result.
 
 pub mod context;
-pub mod diff;
 pub mod grade_tests;
+pub mod graders;
 pub mod guard;
-pub mod jsonschema;
 pub mod ship;
 
 use std::collections::BTreeMap;
-
-use indexmap::IndexMap;
 
 use crate::workspace::Workspace;
 
@@ -58,32 +55,11 @@ pub struct HostResult {
     pub summary: String,
 }
 
-/// A grader that judges the workspace on the host: one file each, behind this one trait.
-/// (Graders that run a command, `grade.tests` and `grade.command`, run in the stage's container;
-/// their judging is in `grade_tests` and the run engine.)
-pub trait Grader: Sync {
-    /// The `uses:` kind it implements.
-    fn kind(&self) -> &'static str;
+/// A grader that judges the workspace on the host, with its stage's parameters: one file each
+/// under [`graders`], behind this one trait, listed in [`graders::host_grader`]. (Graders that
+/// run a command, `grade.tests` and `grade.command`, run in the stage's container; their judging
+/// is in `grade_tests` and the run engine.)
+pub trait Grader: Send {
     /// Judges the workspace; the verdict is in the result.
-    fn grade(&self, ws: &Workspace, with: &IndexMap<String, serde_json::Value>) -> Result<HostResult, String>;
-}
-
-/// A stage parameter that is a list of strings (`with: { key: [a, b] }`); absent or of
-/// another type: empty. (The schema has checked the types at compile time.)
-pub fn string_list(with: &IndexMap<String, serde_json::Value>, key: &str) -> Vec<String> {
-    with.get(key)
-        .and_then(serde_json::Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
-/// The host grader for `kind`, if there is one.
-pub fn host_grader(kind: &str) -> Option<&'static dyn Grader> {
-    const GRADERS: &[&dyn Grader] = &[&diff::DiffGrader, &jsonschema::JsonSchemaGrader];
-    GRADERS.iter().copied().find(|g| g.kind() == kind)
-}
-
-/// Whether `kind` runs on the host in this version.
-pub fn is_host_kind(kind: &str) -> bool {
-    matches!(kind, "context" | "grade.diff" | "grade.jsonschema" | "ship")
+    fn grade(&self, ws: &Workspace) -> Result<HostResult, String>;
 }

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use lightsout::compile::Factory;
 use lightsout::diag::Diagnostics;
-use lightsout::policy::Policy;
 use lightsout::spec::{self, FileKind, PipelineFile};
 
 use super::rel;
@@ -28,7 +27,7 @@ fn diagnose(path: &Path) -> Option<Diagnostics> {
         return Factory::load(path).err();
     }
     if name.starts_with("policyfile-") {
-        return Policy::load(path).err();
+        return lightsout::compile::load_policy(path).err();
     }
     let factory = match Factory::load(&super::root().join("tests/fixtures/factory.yaml")) {
         Ok(f) => f,

@@ -168,14 +168,7 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> Resul
     builder.append_data(&mut header, name, data).map_err(|e| e.to_string())
 }
 
-/// Why a stage's image could not be had.
-#[derive(Debug)]
-pub enum ImageError {
-    /// The policy does not allow the image a devcontainer.json names: the stage fails.
-    Refused(String),
-    /// Anything else (a missing image, a failed build): an infrastructure fault.
-    Fault(String),
-}
+pub use crate::executor::ImageError;
 
 /// Resolves a stage's image to a name on the machine, building it from the base revision if
 /// needed. `allowed` is the policy's check of an image a devcontainer.json names.
@@ -183,7 +176,7 @@ pub async fn ensure(
     docker: &Docker,
     ws: &dyn BaseRevision,
     value: &str,
-    allowed: impl Fn(&str) -> Result<(), String>,
+    allowed: crate::executor::ImageCheck<'_>,
 ) -> Result<String, ImageError> {
     let spec = match ImageSpec::parse(value) {
         ImageSpec::DevContainer(file) => {

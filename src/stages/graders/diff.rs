@@ -2,7 +2,7 @@
 //! paths untouched, changed files and lines under limits, no new dependencies unless allowed,
 //! and no added text that looks like a credential.
 
-use super::{HostResult, Verdict};
+use crate::stages::{HostResult, Verdict};
 use crate::workspace::Workspace;
 
 /// Files whose change means a dependency was added, removed or moved.
@@ -36,12 +36,12 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn from_with(with: &indexmap::IndexMap<String, serde_json::Value>) -> Params {
+    pub fn from_plan(p: &crate::plan::kind::Diff) -> Params {
         Params {
-            protect: super::string_list(with, "protect"),
-            max_changed_files: with.get("max_changed_files").and_then(serde_json::Value::as_u64),
-            max_changed_lines: with.get("max_changed_lines").and_then(serde_json::Value::as_u64),
-            allow_dependencies: with.get("allow_dependencies").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            protect: p.protect.clone().unwrap_or_default(),
+            max_changed_files: p.max_changed_files,
+            max_changed_lines: p.max_changed_lines,
+            allow_dependencies: p.allow_dependencies.unwrap_or(false),
         }
     }
 }
@@ -179,19 +179,12 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
     Ok(result)
 }
 
-/// `grade.diff` behind the [`super::Grader`] trait.
-pub struct DiffGrader;
+/// `grade.diff` behind the [`crate::stages::Grader`] trait.
+pub struct DiffGrader(pub Params);
 
-impl super::Grader for DiffGrader {
-    fn kind(&self) -> &'static str {
-        "grade.diff"
-    }
-    fn grade(
-        &self,
-        ws: &Workspace,
-        with: &indexmap::IndexMap<String, serde_json::Value>,
-    ) -> Result<HostResult, String> {
-        grade(ws, &Params::from_with(with))
+impl crate::stages::Grader for DiffGrader {
+    fn grade(&self, ws: &Workspace) -> Result<HostResult, String> {
+        grade(ws, &self.0)
     }
 }
 

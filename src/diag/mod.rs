@@ -4,6 +4,10 @@
 //! a one-line reason and, where we know it, a hint. The loader and the compiler collect them all
 //! and report them sorted, so that a user fixes a file in one pass instead of one error per run.
 
+mod located;
+
+pub use located::Located;
+
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,9 @@
 //! rewrites it changes nothing); the files are the workspace's, read on the host, never
 //! through a symbolic link.
 
-use super::context::read_inside;
-use super::{HostResult, Verdict};
+use crate::plan::kind::JsonSchema;
+use crate::stages::context::read_inside;
+use crate::stages::{HostResult, Verdict};
 use crate::workspace::Workspace;
 
 fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
@@ -18,14 +19,15 @@ fn parse(path: &str, text: &str) -> Result<serde_json::Value, String> {
     }
 }
 
-pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value>) -> Result<HostResult, String> {
-    let schema_path = with.get("schema").and_then(|v| v.as_str()).ok_or("grade.jsonschema needs `schema`")?;
+pub fn grade(ws: &Workspace, params: &JsonSchema) -> Result<HostResult, String> {
+    let schema_path = params.schema.as_str();
     let schema_bytes = ws.base_file(schema_path).map_err(|why| format!("schema {schema_path}: {why}"))?;
     let schema_text = String::from_utf8(schema_bytes).map_err(|_| format!("schema {schema_path}: not UTF-8"))?;
     let schema = parse(schema_path, &schema_text)?;
     let validator =
         jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;
-    let globs: Vec<glob::Pattern> = super::string_list(with, "files")
+    let globs: Vec<glob::Pattern> = params
+        .files
         .iter()
         .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}`: {e}")))
         .collect::<Result<_, _>>()?;
@@ -69,18 +71,11 @@ pub fn grade(ws: &Workspace, with: &indexmap::IndexMap<String, serde_json::Value
     })
 }
 
-/// `grade.jsonschema` behind the [`super::Grader`] trait.
-pub struct JsonSchemaGrader;
+/// `grade.jsonschema` behind the [`crate::stages::Grader`] trait.
+pub struct JsonSchemaGrader(pub JsonSchema);
 
-impl super::Grader for JsonSchemaGrader {
-    fn kind(&self) -> &'static str {
-        "grade.jsonschema"
-    }
-    fn grade(
-        &self,
-        ws: &Workspace,
-        with: &indexmap::IndexMap<String, serde_json::Value>,
-    ) -> Result<HostResult, String> {
-        grade(ws, with)
+impl crate::stages::Grader for JsonSchemaGrader {
+    fn grade(&self, ws: &Workspace) -> Result<HostResult, String> {
+        grade(ws, &self.0)
     }
 }

@@ -7,7 +7,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
-use crate::diag::Pos;
+use super::Pos;
 
 /// A value and its position. Equality, ordering and hashing look at the value only, so a
 /// `Located<String>` works as a map key.

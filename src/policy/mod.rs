@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostics, Pos};
-use crate::spec::policy::PolicyFile;
-use crate::spec::{self, FileKind, Located};
+mod file;
+
+use crate::diag::{Located, Pos};
+
+pub use file::*;
 
 /// Why policy refused something, and where the deciding rule is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,12 +28,21 @@ pub struct Policy {
     /// The organisation's policy, from outside the repository. It takes precedence: a thing is
     /// allowed only when every layer allows it, so the repository's policy can only tighten it.
     org: Option<Box<Policy>>,
+    limits: Limits,
+}
+
+/// A layer's memory and timeout ceilings, parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub timeout_secs: Option<u64>,
 }
 
 impl Policy {
-    pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
-        let rules: PolicyFile = spec::load_file(FileKind::Policy, path)?;
-        Ok(Policy { file: Some(path.to_path_buf()), rules: Some(rules), org: None })
+    /// The policy of `path`, read and checked by the compiler; `limits` are its memory and
+    /// timeout ceilings in bytes and seconds, parsed from what the file writes.
+    pub fn from_file(path: &Path, rules: PolicyFile, limits: Limits) -> Policy {
+        Policy { file: Some(path.to_path_buf()), rules: Some(rules), org: None, limits }
     }
 
     /// This (repository) policy under an organisation's.
@@ -225,6 +236,10 @@ impl Policy {
     }
     pub fn ceiling_timeout(&self) -> Option<&Located<String>> {
         self.rules.as_ref()?.resources.as_ref()?.timeout.as_ref()
+    }
+    /// This layer's memory and timeout ceilings in bytes and seconds.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Every layer's resource ceilings, as `what ≤ value at file:line:column`: (limits, timeout).

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::located::Located;
+use crate::diag::Located;
 
 /// Policy the factory obeys. Anything not allowed here is refused.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

@@ -8,7 +8,8 @@ use super::{FactoryArg, Failure, TicketArgs};
 use crate::cli::exit::Exit;
 use crate::events::{Event, RunStatus};
 use crate::executor::{Executor, docker, local};
-use crate::run::{self, Options, Output, RunError};
+use crate::report::terminal::Output;
+use crate::run::{self, Observers, Options, RunError};
 use crate::store::{self, RunDir};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,6 +132,12 @@ pub struct LogsArgs {
     follow: bool,
 }
 
+/// How the run is shown, as sinks of its events.
+fn observers(format: RunFormat) -> Observers {
+    let output = output(format);
+    Box::new(move |plan| crate::report::terminal::sinks(output, plan))
+}
+
 fn output(format: RunFormat) -> Output {
     match format {
         RunFormat::Human => Output::Human,
@@ -205,13 +212,13 @@ pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
         keep_going: a.keep_going,
         keep_workspace: a.keep_workspace,
         base: a.base.clone(),
-        output: output(a.format),
+        observers: observers(a.format),
     };
     let dir = factory.dir.clone();
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed()).await?;
-        run::start(&absolute(&dir), plan, ticket, executor, &opts, factory.policy.clone()).await
+        run::start(&absolute(&dir), plan, ticket, executor, opts, factory.policy.clone()).await
     });
     let finished = finished.map_err(run_error)?;
     if a.format == RunFormat::Human {
@@ -251,7 +258,7 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = executor_of(&repo, &a.run).await?;
-        run::resume(&repo, &a.run, |_| Ok(executor), &load_policy, output(a.format)).await
+        run::resume(&repo, &a.run, |_| Ok(executor), &load_policy, observers(a.format)).await
     });
     let finished = finished.map_err(run_error)?;
     Ok(exit_for(&finished))
@@ -277,7 +284,7 @@ pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     let rt = runtime()?;
     let finished = rt.block_on(async {
         let executor = executor_of(&repo, &a.run).await?;
-        run::resume_with(&repo, &a.run, |_| Ok(executor), &load_policy, output(a.format), Some(decision)).await
+        run::resume_with(&repo, &a.run, |_| Ok(executor), &load_policy, observers(a.format), Some(decision)).await
     });
     let finished = finished.map_err(run_error)?;
     Ok(exit_for(&finished))

@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::diag::printable;
-use crate::events::{Event, Outcome, Stamped};
+use crate::events::{Event, Outcome, Sink, Stamped};
 use crate::plan::Plan;
 
 /// How the run reports what happens.
@@ -28,26 +28,70 @@ fn live() -> bool {
     std::io::stderr().is_terminal() && std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false")
 }
 
-pub async fn show(output: Output, plan: Plan, mut events: mpsc::Receiver<Stamped>) {
+/// The sinks that show a run as `output` asks, for the run's plan.
+pub fn sinks(output: Output, plan: &Plan) -> Vec<Box<dyn Sink>> {
     match output {
-        Output::Quiet => while events.recv().await.is_some() {},
-        Output::Json => {
-            while let Some(e) = events.recv().await {
-                if let Ok(line) = serde_json::to_string(&e) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{}", crate::diag::printable_json(&line));
-                }
-            }
+        Output::Quiet => Vec::new(),
+        Output::Json => vec![Box::new(JsonLines)],
+        Output::Human if live() => vec![Box::new(LiveView::start(plan.clone()))],
+        Output::Human => vec![Box::new(PlainLines)],
+    }
+}
+
+/// One JSON event per line on stdout, written as it comes: a machine's view drops nothing
+/// (a slow reader slows the run down instead).
+struct JsonLines;
+
+impl Sink for JsonLines {
+    fn take(&mut self, e: &Stamped) -> Result<(), String> {
+        if let Ok(line) = serde_json::to_string(e) {
+            // A closed stdout must not stop the run.
+            let _ = writeln!(std::io::stdout().lock(), "{}", crate::diag::printable_json(&line));
         }
-        Output::Human if live() => live_view(&plan, &mut events).await,
-        Output::Human => {
-            while let Some(e) = events.recv().await {
-                for line in lines(&e) {
-                    // A closed stderr must not stop the run.
-                    let _ = writeln!(std::io::stderr().lock(), "{} {line}", &e.at.get(11..19).unwrap_or(&e.at));
-                }
-            }
+        Ok(())
+    }
+}
+
+/// Timestamped lines on stderr (without a terminal, or under `CI=true`), written as they come.
+struct PlainLines;
+
+impl Sink for PlainLines {
+    fn take(&mut self, e: &Stamped) -> Result<(), String> {
+        for line in lines(e) {
+            // A closed stderr must not stop the run.
+            let _ = writeln!(std::io::stderr().lock(), "{} {line}", &e.at.get(11..19).unwrap_or(&e.at));
         }
+        Ok(())
+    }
+}
+
+/// The live view on a terminal, drawn by a task of its own; it may skip a frame when the run
+/// outpaces it (the record and `--format json` never do).
+struct LiveView {
+    tx: mpsc::Sender<Stamped>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveView {
+    fn start(plan: Plan) -> LiveView {
+        let (tx, mut rx) = mpsc::channel(256);
+        let task = tokio::spawn(async move { live_view(&plan, &mut rx).await });
+        LiveView { tx, task }
+    }
+}
+
+impl Sink for LiveView {
+    fn take(&mut self, e: &Stamped) -> Result<(), String> {
+        let _ = self.tx.try_send(e.clone());
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> crate::events::Closing {
+        let LiveView { tx, task } = *self;
+        drop(tx);
+        Box::pin(async move {
+            let _ = task.await;
+        })
     }
 }
 

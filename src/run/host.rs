@@ -107,11 +107,13 @@ pub(super) async fn run_host_stage(
     }
     let summary = ctx.needles.mask_str(&result.summary);
     std::fs::write(ctx.dir.log_path(&stage.id, attempt), format!("{summary}\n")).map_err(|e| e.to_string())?;
-    let _ = logs.try_send(Event::StageLog {
-        stage: stage.id.clone(),
-        stream: crate::events::Stream::Stdout,
-        text: format!("{summary}\n"),
-    });
+    let _ = logs
+        .send(Event::StageLog {
+            stage: stage.id.clone(),
+            stream: crate::events::Stream::Stdout,
+            text: format!("{summary}\n"),
+        })
+        .await;
     let outputs = result.outputs.into_iter().map(|(k, v)| (k, ctx.needles.mask_str(&v))).collect();
     let verdict = result.verdict.map(|mut v| {
         v.reasons = v.reasons.iter().map(|r| ctx.needles.mask_str(r)).collect();

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Event, Outcome, RunStatus, Stamped};
+use crate::events::{Event, Outcome, RunStatus};
 use crate::executor::{Ended, Executor, Job};
 use crate::plan::{Access, Expect, Plan, Role, Stage, StageKind};
 use crate::secrets::{Masker, Needles};
@@ -45,17 +45,18 @@ use {output::*, providers::*, signals::*, state::*};
 
 use scheduler::{Action, Done, End, Msg, Scheduler};
 
-pub use crate::report::terminal::Output;
-
 /// Choices the user makes for a run.
-#[derive(Clone, Debug)]
 pub struct Options {
     pub jobs: usize,
     pub keep_going: bool,
     pub keep_workspace: bool,
     pub base: String,
-    pub output: Output,
+    pub observers: Observers,
 }
+
+/// The sinks the CLI builds to show a run (a terminal, JSON lines), once the plan is known: a
+/// resumed run's plan is in its record. The run puts its recorder before them.
+pub type Observers = Box<dyn FnOnce(&Plan) -> Vec<Box<dyn crate::events::Sink>> + Send>;
 
 /// Why a run could not be carried out (as opposed to a stage failing).
 #[derive(Debug)]
@@ -123,7 +124,6 @@ struct Ctx {
     executor: Box<dyn Executor>,
     needles: Arc<Needles>,
     secrets: BTreeMap<String, String>,
-    output: Output,
     /// The policy in force, enforced again before each stage starts.
     policy: crate::policy::Policy,
 }
@@ -134,7 +134,7 @@ pub async fn start(
     plan: Plan,
     ticket: Ticket,
     executor: Box<dyn Executor>,
-    opts: &Options,
+    opts: Options,
     policy: crate::policy::Policy,
 ) -> Result<Finished, RunError> {
     check_runnable(&plan)?;
@@ -178,8 +178,8 @@ pub async fn start(
         executor: executor.name().to_owned(),
         pid: std::process::id(),
     };
-    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output: opts.output, policy };
-    drive(ctx, RunState::default(), vec![first]).await
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, policy };
+    drive(ctx, RunState::default(), vec![first], opts.observers).await
 }
 
 /// Continues a run whose runner died, from the stages that had not completed.
@@ -188,9 +188,9 @@ pub async fn resume(
     run_id: &str,
     executor_for: impl FnOnce(&str) -> Result<Box<dyn Executor>, RunError>,
     policy_for: PolicyLoader<'_>,
-    output: Output,
+    observers: Observers,
 ) -> Result<Finished, RunError> {
-    resume_with(repo, run_id, executor_for, policy_for, output, None).await
+    resume_with(repo, run_id, executor_for, policy_for, observers, None).await
 }
 
 /// Reads a policy file as it is now (the compiler's job, handed in by the CLI): a tightened
@@ -211,7 +211,7 @@ pub async fn resume_with(
     run_id: &str,
     executor_for: impl FnOnce(&str) -> Result<Box<dyn Executor>, RunError>,
     policy_for: PolicyLoader<'_>,
-    output: Output,
+    observers: Observers,
     decision: Option<Decision>,
 ) -> Result<Finished, RunError> {
     let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
@@ -278,20 +278,21 @@ pub async fn resume_with(
     let secrets = secret_values(&plan);
 
     let needles = Arc::new(Needles::new(secrets.values().map(String::as_str)));
-    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, output, policy };
+    let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, policy };
     let mut first = vec![Event::RunResumed { pid: std::process::id() }];
     first.extend(first_decision);
-    drive(ctx, state, first).await
+    drive(ctx, state, first, observers).await
 }
 
 /// The owning loop: the async shell around the [`Scheduler`]. It records what the scheduler
 /// says (fsynced before it acts), runs the attempts it starts, and tells it what happened.
-async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished, RunError> {
+async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observers) -> Result<Finished, RunError> {
     let ctx = Arc::new(ctx);
-    let mut recorder =
-        Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
-    let (obs_tx, obs_rx) = mpsc::channel::<Stamped>(256);
-    let display = tokio::spawn(crate::report::terminal::show(ctx.output, ctx.plan.clone(), obs_rx));
+    let recorder = Recorder::open(&ctx.dir).map_err(|e| RunError::Infra(format!("cannot open the event log: {e}")))?;
+    let mut sinks: Vec<Box<dyn crate::events::Sink>> = vec![Box::new(recorder)];
+    sinks.extend(observers(&ctx.plan));
+    let needles = Arc::clone(&ctx.needles);
+    let mut fanout = crate::events::Fanout::new(Box::new(move |t: &str| needles.mask_str(t)), sinks);
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     // Stages never run as root: when the runner is, the workspace is the stages' user's.
@@ -300,14 +301,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished,
     let plan = ctx.plan.clone();
     let mut sched = Scheduler::new(&plan, state, ctx.meta.jobs, ctx.meta.keep_going);
     let env = RunEnv(&ctx);
-    let mut record = |e: &Event| -> Result<(), RunError> {
-        let stamped = Stamped::now(e.clone());
-        if stamped.event.is_recorded() {
-            recorder.append(&stamped).map_err(|e| RunError::Infra(format!("cannot append to the event log: {e}")))?;
-        }
-        let _ = obs_tx.try_send(stamped);
-        Ok(())
-    };
+    let mut record = |e: &Event| fanout.send(e.clone()).map_err(RunError::Infra);
     let mut running: JoinSet<Done> = JoinSet::new();
     let (log_tx, mut log_rx) = mpsc::channel::<Event>(256);
     let mut act = |actions: Vec<Action>, sched: &Scheduler<'_>, running: &mut JoinSet<Done>| -> Result<(), RunError> {
@@ -363,6 +357,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished,
                     act(actions, &sched, &mut running)?;
                 }
                 let snapshot = snapshot(&ctx, &mut dones).await;
+                // Verdicts feed the agent loop's feedback, and so the agent's next prompt.
                 for d in &mut dones {
                     d.verdict = d.verdict.take().map(|v| mask_verdict(&ctx.needles, v));
                 }
@@ -385,8 +380,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished,
     let (status, fault) = match end {
         End::AwaitingApproval => {
             emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
-            drop(obs_tx);
-            let _ = display.await;
+            fanout.close().await;
             return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
         }
         End::Over { status, fault } => (status, fault),
@@ -407,8 +401,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>) -> Result<Finished,
     if !ctx.meta.keep_workspace {
         let _ = ctx.workspace.remove();
     }
-    drop(obs_tx);
-    let _ = display.await;
+    fanout.close().await;
     Ok(Finished { run_id: ctx.meta.run_id.clone(), status, fault })
 }
 

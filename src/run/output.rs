@@ -54,20 +54,18 @@ pub(super) async fn write_log(
     let mut written: u64 = 0;
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut omitted: u64 = 0;
-    let send = |which, bytes: &[u8]| {
-        let event = Event::StageLog {
-            stage: stage.to_owned(),
-            stream: which,
-            text: String::from_utf8_lossy(bytes).into_owned(),
-        };
-        // The display is best effort: a full channel drops lines rather than slowing the stage.
-        let _ = logs.try_send(event);
+    // Every line reaches the sinks (`--format json` drops none): a full channel makes the
+    // stage's output wait, as a full pipe would.
+    let event = |which, bytes: &[u8]| Event::StageLog {
+        stage: stage.to_owned(),
+        stream: which,
+        text: String::from_utf8_lossy(bytes).into_owned(),
     };
     let mut keep = async |which, safe: Vec<u8>, file: &mut tokio::fs::File| -> Result<(), String> {
         let room = usize::try_from(LOG_HEAD.saturating_sub(written)).unwrap_or(usize::MAX).min(safe.len());
         if room > 0 {
             file.write_all(&safe[..room]).await.map_err(|e| e.to_string())?;
-            send(which, &safe[..room]);
+            let _ = logs.send(event(which, &safe[..room])).await;
             written += room as u64;
         }
         tail.extend(&safe[room..]);
@@ -95,7 +93,7 @@ pub(super) async fn write_log(
             "\n[lightsout: {omitted} bytes of output omitted here; a log keeps its first {LOG_HEAD} and last {LOG_TAIL} bytes]\n"
         );
         file.write_all(note.as_bytes()).await.map_err(|e| e.to_string())?;
-        send(crate::events::Stream::Stderr, note.as_bytes());
+        let _ = logs.send(event(crate::events::Stream::Stderr, note.as_bytes())).await;
         let message =
             format!("`{stage}`: its output was longer than a log keeps; {omitted} bytes in the middle were omitted");
         let _ = logs.send(Event::Warning { message }).await;

@@ -182,6 +182,16 @@ impl Recorder {
     }
 }
 
+impl crate::events::Sink for Recorder {
+    /// Appends the events that belong in the log, fsynced before the run goes on.
+    fn take(&mut self, event: &Stamped) -> Result<(), String> {
+        if event.event.is_recorded() {
+            self.append(event).map_err(|e| format!("cannot append to the event log: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// One stage's state in a run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StageState {

@@ -1202,3 +1202,19 @@ fn secrets_come_from_their_providers_and_files_live_on_tmpfs_only() {
     let plan = std::fs::read_to_string(repo.record(&run).join("plan.json")).unwrap_or_default();
     assert!(plan.contains("deploy.key") && plan.contains("printf cmd-secret-%s"), "the plan names the providers");
 }
+
+#[test]
+fn json_lines_drop_no_event_of_a_stage_that_prints_fast() {
+    // Far more chunks than the run's channels hold: every one reaches `--format json`, in order.
+    let repo = Repo::new(
+        "  loud:\n    run: \"i=0; while [ $i -lt 40000 ]; do echo line $i of a stage that prints fast; i=$((i+1)); done\"\n",
+    );
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}");
+    let run = repo.run_ids().pop().expect("a run");
+    let file = std::fs::read_to_string(repo.record(&run).join("stages/loud/1.log")).expect("log");
+    assert_eq!(file.lines().count(), 40000);
+    let shown = log_text(&ev, "loud");
+    assert_eq!(shown.len(), file.len(), "the JSON lines hold {} of {} bytes", shown.len(), file.len());
+    assert!(shown == file, "the JSON lines show the log as written");
+}

@@ -269,12 +269,18 @@ fn run(command: Command) -> Result<Exit, Failure> {
 /// Prints diagnostics to stderr, as people read them or as JSON.
 fn report(ds: &Diagnostics, format: DiagFormat) {
     match format {
-        DiagFormat::Human => eprint!("{}", ds.render(&|p: &Path| std::fs::read_to_string(p).ok())),
+        DiagFormat::Human => eprint!("{}", ds.render_with(&|p: &Path| std::fs::read_to_string(p).ok(), colour())),
         DiagFormat::Json => {
             let v = serde_json::json!({ "ok": false, "errors": ds });
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
     }
+}
+
+/// Whether diagnostics are coloured: only on a terminal, and never under `NO_COLOR`.
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The factory file: `--factory`, `$LIGHTSOUT_FACTORY`, or the nearest `factory.yaml` upwards.

@@ -224,19 +224,23 @@ fn render_one(renderer: &Renderer, d: &Diagnostic, source: Option<&str>) -> Stri
     renderer.render(&[group])
 }
 
-/// The line as a snippet shows it, every control character but the tab escaped (the renderer
-/// expands tabs and measures wide characters itself), and the byte span of the character at the
-/// 0-based character `column` in it (empty past the end of the line).
+/// The line as a snippet shows it, and the byte span of the character at the 0-based character
+/// `column` in it (empty past the end of the line). Every control character but the tab becomes
+/// one visible character (`␛` for ESC, as rustc shows them; `�` for C1), so the renderer, which
+/// expands tabs and measures wide characters itself, puts the caret and the column where they are
+/// in the file.
 fn snippet_line(line: &str, column: usize) -> (String, std::ops::Range<usize>) {
     let mut shown = String::with_capacity(line.len());
     let mut span = None;
     for (i, c) in line.chars().enumerate() {
         let start = shown.len();
-        if c.is_control() && c != '\t' {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
+        shown.push(match c {
+            '\t' => c,
+            '\u{7f}' => '\u{2421}',
+            c if c < ' ' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'),
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        });
         if i == column {
             span = Some(start..shown.len());
         }
@@ -306,10 +310,14 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_in_snippets() {
-        let (shown, span) = snippet_line("\tkey: \u{1b}[31m", 6);
-        assert_eq!(shown, "\tkey: \\u{1b}[31m");
-        assert_eq!(&shown[span], "\\u{1b}");
+        let (shown, span) = snippet_line("\tkey: \u{1b}[31m\u{9b}\u{7f}\u{0}", 6);
+        assert_eq!(shown, "\tkey: \u{241b}[31m\u{fffd}\u{2421}\u{2400}");
+        assert_eq!(&shown[span], "\u{241b}");
         assert_eq!(snippet_line("ab", 5).1, 2..2);
+        // The column in the header is the file's, whatever came before it on the line.
+        let ds: Diagnostics = Diagnostic::new(Path::new("p.yaml"), Pos::new(1, 4), "bad").into();
+        let text = ds.render(&|_| Some("\u{1b}\u{9b}\u{7}x\n".into()));
+        assert!(text.contains("p.yaml:1:4\n") && text.contains("| \u{241b}\u{fffd}\u{2407}x\n"), "{text}");
     }
 
     #[test]

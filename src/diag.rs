@@ -7,6 +7,10 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+pub mod code;
+
+pub use code::Code;
+
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde::Serialize;
 
@@ -31,14 +35,19 @@ pub struct Diagnostic {
     pub file: PathBuf,
     #[serde(flatten)]
     pub pos: Pos,
+    /// What kind of problem it is, for scripts and tests; the message may change, the code not.
+    pub code: Code,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_path_buf(), pos, message: message.into(), hint: None }
+    /// A problem at `pos` in `file`, which becomes a diagnostic once [`Uncoded::code`] says what
+    /// kind it is: `Diagnostic::new(file, pos, "...").code(code::NEEDS_UNKNOWN).hint("...")`.
+    #[expect(clippy::new_ret_no_self, reason = "no diagnostic without a code: `.code()` makes the Diagnostic")]
+    pub fn new(file: &Path, pos: Pos, message: impl Into<String>) -> Uncoded {
+        Uncoded { file: file.to_path_buf(), pos, message: message.into() }
     }
 
     #[must_use]
@@ -55,6 +64,23 @@ impl Diagnostic {
 
     fn sort_key(&self) -> (&Path, Pos, &str) {
         (&self.file, self.pos, &self.message)
+    }
+}
+
+/// A [`Diagnostic`] still without its [`Code`]: nothing takes one until [`Uncoded::code`] is called.
+#[must_use = "a diagnostic needs its code: `.code(code::...)`"]
+#[derive(Debug)]
+pub struct Uncoded {
+    file: PathBuf,
+    pos: Pos,
+    message: String,
+}
+
+impl Uncoded {
+    /// The diagnostic, of kind `code` (one of the constants in [`code`]).
+    pub fn code(self, code: Code) -> Diagnostic {
+        let Uncoded { file, pos, message } = self;
+        Diagnostic { file, pos, code, message, hint: None }
     }
 }
 
@@ -141,7 +167,7 @@ impl fmt::Display for Diagnostic {
         if self.pos.line > 0 {
             write!(f, ":{}:{}", self.pos.line, self.pos.column)?;
         }
-        write!(f, ": {}", printable(&self.message))?;
+        write!(f, ": error[{}]: {}", self.code, printable(&self.message))?;
         if let Some(h) = &self.hint {
             write!(f, " (hint: {})", printable(h))?;
         }
@@ -202,7 +228,7 @@ pub fn printable_json(json: &str) -> std::borrow::Cow<'_, str> {
 fn render_one(renderer: &Renderer, d: &Diagnostic, source: Option<&str>) -> String {
     let message = printable(&d.message);
     let path = printable(&d.file.display().to_string()).into_owned();
-    let mut group = Group::with_title(Level::ERROR.primary_title(message));
+    let mut group = Group::with_title(Level::ERROR.primary_title(message).id(d.code.as_str()));
     let line = source.filter(|_| d.pos.line > 0).and_then(|s| s.lines().nth(d.pos.line as usize - 1));
     group = match line {
         Some(line) => {
@@ -288,7 +314,8 @@ mod tests {
     #[test]
     fn control_characters_never_reach_the_terminal() {
         let f = Path::new("p.yaml");
-        let ds: Diagnostics = Diagnostic::new(f, Pos::new(1, 1), "key `a\u{1b}[2Jb`").hint("x\u{7}").into();
+        let ds: Diagnostics =
+            Diagnostic::new(f, Pos::new(1, 1), "key `a\u{1b}[2Jb`").code(code::FIELD_UNKNOWN).hint("x\u{7}").into();
         let text = ds.render(&|_| Some("a\u{1b}[2Jb: 1\n".into()));
         assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
         assert!(text.contains("a\\u{1b}[2Jb"), "{text}");
@@ -298,14 +325,16 @@ mod tests {
     fn renders_sorted_with_snippet() {
         let f = Path::new("p.yaml");
         let mut ds = Diagnostics::default();
-        ds.push(Diagnostic::new(f, Pos::new(2, 3), "second"));
-        ds.push(Diagnostic::new(f, Pos::new(1, 1), "first").hint("fix it"));
+        ds.push(Diagnostic::new(f, Pos::new(2, 3), "second").code(code::NEEDS_UNKNOWN));
+        ds.push(Diagnostic::new(f, Pos::new(1, 1), "first").code(code::YAML_SYNTAX).hint("fix it"));
         let text = ds.finish().render(&|_| Some("a: 1\n  b: 2\n".into()));
         let first = text.find("first").unwrap_or(usize::MAX);
         let second = text.find("second").unwrap_or(0);
         assert!(first < second, "{text}");
         assert!(text.contains("2 |   b: 2\n  |   ^"), "{text}");
         assert!(text.contains("= help: fix it"));
+        assert!(text.starts_with("error[yaml.syntax]: first\n"), "{text}");
+        assert!(text.contains("error[needs.unknown]: second\n"), "{text}");
     }
 
     #[test]
@@ -315,7 +344,8 @@ mod tests {
         assert_eq!(&shown[span], "\u{241b}");
         assert_eq!(snippet_line("ab", 5).1, 2..2);
         // The column in the header is the file's, whatever came before it on the line.
-        let ds: Diagnostics = Diagnostic::new(Path::new("p.yaml"), Pos::new(1, 4), "bad").into();
+        let ds: Diagnostics =
+            Diagnostic::new(Path::new("p.yaml"), Pos::new(1, 4), "bad").code(code::YAML_SYNTAX).into();
         let text = ds.render(&|_| Some("\u{1b}\u{9b}\u{7}x\n".into()));
         assert!(text.contains("p.yaml:1:4\n") && text.contains("| \u{241b}\u{fffd}\u{2407}x\n"), "{text}");
     }
@@ -326,7 +356,8 @@ mod tests {
         for (line, column, width) in
             [("名前: {{ nope }}", 5, 6), ("- 😀😀 [y]", 6, 7), ("\tk: v", 2, 4), ("a\t名\tb", 5, 11)]
         {
-            let ds: Diagnostics = Diagnostic::new(Path::new("p.yaml"), Pos::new(1, column), "bad").into();
+            let ds: Diagnostics =
+                Diagnostic::new(Path::new("p.yaml"), Pos::new(1, column), "bad").code(code::NEEDS_UNKNOWN).into();
             let text = ds.render(&|_| Some(format!("{line}\n")));
             let lines: Vec<&str> = text.lines().collect();
             let src = lines.iter().position(|l| l.starts_with("1 | ")).ok_or_else(|| text.clone())?;

@@ -6,13 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostics, Pos};
+use crate::diag::{Code, Diagnostics, Pos, code};
 use crate::spec::policy::PolicyFile;
 use crate::spec::{self, FileKind, Located};
 
 /// Why policy refused something, and where the deciding rule is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The diagnostic code of this kind of refusal (`policy.image`, ...).
+    pub code: Code,
     pub message: String,
     pub hint: String,
 }
@@ -100,6 +102,7 @@ impl Policy {
         }
         let list: Vec<&str> = allow.allow.iter().map(|p| p.value.as_str()).collect();
         Err(Refusal {
+            code: code::POLICY_IMAGE,
             message: format!("image `{image}` is not allowed by policy"),
             hint: format!("policy allows only {} (images.allow in {})", list.join(", "), self.name()),
         })
@@ -110,6 +113,7 @@ impl Policy {
         let rule = self.rules.as_ref().and_then(|r| r.secrets.get(secret));
         let Some(rule) = rule else {
             return Err(Refusal {
+                code: code::POLICY_SECRET,
                 message: format!("secret `{secret}` is not allowed by policy"),
                 hint: format!("{} gives secrets only when listed under `secrets:`; ask the policy owner", self.name()),
             });
@@ -119,6 +123,7 @@ impl Policy {
         }
         let list: Vec<&str> = rule.stages.iter().map(|k| k.value.as_str()).collect();
         Err(Refusal {
+            code: code::POLICY_SECRET,
             message: format!("secret `{secret}` is not allowed for `{kind}` stages"),
             hint: format!("policy gives `{secret}` only to {} stages", list.join(", ")),
         })
@@ -137,6 +142,7 @@ impl Policy {
             return Ok(format!("allowed by `{}` at {}", rule.value, self.at(rule.at)));
         }
         Err(Refusal {
+            code: code::POLICY_NETWORK,
             message: format!("network access to `{host}` is not allowed by policy"),
             hint: match allow {
                 Some(a) => format!(

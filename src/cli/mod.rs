@@ -31,7 +31,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 pub use exit::Exit;
 
 use crate::compile::{Factory, Route, route};
-use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{Diagnostic, Diagnostics, Pos, code};
 use crate::plan::{Plan, render};
 use crate::spec::{self, FileKind, PipelineFile};
 use crate::ticket::Ticket;
@@ -297,6 +297,7 @@ fn factory_path(arg: &FactoryArg) -> Result<PathBuf, Failure> {
         }
     }
     Err(Diagnostic::new(Path::new("factory.yaml"), Pos::default(), "no factory.yaml here or in any parent directory")
+        .code(code::FACTORY_MISSING)
         .hint("run `lightsout init` to create one, or pass --factory PATH")
         .into())
 }
@@ -305,6 +306,7 @@ fn load_factory(arg: &FactoryArg) -> Result<Factory, Failure> {
     let path = factory_path(arg)?;
     if !path.is_file() {
         return Err(Diagnostic::new(&path, Pos::default(), "the factory file does not exist")
+            .code(code::FACTORY_MISSING)
             .hint("run `lightsout init` to create one, or pass --factory PATH")
             .into());
     }

@@ -31,7 +31,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 pub use exit::Exit;
 
 use crate::compile::{Factory, Route, route};
-use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{Diagnostic, Diagnostics, Pos, code};
 use crate::plan::{Plan, render};
 use crate::spec::{self, FileKind, PipelineFile};
 use crate::ticket::Ticket;
@@ -269,12 +269,18 @@ fn run(command: Command) -> Result<Exit, Failure> {
 /// Prints diagnostics to stderr, as people read them or as JSON.
 fn report(ds: &Diagnostics, format: DiagFormat) {
     match format {
-        DiagFormat::Human => eprint!("{}", ds.render(&|p: &Path| std::fs::read_to_string(p).ok())),
+        DiagFormat::Human => eprint!("{}", ds.render_with(&|p: &Path| std::fs::read_to_string(p).ok(), colour())),
         DiagFormat::Json => {
             let v = serde_json::json!({ "ok": false, "errors": ds });
             outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
     }
+}
+
+/// Whether diagnostics are coloured: only on a terminal, and never under `NO_COLOR`.
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The factory file: `--factory`, `$LIGHTSOUT_FACTORY`, or the nearest `factory.yaml` upwards.
@@ -291,6 +297,7 @@ fn factory_path(arg: &FactoryArg) -> Result<PathBuf, Failure> {
         }
     }
     Err(Diagnostic::new(Path::new("factory.yaml"), Pos::default(), "no factory.yaml here or in any parent directory")
+        .code(code::FACTORY_MISSING)
         .hint("run `lightsout init` to create one, or pass --factory PATH")
         .into())
 }
@@ -299,6 +306,7 @@ fn load_factory(arg: &FactoryArg) -> Result<Factory, Failure> {
     let path = factory_path(arg)?;
     if !path.is_file() {
         return Err(Diagnostic::new(&path, Pos::default(), "the factory file does not exist")
+            .code(code::FACTORY_MISSING)
             .hint("run `lightsout init` to create one, or pass --factory PATH")
             .into());
     }

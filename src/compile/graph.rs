@@ -9,7 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::kinds::Role;
 use super::stage::Context;
-use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::diag::{Code, Diagnostic, Diagnostics, Pos, code, did_you_mean};
 use crate::plan::{Stage, StageKind};
 use crate::spec::Located;
 use crate::spec::pipeline;
@@ -50,18 +50,19 @@ pub(super) fn check(ctx: &Context<'_>, stages: &[Stage], errors: &mut Diagnostic
             match index.get(n.value.as_str()) {
                 Some(&j) if j == i => errors.push(
                     Diagnostic::new(path, n.at, format!("stage `{}` needs itself", id.value))
+                        .code(code::NEEDS_SELF)
                         .hint("remove it from its own `needs`"),
                 ),
                 Some(&j) => needs[i].push(j),
                 None => errors.push(
-                    Diagnostic::new(path, n.at, format!("`needs` names no stage `{}`", n.value)).maybe_hint(
-                        did_you_mean(&n.value, index.keys().copied()).or_else(|| {
+                    Diagnostic::new(path, n.at, format!("`needs` names no stage `{}`", n.value))
+                        .code(code::NEEDS_UNKNOWN)
+                        .maybe_hint(did_you_mean(&n.value, index.keys().copied()).or_else(|| {
                             Some(format!(
                                 "stages are: {}",
                                 stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
                             ))
-                        }),
-                    ),
+                        })),
                 ),
             }
         }
@@ -94,14 +95,13 @@ fn check_graded_is_shipped(
             }
             if let Some(&g) = graders.iter().find(|&&g| !deps.depends_on(g, w)) {
                 errors.push(
-                    Diagnostic::new(
-                        path,
+                    Diagnostic::new(path,
                         specs[w].0.at,
                         format!(
                             "stage `{}` writes the workspace but does not come before grader `{}`: `{}` could push a change that was not graded",
                             writer.id, stages[g].id, ship.id
                         ),
-                    )
+                    ).code(code::SHIP_UNGRADED)
                     .hint(format!(
                         "add `{}` to the needs of `{}`, make `{}` need `{}`, or give `{}` `workspace: read`",
                         writer.id, stages[g].id, writer.id, ship.id, writer.id
@@ -141,6 +141,7 @@ fn check_cycles(
             .map_or(specs[start].0.at, |n| n.at);
         errors.push(
             Diagnostic::new(path, first_need, format!("`needs` forms a cycle: {}", names.join(" -> ")))
+                .code(code::NEEDS_CYCLE)
                 .hint("stages form a DAG; remove one of these needs (an agent loop is `loop:`, not a cycle)"),
         );
     }
@@ -186,6 +187,7 @@ fn check_loops(
             let Some(&g) = deps.index.get(u.value.as_str()) else {
                 errors.push(
                     Diagnostic::new(path, u.at, format!("`loop.until` names no stage `{}`", u.value))
+                        .code(code::LOOP_UNTIL_UNKNOWN)
                         .maybe_hint(did_you_mean(&u.value, deps.index.keys().copied())),
                 );
                 continue;
@@ -193,11 +195,13 @@ fn check_loops(
             if stages[g].role != Role::Grader {
                 errors.push(
                     Diagnostic::new(path, u.at, format!("`loop.until` names `{}`, which is not a grader", u.value))
+                        .code(code::LOOP_UNTIL_NOT_GRADER)
                         .hint("name stages that `uses: grade.*`; their verdicts are the loop's feedback"),
                 );
             } else if !deps.depends_on(g, i) {
                 errors.push(
                     Diagnostic::new(path, u.at, format!("grader `{}` does not run after `{}`", u.value, id.value))
+                        .code(code::LOOP_UNTIL_NOT_AFTER)
                         .hint(format!(
                             "add `{}` to the `needs` of `{}` (directly or through other stages)",
                             id.value, u.value
@@ -239,7 +243,7 @@ fn check_templates(
             if let Some((q, tag)) = templates::quoted_placeholder(text) {
                 let what = if q == '"' { "double" } else { "single" };
                 errors.push(
-                    Diagnostic::new(path, at, format!("`{tag}` is inside {what} quotes in a shell command")).hint(
+                    Diagnostic::new(path, at, format!("`{tag}` is inside {what} quotes in a shell command")).code(code::TEMPLATE_QUOTED).hint(
                         "remove the quotes around it: lightsout shell-quotes every value itself, and quoting it again would let its text run as code",
                     ),
                 );
@@ -259,6 +263,7 @@ fn check_templates(
                         Ok(text) => prompt_files.push((full, text, v.at)),
                         Err(_) => errors.push(
                             Diagnostic::new(path, v.at, format!("prompt file `{p}` does not exist or cannot be read"))
+                                .code(code::PROMPT_FILE_MISSING)
                                 .hint("the path is relative to factory.yaml"),
                         ),
                     }
@@ -319,6 +324,7 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
             };
             errors.push(
                 Diagnostic::new(u.file, at, format!("template does not parse: {}", e.message))
+                    .code(code::TEMPLATE_SYNTAX)
                     .hint("templates use minijinja (Jinja2) syntax: `{{ inputs.name }}`"),
             );
             return;
@@ -327,9 +333,10 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
     let me = &stages[stage];
     for var in vars {
         let parts: Vec<&str> = var.split('.').collect();
-        let problem: Option<(String, Option<String>)> = match parts[0] {
+        let problem: Option<(Code, String, Option<String>)> = match parts[0] {
             "inputs" => parts.get(1).filter(|n| !inputs.contains(n)).map(|n| {
                 (
+                    code::TEMPLATE_INPUT,
                     format!("template reads `inputs.{n}`, but the pipeline declares no input `{n}`"),
                     did_you_mean(n, inputs.iter().copied())
                         .or_else(|| Some(format!("declare it under `inputs:` (`{n}: {{ type: string }}`)"))),
@@ -337,6 +344,7 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
             }),
             "ticket" => parts.get(1).filter(|f| !TICKET_FIELDS.contains(f)).map(|f| {
                 (
+                    code::TEMPLATE_TICKET_FIELD,
                     format!("`ticket` has no field `{f}`"),
                     did_you_mean(f, TICKET_FIELDS.iter().copied()).or_else(|| {
                         Some(format!(
@@ -348,32 +356,36 @@ fn check_one(u: &Use<'_>, stage: usize, stages: &[Stage], inputs: &[&str], deps:
             }),
             "stages" => stage_ref(&parts, stage, stages, deps),
             "feedback" if me.repeat.is_none() => Some((
+                code::TEMPLATE_FEEDBACK,
                 format!("`feedback` is only set in stages with `loop`, and `{}` has none", me.id),
                 Some("add `loop: {until: [...], max_attempts: N}` or remove `feedback`".into()),
             )),
             "attempt" | "feedback" => None,
             other => Some((
+                code::TEMPLATE_UNKNOWN,
                 format!("undefined template variable `{other}`"),
                 did_you_mean(other, ROOTS.iter().copied())
                     .or_else(|| Some(format!("templates can read: {}", ROOTS.join(", ")))),
             )),
         };
-        if let Some((msg, hint)) = problem {
-            errors.push(Diagnostic::new(u.file, u.at, msg).maybe_hint(hint));
+        if let Some((code, msg, hint)) = problem {
+            errors.push(Diagnostic::new(u.file, u.at, msg).code(code).maybe_hint(hint));
         }
     }
 }
 
-fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Option<(String, Option<String>)> {
+fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Option<(Code, String, Option<String>)> {
     let id = parts.get(1)?;
     let Some(&j) = deps.index.get(id) else {
         return Some((
+            code::TEMPLATE_STAGE_UNKNOWN,
             format!("template reads `stages.{id}`, but there is no stage `{id}`"),
             did_you_mean(id, deps.index.keys().copied()),
         ));
     };
     if !deps.depends_on(me, j) {
         return Some((
+            code::TEMPLATE_STAGE_NOT_BEFORE,
             format!("template reads `stages.{id}`, but `{}` does not run after `{id}`", stages[me].id),
             Some(format!("add `{id}` to `needs`")),
         ));
@@ -381,6 +393,7 @@ fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Op
     let field = parts.get(2)?;
     if !STAGE_FIELDS.contains(field) {
         return Some((
+            code::TEMPLATE_STAGE_FIELD,
             format!("`stages.{id}` has no field `{field}`"),
             did_you_mean(field, STAGE_FIELDS.iter().copied()),
         ));
@@ -389,6 +402,7 @@ fn stage_ref(parts: &[&str], me: usize, stages: &[Stage], deps: &Deps<'_>) -> Op
     let declared = &stages[j].outputs;
     if *field == "outputs" && !declared.iter().any(|o| o == out) {
         return Some((
+            code::TEMPLATE_OUTPUT,
             format!("stage `{id}` declares no output `{out}`"),
             did_you_mean(out, declared.iter().map(String::as_str))
                 .or_else(|| Some(format!("add `{out}` to the `outputs` of `{id}`"))),
@@ -405,6 +419,7 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
         if !stages.iter().any(|s| s.kind.name() == grader) {
             errors.push(
                 Diagnostic::new(path, cat_at, format!("category `{}` must have a `{grader}` stage", ctx.category))
+                    .code(code::POLICY_GRADER)
                     .hint(format!("policy requires it ({rule}); add a stage with `uses: {grader}`")),
             );
         }
@@ -415,12 +430,12 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
             let gated = stages.iter().enumerate().any(|(j, g)| g.role == Role::Approve && deps.depends_on(i, j));
             if !gated {
                 errors.push(
-                    Diagnostic::new(path, specs[i].0.at, format!("`{}` ships without human approval", s.id)).hint(
-                        format!(
+                    Diagnostic::new(path, specs[i].0.at, format!("`{}` ships without human approval", s.id))
+                        .code(code::POLICY_APPROVAL)
+                        .hint(format!(
                             "policy requires approval for `{}` ({rule}); add a `uses: approve` stage to its needs",
                             ctx.category
-                        ),
-                    ),
+                        )),
                 );
             }
         }
@@ -436,6 +451,7 @@ fn check_policy(ctx: &Context<'_>, stages: &[Stage], deps: &Deps<'_>, errors: &m
             let at = specs[i].1.with.get("branch").map_or(specs[i].0.at, |b| b.at);
             errors.push(
                 Diagnostic::new(path, at, format!("`{}` would push to protected branch `{branch}`", s.id))
+                    .code(code::POLICY_BRANCH)
                     .hint(format!("policy protects {rule}; ship to a branch such as `lightsout/{{{{ ticket.id }}}}`")),
             );
         }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use route::{Route, fill_inputs, route};
 
-use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, code, did_you_mean};
 use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::spec::{self, FactoryFile, FileKind, Located, PipelineFile};
@@ -68,6 +68,7 @@ impl Factory {
                 } else {
                     errors.push(
                         Diagnostic::new(path, p.at, format!("policy file `{}` does not exist", p.value))
+                            .code(code::POLICY_FILE_MISSING)
                             .hint("create it (`lightsout init` writes one) or fix the path, relative to factory.yaml"),
                     );
                     Policy::default()
@@ -97,15 +98,15 @@ impl Factory {
             if n != 1 {
                 errors.push(
                     Diagnostic::new(&self.path, name.at, format!("secret `{}` needs exactly one provider", name.value))
+                        .code(code::SECRET_PROVIDER)
                         .hint("give one of `env: VAR`, `file: PATH` or `command: [program, args...]`"),
                 );
             }
             if src.command.as_ref().is_some_and(Vec::is_empty) {
-                errors.push(Diagnostic::new(
-                    &self.path,
-                    name.at,
-                    format!("secret `{}` has an empty command", name.value),
-                ));
+                errors.push(
+                    Diagnostic::new(&self.path, name.at, format!("secret `{}` has an empty command", name.value))
+                        .code(code::SECRET_EMPTY_COMMAND),
+                );
             }
         }
         for key in [&f.defaults.timeout].into_iter().flatten() {
@@ -121,17 +122,17 @@ impl Factory {
                         name.at,
                         format!("agent `{}` has neither `preset` nor `command`", name.value),
                     )
+                    .code(code::AGENT_NO_COMMAND)
                     .hint("set `preset: claude-code` (or codex, aider), or give the `command` to run"),
                 );
             }
             if let Some(cmd) = &agent.command
                 && cmd.value.is_empty()
             {
-                errors.push(Diagnostic::new(
-                    &self.path,
-                    cmd.at,
-                    format!("agent `{}` has an empty `command`", name.value),
-                ));
+                errors.push(
+                    Diagnostic::new(&self.path, cmd.at, format!("agent `{}` has an empty `command`", name.value))
+                        .code(code::AGENT_EMPTY_COMMAND),
+                );
             }
         }
         for (name, cat) in &f.categories {
@@ -143,6 +144,7 @@ impl Factory {
                         cat.pipeline.at,
                         format!("pipeline file `{}` does not exist", cat.pipeline.value),
                     )
+                    .code(code::PIPELINE_FILE_MISSING)
                     .hint(
                         "fix the path (relative to factory.yaml), or run `lightsout init` for the built-in pipelines",
                     ),
@@ -159,6 +161,7 @@ impl Factory {
     pub fn compile(&self, category: &str, ticket: Option<&Ticket>) -> Result<Plan, Diagnostics> {
         let Some((key, cat)) = self.file.categories.get_key_value(category) else {
             return Err(Diagnostic::new(&self.path, self.file.name.at, format!("there is no category `{category}`"))
+                .code(code::CATEGORY_UNKNOWN)
                 .maybe_hint(did_you_mean(category, self.category_names()).or_else(|| {
                     Some(format!("categories are: {}", self.category_names().collect::<Vec<_>>().join(", ")))
                 }))
@@ -190,6 +193,7 @@ impl Factory {
                         pipeline.category.value, key.value
                     ),
                 )
+                .code(code::CATEGORY_MISMATCH)
                 .hint("make the two names agree"),
             );
         }
@@ -219,6 +223,7 @@ impl Factory {
         // ever does, say so instead of panicking.
         plan.ok_or_else(|| {
             Diagnostic::new(path, pipeline.category.at, "internal error: the stages do not form a DAG after checking")
+                .code(code::INTERNAL_BUG)
                 .into()
         })
     }
@@ -244,7 +249,7 @@ pub(crate) fn check_name(path: &Path, name: &Located<String>, what: &str, errors
     if !ok {
         let fixed: String = name.value.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         errors.push(
-            Diagnostic::new(path, name.at, format!("{what} name `{}` is not an identifier", name.value.escape_debug()))
+            Diagnostic::new(path, name.at, format!("{what} name `{}` is not an identifier", name.value.escape_debug())).code(code::NAME_INVALID)
                 .hint(format!("use letters, digits and `_`, starting with a letter, such as `{fixed}`; templates refer to it as a name")),
         );
     }

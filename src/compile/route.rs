@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::Factory;
-use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, Pos, code, did_you_mean};
 use crate::spec::PipelineFile;
 use crate::spec::pipeline::InputType;
 use crate::ticket::Ticket;
@@ -26,6 +26,7 @@ pub fn route(factory: &Factory, ticket: &Ticket, forced: Option<&str>) -> Result
             Ok(Route { category: name.to_owned(), reason: how.to_owned() })
         } else {
             Err(Diagnostic::new(&factory.path, Pos::default(), format!("there is no category `{name}` ({how})"))
+                .code(code::CATEGORY_UNKNOWN)
                 .maybe_hint(did_you_mean(name, factory.category_names()).or_else(|| {
                     Some(format!("categories are: {}", factory.category_names().collect::<Vec<_>>().join(", ")))
                 }))
@@ -59,6 +60,7 @@ pub fn route(factory: &Factory, ticket: &Ticket, forced: Option<&str>) -> Result
         Pos::default(),
         format!("ticket `{}` matches no category (labels: [{}])", ticket.id, ticket.labels.join(", ")),
     )
+    .code(code::ROUTE_NO_MATCH)
     .hint("pass --category, give the ticket a label a category matches, or add `category:` to the ticket")
     .into())
 }
@@ -78,7 +80,7 @@ pub fn fill_inputs(
         let Some(value) = given else {
             if required {
                 errors.push(
-                    Diagnostic::new(path, name.at, format!("ticket `{}` gives no value for input `{}`", ticket.id, name.value))
+                    Diagnostic::new(path, name.at, format!("ticket `{}` gives no value for input `{}`", ticket.id, name.value)).code(code::INPUT_MISSING)
                         .hint(format!(
                             "add `{}:` to the ticket's front matter (or a `### {}` section to the issue), or give the input a `default`",
                             name.value, name.value
@@ -92,11 +94,14 @@ pub fn fill_inputs(
             Some(v) => {
                 values.insert(name.value.clone(), v);
             }
-            None => errors.push(Diagnostic::new(
-                path,
-                spec.ty.as_ref().map_or(name.at, |t| t.at),
-                format!("ticket `{}` gives input `{}` a value that is not {}", ticket.id, name.value, ty.name()),
-            )),
+            None => errors.push(
+                Diagnostic::new(
+                    path,
+                    spec.ty.as_ref().map_or(name.at, |t| t.at),
+                    format!("ticket `{}` gives input `{}` a value that is not {}", ticket.id, name.value, ty.name()),
+                )
+                .code(code::INPUT_TYPE),
+            ),
         }
     }
     errors.into_result(values)

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use super::kinds::{self, Role};
 use super::units;
 use super::{Factory, check_name};
-use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, Pos, code, did_you_mean};
 use crate::plan::{Decided, Limits, Loop, Stage, StageKind};
 use crate::spec::factory::SecretSource;
 use crate::spec::pipeline::{self, Access, Expect, Resources};
@@ -32,6 +32,7 @@ pub(super) fn resolve_all(ctx: &Context<'_>, errors: &mut Diagnostics) -> Vec<St
     if ctx.pipeline.stages.is_empty() {
         errors.push(
             Diagnostic::new(ctx.path, ctx.pipeline.version.at, "the pipeline has no stages")
+                .code(code::STAGES_EMPTY)
                 .hint("add at least one stage under `stages:`"),
         );
     }
@@ -50,6 +51,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         (Some(_), Some(uses)) => {
             errors.push(
                 Diagnostic::new(path, uses.at, format!("stage `{}` has both `run` and `uses`", id.value))
+                    .code(code::STAGE_RUN_AND_USES)
                     .hint("a stage is either a command (`run`) or a built-in kind (`uses`); split it in two"),
             );
             None
@@ -57,6 +59,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         (None, None) => {
             errors.push(
                 Diagnostic::new(path, id.at, format!("stage `{}` has neither `run` nor `uses`", id.value))
+                    .code(code::STAGE_NO_RUN_OR_USES)
                     .hint("add `run: <command>` or `uses: <kind>` (see `lightsout schema pipeline`)"),
             );
             None
@@ -66,11 +69,11 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             let k = kinds::find(&uses.value);
             if k.is_none() {
                 errors.push(
-                    Diagnostic::new(path, uses.at, format!("unknown stage kind `{}`", uses.value)).maybe_hint(
-                        did_you_mean(&uses.value, kinds::names()).or_else(|| {
+                    Diagnostic::new(path, uses.at, format!("unknown stage kind `{}`", uses.value))
+                        .code(code::KIND_UNKNOWN)
+                        .maybe_hint(did_you_mean(&uses.value, kinds::names()).or_else(|| {
                             Some(format!("known kinds: {}", kinds::names().collect::<Vec<_>>().join(", ")))
-                        }),
-                    ),
+                        })),
                 );
             }
             k
@@ -90,6 +93,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
                         first.at,
                         format!("stage `{}` has `with`, but `with` belongs to `uses` stages", id.value),
                     )
+                    .code(code::WITH_ON_RUN)
                     .hint("pass values to a command through `env:` or the command line"),
                 );
             }
@@ -103,10 +107,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             let found = factory.agents.get(name);
             if found.is_none() {
                 errors.push(
-                    Diagnostic::new(path, at, format!("agent `{name}` is not defined in factory.yaml")).maybe_hint(
-                        did_you_mean(name, factory.agents.keys().map(Located::as_str))
-                            .or_else(|| Some("define it under `agents:` in factory.yaml".into())),
-                    ),
+                    Diagnostic::new(path, at, format!("agent `{name}` is not defined in factory.yaml"))
+                        .code(code::AGENT_UNKNOWN)
+                        .maybe_hint(
+                            did_you_mean(name, factory.agents.keys().map(Located::as_str))
+                                .or_else(|| Some("define it under `agents:` in factory.yaml".into())),
+                        ),
                 );
             }
             found
@@ -128,6 +134,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             None => {
                 errors.push(
                     Diagnostic::new(path, id.at, format!("stage `{}` has no image", id.value))
+                        .code(code::IMAGE_MISSING)
                         .hint("set `image:` on the stage, on its category, or `defaults.image` in factory.yaml"),
                 );
                 None
@@ -139,7 +146,9 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
                     Err(r) => {
                         let at = if file == path { img.at } else { id.at };
                         errors.push(
-                            Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint),
+                            Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message))
+                                .code(r.code)
+                                .hint(r.hint),
                         );
                         None
                     }
@@ -150,6 +159,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         if let Some(img) = &s.image {
             errors.push(
                 Diagnostic::new(path, img.at, format!("`{kind_name}` stages run on the host and take no `image`"))
+                    .code(code::IMAGE_ON_HOST)
                     .hint("remove `image:`"),
             );
         }
@@ -172,7 +182,9 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
                 }
             }
             Err(r) => {
-                errors.push(Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+                errors.push(
+                    Diagnostic::new(path, at, format!("stage `{}`: {}", id.value, r.message)).code(r.code).hint(r.hint),
+                );
             }
         }
     }
@@ -183,8 +195,11 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         match policy.check_host(&host.value) {
             Ok(_) => network.push(host.value.clone()),
             Err(r) => {
-                errors
-                    .push(Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message)).hint(r.hint));
+                errors.push(
+                    Diagnostic::new(path, host.at, format!("stage `{}`: {}", id.value, r.message))
+                        .code(r.code)
+                        .hint(r.hint),
+                );
             }
         }
     }
@@ -199,6 +214,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
     {
         errors.push(
             Diagnostic::new(path, e.at, format!("`expect: failure` is for commands, not `{kind_name}` stages"))
+                .code(code::EXPECT_NOT_COMMAND)
                 .hint("use it on a `run` or `grade.command` stage, such as the reproducing test"),
         );
     }
@@ -210,12 +226,14 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
                     l.at,
                     format!("`loop` re-runs an agent, but stage `{}` is `{kind_name}`", id.value),
                 )
+                .code(code::LOOP_NOT_AGENT)
                 .hint("put `loop` on the `uses: agent` stage whose work the graders check"),
             );
         }
         if l.value.until.is_empty() {
             errors.push(
                 Diagnostic::new(path, l.at, "`loop.until` names no grader")
+                    .code(code::LOOP_UNTIL_EMPTY)
                     .hint("list the grader stages that must pass"),
             );
         }
@@ -228,6 +246,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         (Some(w), Role::Grader) if w.value == Access::ReadWrite => {
             errors.push(
                 Diagnostic::new(path, w.at, "graders see the workspace read-only")
+                    .code(code::WORKSPACE_GRADER_WRITES)
                     .hint("remove `workspace: read-write`; a grader that could write could make itself pass"),
             );
             Access::ReadOnly
@@ -249,6 +268,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
                     key.at,
                     format!("`{}` cannot be set as an environment variable", key.value.escape_debug()),
                 )
+                .code(code::ENV_NAME)
                 .hint("use letters, digits and `_`; names starting with LIGHTSOUT_ are reserved"),
             );
         }
@@ -336,7 +356,7 @@ fn stage_kind(
     StageKind::from_parts(kind_name, with).unwrap_or_else(|e| {
         // The kinds table has reported what is wrong with `with`; this is only what it missed.
         if errors.is_empty() {
-            errors.push(Diagnostic::new(ctx.path, id.at, format!("stage `{}`: {e}", id.value)));
+            errors.push(Diagnostic::new(ctx.path, id.at, format!("stage `{}`: {e}", id.value)).code(code::WITH_TYPE));
         }
         StageKind::Run
     })
@@ -363,6 +383,7 @@ fn check_with(
         match kind.params.iter().find(|p| p.name == key.value) {
             None => errors.push(
                 Diagnostic::new(path, key.at, format!("`{}` takes no parameter `{}`", kind.name, key.value))
+                    .code(code::WITH_UNKNOWN)
                     .maybe_hint(did_you_mean(&key.value, kind.params.iter().map(|p| p.name)).or_else(|| {
                         Some(format!(
                             "`{}` takes: {}",
@@ -371,11 +392,14 @@ fn check_with(
                         ))
                     })),
             ),
-            Some(p) if !p.ty.accepts(&value.value) => errors.push(Diagnostic::new(
-                path,
-                value.at,
-                format!("`with.{}` of `{}` must be {}", p.name, kind.name, p.ty.describe()),
-            )),
+            Some(p) if !p.ty.accepts(&value.value) => errors.push(
+                Diagnostic::new(
+                    path,
+                    value.at,
+                    format!("`with.{}` of `{}` must be {}", p.name, kind.name, p.ty.describe()),
+                )
+                .code(code::WITH_TYPE),
+            ),
             Some(_) => {}
         }
     }
@@ -387,6 +411,7 @@ fn check_with(
                     id.at,
                     format!("stage `{}` (`{}`) is missing `with.{}`", id.value, kind.name, p.name),
                 )
+                .code(code::WITH_MISSING)
                 .hint(format!("add `{}: ...` under `with:`", p.name)),
             );
         }
@@ -394,6 +419,7 @@ fn check_with(
     if kind.name == "agent" && !with.contains_key("prompt") && !with.contains_key("prompt_file") {
         errors.push(
             Diagnostic::new(path, id.at, format!("agent stage `{}` has no prompt", id.value))
+                .code(code::AGENT_NO_PROMPT)
                 .hint("add `prompt:` or `prompt_file:` under `with:`"),
         );
     }
@@ -426,6 +452,7 @@ fn timeout(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) -> 
                     at,
                     format!("timeout of {secs}s exceeds the policy ceiling of {}", max.value),
                 )
+                .code(code::POLICY_TIMEOUT)
                 .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
             );
         }
@@ -469,6 +496,7 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
                     at_of(|r| r.memory.as_ref().map(|m| m.at)),
                     format!("memory limit exceeds the policy ceiling of {}", max.value),
                 )
+                .code(code::POLICY_MEMORY)
                 .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
             );
         }
@@ -481,6 +509,7 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
                     at_of(|r| r.cpus.as_ref().map(|c| c.at)),
                     format!("{cpus} CPUs exceed the policy ceiling of {}", max.value),
                 )
+                .code(code::POLICY_CPUS)
                 .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
             );
         }
@@ -493,12 +522,16 @@ fn limits(ctx: &Context<'_>, own: Option<&Resources>, errors: &mut Diagnostics) 
                     at_of(|r| r.pids.as_ref().map(|p| p.at)),
                     format!("{pids} pids exceed the policy ceiling of {}", max.value),
                 )
+                .code(code::POLICY_PIDS)
                 .hint(format!("lower it; the ceiling is set at {}", policy.rule_at(max.at))),
             );
         }
     }
     if !(cpus > 0.0 && cpus.is_finite()) {
-        errors.push(Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0"));
+        errors.push(
+            Diagnostic::new(path, at_of(|r| r.cpus.as_ref().map(|c| c.at)), "`cpus` must be greater than 0")
+                .code(code::CPUS_INVALID),
+        );
     }
     Limits { memory_bytes, cpus, pids }
 }

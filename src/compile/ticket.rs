@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{Diagnostic, Diagnostics, Pos, code};
 use crate::spec::{self, Node};
 use crate::ticket::Ticket;
 
@@ -48,6 +48,7 @@ impl Ticket {
                     Pos::new(2, 1),
                     "the front matter must be a mapping of keys to values",
                 )
+                .code(code::TICKET_FRONT_MATTER)
                 .hint("write `key: value` lines between the `---` lines")
                 .into());
             };
@@ -57,11 +58,16 @@ impl Ticket {
                 match key.value.as_str() {
                     "id" => match scalar() {
                         Some(s) if !s.is_empty() => t.id = s,
-                        _ => errors.push(Diagnostic::new(path, at, "`id` must be a non-empty string or number")),
+                        _ => errors.push(
+                            Diagnostic::new(path, at, "`id` must be a non-empty string or number")
+                                .code(code::TICKET_ID),
+                        ),
                     },
                     "title" => match scalar() {
                         Some(s) => t.title = s,
-                        None => errors.push(Diagnostic::new(path, at, "`title` must be a string")),
+                        None => {
+                            errors.push(Diagnostic::new(path, at, "`title` must be a string").code(code::TICKET_TITLE));
+                        }
                     },
                     "url" => t.url = scalar(),
                     "author" => t.author = scalar(),
@@ -69,7 +75,9 @@ impl Ticket {
                     "labels" => match &value.value {
                         Node::Seq(items) => t.labels = items.iter().filter_map(|i| scalar_text(&i.value)).collect(),
                         _ => errors.push(
-                            Diagnostic::new(path, at, "`labels` must be a list").hint("write `labels: [bug, backend]`"),
+                            Diagnostic::new(path, at, "`labels` must be a list")
+                                .code(code::TICKET_LABELS)
+                                .hint("write `labels: [bug, backend]`"),
                         ),
                     },
                     other => {
@@ -87,6 +95,7 @@ impl Ticket {
         if t.title.is_empty() {
             errors.push(
                 Diagnostic::new(path, Pos::new(body_line, 1), "the ticket has no title")
+                    .code(code::TICKET_NO_TITLE)
                     .hint("add `title:` to the front matter or a `# ` heading"),
             );
         }
@@ -98,21 +107,24 @@ impl Ticket {
     pub fn from_github_event(path: &Path, text: &str) -> Result<Ticket, Diagnostics> {
         let v: Value = serde_json::from_str(text).map_err(|e| {
             let pos = Pos::new(u32::try_from(e.line()).unwrap_or(0), u32::try_from(e.column()).unwrap_or(0));
-            Diagnostics::from(Diagnostic::new(path, pos, format!("invalid JSON: {e}")))
+            Diagnostics::from(Diagnostic::new(path, pos, format!("invalid JSON: {e}")).code(code::TICKET_JSON))
         })?;
         let issue = v.get("issue").ok_or_else(|| {
             Diagnostics::from(
-                Diagnostic::new(path, Pos::START, "not a GitHub `issues` event: there is no `issue` object").hint(
+                Diagnostic::new(path,
+                    Pos::START,
+                    "not a GitHub `issues` event: there is no `issue` object",
+                ).code(code::TICKET_NOT_ISSUE_EVENT)
+                .hint(
                     "pass the webhook payload of an `issues` event, such as $GITHUB_EVENT_PATH in an `issues` workflow",
                 ),
             )
         })?;
         let number = issue.get("number").and_then(Value::as_u64).ok_or_else(|| {
-            Diagnostics::from(Diagnostic::new(
-                path,
-                Pos::START,
-                "the event's `issue.number` is missing or not a number",
-            ))
+            Diagnostics::from(
+                Diagnostic::new(path, Pos::START, "the event's `issue.number` is missing or not a number")
+                    .code(code::TICKET_ISSUE_NUMBER),
+            )
         })?;
         let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         let body = s(issue.get("body")).unwrap_or_default();

@@ -3,15 +3,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, code};
 use crate::spec::Located;
 
 pub fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic> {
     match humantime::parse_duration(v.value.trim()) {
         Ok(d) if d.as_secs() > 0 => Ok(d),
         Ok(_) => Err(Diagnostic::new(path, v.at, "a timeout must be at least one second")
+            .code(code::TIMEOUT_TOO_SHORT)
             .hint("write e.g. `90s`, `20m` or `1h`")),
         Err(e) => Err(Diagnostic::new(path, v.at, format!("`{}` is not a duration: {e}", v.value.escape_debug()))
+            .code(code::TIMEOUT_INVALID)
             .hint("write e.g. `90s`, `20m` or `1h`")),
     }
 }
@@ -20,6 +22,7 @@ pub fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic
 pub fn size(path: &Path, v: &Located<String>) -> Result<u64, Diagnostic> {
     let bad = || {
         Diagnostic::new(path, v.at, format!("`{}` is not a memory size", v.value.escape_debug()))
+            .code(code::MEMORY_INVALID)
             .hint("write e.g. `512m` or `2g`")
     };
     let s = v.value.trim().to_ascii_lowercase();
@@ -37,7 +40,9 @@ pub fn size(path: &Path, v: &Located<String>) -> Result<u64, Diagnostic> {
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let bytes = (num * mult as f64) as u64;
     if bytes < (4 << 20) {
-        return Err(Diagnostic::new(path, v.at, "a memory limit must be at least 4 MiB").hint("write e.g. `512m`"));
+        return Err(Diagnostic::new(path, v.at, "a memory limit must be at least 4 MiB")
+            .code(code::MEMORY_TOO_SMALL)
+            .hint("write e.g. `512m`"));
     }
     Ok(bytes)
 }

@@ -11,6 +11,11 @@ pub use located::Located;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+pub mod code;
+
+pub use code::Code;
+
+use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde::Serialize;
 
 /// A 1-based line and column in a file; `0:0` means "the file as a whole".
@@ -34,14 +39,19 @@ pub struct Diagnostic {
     pub file: PathBuf,
     #[serde(flatten)]
     pub pos: Pos,
+    /// What kind of problem it is, for scripts and tests; the message may change, the code not.
+    pub code: Code,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_path_buf(), pos, message: message.into(), hint: None }
+    /// A problem at `pos` in `file`, which becomes a diagnostic once [`Uncoded::code`] says what
+    /// kind it is: `Diagnostic::new(file, pos, "...").code(code::NEEDS_UNKNOWN).hint("...")`.
+    #[expect(clippy::new_ret_no_self, reason = "no diagnostic without a code: `.code()` makes the Diagnostic")]
+    pub fn new(file: &Path, pos: Pos, message: impl Into<String>) -> Uncoded {
+        Uncoded { file: file.to_path_buf(), pos, message: message.into() }
     }
 
     #[must_use]
@@ -58,6 +68,23 @@ impl Diagnostic {
 
     fn sort_key(&self) -> (&Path, Pos, &str) {
         (&self.file, self.pos, &self.message)
+    }
+}
+
+/// A [`Diagnostic`] still without its [`Code`]: nothing takes one until [`Uncoded::code`] is called.
+#[must_use = "a diagnostic needs its code: `.code(code::...)`"]
+#[derive(Debug)]
+pub struct Uncoded {
+    file: PathBuf,
+    pos: Pos,
+    message: String,
+}
+
+impl Uncoded {
+    /// The diagnostic, of kind `code` (one of the constants in [`code`]).
+    pub fn code(self, code: Code) -> Diagnostic {
+        let Uncoded { file, pos, message } = self;
+        Diagnostic { file, pos, code, message, hint: None }
     }
 }
 
@@ -102,6 +129,12 @@ impl Diagnostics {
 
     /// Renders every diagnostic with a snippet of its line, reading the sources it needs.
     pub fn render(&self, sources: &dyn Fn(&Path) -> Option<String>) -> String {
+        self.render_with(sources, false)
+    }
+
+    /// [`Diagnostics::render`], in colour when `styled` (for a terminal that wants colour).
+    pub fn render_with(&self, sources: &dyn Fn(&Path) -> Option<String>, styled: bool) -> String {
+        let renderer = if styled { Renderer::styled() } else { Renderer::plain() };
         let mut out = String::new();
         let mut cache: Option<(&Path, Option<String>)> = None;
         for d in &self.0 {
@@ -109,7 +142,8 @@ impl Diagnostics {
                 cache = Some((d.file.as_path(), sources(&d.file)));
             }
             let text = cache.as_ref().and_then(|(_, t)| t.as_deref());
-            render_one(&mut out, d, text);
+            out.push_str(&render_one(&renderer, d, text));
+            out.push_str("\n\n");
         }
         let n = self.0.len();
         let _ = writeln!(out, "{n} error{} found", if n == 1 { "" } else { "s" });
@@ -137,7 +171,7 @@ impl fmt::Display for Diagnostic {
         if self.pos.line > 0 {
             write!(f, ":{}:{}", self.pos.line, self.pos.column)?;
         }
-        write!(f, ": {}", printable(&self.message))?;
+        write!(f, ": error[{}]: {}", self.code, printable(&self.message))?;
         if let Some(h) = &self.hint {
             write!(f, " (hint: {})", printable(h))?;
         }
@@ -195,57 +229,54 @@ pub fn printable_json(json: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// Longest line shown in a snippet; longer lines are cut around the column.
-const SNIPPET_WIDTH: usize = 100;
-
-fn render_one(out: &mut String, d: &Diagnostic, source: Option<&str>) {
-    let _ = writeln!(out, "error: {}", printable(&d.message));
-    let _ = write!(out, "  --> {}", printable(&d.file.display().to_string()));
-    if d.pos.line > 0 {
-        let _ = write!(out, ":{}:{}", d.pos.line, d.pos.column);
-    }
-    out.push('\n');
+fn render_one(renderer: &Renderer, d: &Diagnostic, source: Option<&str>) -> String {
+    let message = printable(&d.message);
+    let path = printable(&d.file.display().to_string()).into_owned();
+    let mut group = Group::with_title(Level::ERROR.primary_title(message).id(d.code.as_str()));
     let line = source.filter(|_| d.pos.line > 0).and_then(|s| s.lines().nth(d.pos.line as usize - 1));
-    if let Some(line) = line {
-        let num = d.pos.line.to_string();
-        let pad = " ".repeat(num.len());
-        let (shown, col) = clip(line, d.pos.column.saturating_sub(1) as usize);
-        let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{num} | {shown}");
-        let _ = writeln!(out, "{pad} | {}^", " ".repeat(col));
-    }
+    group = match line {
+        Some(line) => {
+            let (shown, span) = snippet_line(line, d.pos.column.saturating_sub(1) as usize);
+            group.element(
+                Snippet::source(shown)
+                    .line_start(d.pos.line as usize)
+                    .path(path)
+                    .annotation(AnnotationKind::Primary.span(span)),
+            )
+        }
+        None if d.pos.line > 0 => group
+            .element(Origin::path(path).line(d.pos.line as usize).char_column(d.pos.column.saturating_sub(1) as usize)),
+        None => group.element(Origin::path(path)),
+    };
     if let Some(h) = &d.hint {
-        let _ = writeln!(out, "  = help: {}", printable(h));
+        group = group.element(Level::HELP.message(printable(h)));
     }
-    out.push('\n');
+    renderer.render(&[group])
 }
 
-/// Makes a line printable (control characters escaped, long lines cut) and maps the column.
-fn clip(line: &str, column: usize) -> (String, usize) {
-    let chars: Vec<char> = line.chars().collect();
-    let start = column.saturating_sub(SNIPPET_WIDTH / 2).min(chars.len());
-    let end = (start + SNIPPET_WIDTH).min(chars.len());
-    let mut shown = String::new();
-    let mut col = 0;
-    if start > 0 {
-        shown.push_str("...");
-        col += 3;
-    }
-    for (i, c) in chars[start..end].iter().enumerate() {
-        let piece: String = match c {
-            '\t' => "\\t".into(),
-            c if c.is_control() => c.escape_default().collect(),
-            c => c.to_string(),
-        };
-        if start + i < column {
-            col += piece.chars().count();
+/// The line as a snippet shows it, and the byte span of the character at the 0-based character
+/// `column` in it (empty past the end of the line). Every control character but the tab becomes
+/// one visible character (`␛` for ESC, as rustc shows them; `�` for C1), so the renderer, which
+/// expands tabs and measures wide characters itself, puts the caret and the column where they are
+/// in the file.
+fn snippet_line(line: &str, column: usize) -> (String, std::ops::Range<usize>) {
+    let mut shown = String::with_capacity(line.len());
+    let mut span = None;
+    for (i, c) in line.chars().enumerate() {
+        let start = shown.len();
+        shown.push(match c {
+            '\t' => c,
+            '\u{7f}' => '\u{2421}',
+            c if c < ' ' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'),
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        });
+        if i == column {
+            span = Some(start..shown.len());
         }
-        shown.push_str(&piece);
     }
-    if end < chars.len() {
-        shown.push_str("...");
-    }
-    (shown, col)
+    let span = span.unwrap_or(shown.len()..shown.len());
+    (shown, span)
 }
 
 /// The nearest of `candidates` to `name`, when it is close enough to be a likely typo.
@@ -287,7 +318,8 @@ mod tests {
     #[test]
     fn control_characters_never_reach_the_terminal() {
         let f = Path::new("p.yaml");
-        let ds: Diagnostics = Diagnostic::new(f, Pos::new(1, 1), "key `a\u{1b}[2Jb`").hint("x\u{7}").into();
+        let ds: Diagnostics =
+            Diagnostic::new(f, Pos::new(1, 1), "key `a\u{1b}[2Jb`").code(code::FIELD_UNKNOWN).hint("x\u{7}").into();
         let text = ds.render(&|_| Some("a\u{1b}[2Jb: 1\n".into()));
         assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
         assert!(text.contains("a\\u{1b}[2Jb"), "{text}");
@@ -297,20 +329,46 @@ mod tests {
     fn renders_sorted_with_snippet() {
         let f = Path::new("p.yaml");
         let mut ds = Diagnostics::default();
-        ds.push(Diagnostic::new(f, Pos::new(2, 3), "second"));
-        ds.push(Diagnostic::new(f, Pos::new(1, 1), "first").hint("fix it"));
+        ds.push(Diagnostic::new(f, Pos::new(2, 3), "second").code(code::NEEDS_UNKNOWN));
+        ds.push(Diagnostic::new(f, Pos::new(1, 1), "first").code(code::YAML_SYNTAX).hint("fix it"));
         let text = ds.finish().render(&|_| Some("a: 1\n  b: 2\n".into()));
         let first = text.find("first").unwrap_or(usize::MAX);
         let second = text.find("second").unwrap_or(0);
         assert!(first < second, "{text}");
         assert!(text.contains("2 |   b: 2\n  |   ^"), "{text}");
         assert!(text.contains("= help: fix it"));
+        assert!(text.starts_with("error[yaml.syntax]: first\n"), "{text}");
+        assert!(text.contains("error[needs.unknown]: second\n"), "{text}");
     }
 
     #[test]
     fn control_characters_are_escaped_in_snippets() {
-        let (shown, col) = clip("\tkey: \u{1b}[31m", 1);
-        assert_eq!(shown, "\\tkey: \\u{1b}[31m");
-        assert_eq!(col, 2);
+        let (shown, span) = snippet_line("\tkey: \u{1b}[31m\u{9b}\u{7f}\u{0}", 6);
+        assert_eq!(shown, "\tkey: \u{241b}[31m\u{fffd}\u{2421}\u{2400}");
+        assert_eq!(&shown[span], "\u{241b}");
+        assert_eq!(snippet_line("ab", 5).1, 2..2);
+        // The column in the header is the file's, whatever came before it on the line.
+        let ds: Diagnostics =
+            Diagnostic::new(Path::new("p.yaml"), Pos::new(1, 4), "bad").code(code::YAML_SYNTAX).into();
+        let text = ds.render(&|_| Some("\u{1b}\u{9b}\u{7}x\n".into()));
+        assert!(text.contains("p.yaml:1:4\n") && text.contains("| \u{241b}\u{fffd}\u{2407}x\n"), "{text}");
+    }
+
+    #[test]
+    fn the_caret_stays_under_the_column_after_wide_characters_and_tabs() -> Result<(), String> {
+        // (line, 1-based character column of the error, display columns before it)
+        for (line, column, width) in
+            [("名前: {{ nope }}", 5, 6), ("- 😀😀 [y]", 6, 7), ("\tk: v", 2, 4), ("a\t名\tb", 5, 11)]
+        {
+            let ds: Diagnostics =
+                Diagnostic::new(Path::new("p.yaml"), Pos::new(1, column), "bad").code(code::NEEDS_UNKNOWN).into();
+            let text = ds.render(&|_| Some(format!("{line}\n")));
+            let lines: Vec<&str> = text.lines().collect();
+            let src = lines.iter().position(|l| l.starts_with("1 | ")).ok_or_else(|| text.clone())?;
+            let caret = lines.get(src + 1).and_then(|l| l.find('^')).ok_or_else(|| text.clone())?;
+            assert_eq!(caret - "1 | ".len(), width, "{line:?}:\n{text}");
+            assert!(lines.iter().any(|l| l.ends_with(&format!("p.yaml:1:{column}"))), "{text}");
+        }
+        Ok(())
     }
 }

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 
 mod file;
 
-use crate::diag::{Located, Pos};
+use crate::diag::{Code, Located, Pos, code};
 
 pub use file::*;
 
 /// Why policy refused something, and where the deciding rule is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The diagnostic code of this kind of refusal (`policy.image`, ...).
+    pub code: Code,
     pub message: String,
     pub hint: String,
 }
@@ -111,6 +113,7 @@ impl Policy {
         }
         let list: Vec<&str> = allow.allow.iter().map(|p| p.value.as_str()).collect();
         Err(Refusal {
+            code: code::POLICY_IMAGE,
             message: format!("image `{image}` is not allowed by policy"),
             hint: format!("policy allows only {} (images.allow in {})", list.join(", "), self.name()),
         })
@@ -121,6 +124,7 @@ impl Policy {
         let rule = self.rules.as_ref().and_then(|r| r.secrets.get(secret));
         let Some(rule) = rule else {
             return Err(Refusal {
+                code: code::POLICY_SECRET,
                 message: format!("secret `{secret}` is not allowed by policy"),
                 hint: format!("{} gives secrets only when listed under `secrets:`; ask the policy owner", self.name()),
             });
@@ -130,6 +134,7 @@ impl Policy {
         }
         let list: Vec<&str> = rule.stages.iter().map(|k| k.value.as_str()).collect();
         Err(Refusal {
+            code: code::POLICY_SECRET,
             message: format!("secret `{secret}` is not allowed for `{kind}` stages"),
             hint: format!("policy gives `{secret}` only to {} stages", list.join(", ")),
         })
@@ -148,6 +153,7 @@ impl Policy {
             return Ok(format!("allowed by `{}` at {}", rule.value, self.at(rule.at)));
         }
         Err(Refusal {
+            code: code::POLICY_NETWORK,
             message: format!("network access to `{host}` is not allowed by policy"),
             hint: match allow {
                 Some(a) => format!(

@@ -1,8 +1,11 @@
 //! Reports of a run, from its record: the Markdown summary a reviewer reads (ticket, verdicts,
 //! attempts, diff stat, network connections, cost, time), `JUnit` XML for CI test views, and JSON.
 
+pub mod junit;
 pub mod markdown;
 pub mod terminal;
+
+pub use junit::junit;
 
 use std::fmt::Write as _;
 
@@ -179,71 +182,6 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
         c.agent_attempts, c.tokens_in, c.tokens_out, c.usd
     );
     Ok(out)
-}
-
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&apos;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// `JUnit` XML: one test case per stage.
-pub fn junit(dir: &RunDir) -> Result<String, String> {
-    let (plan, _) = load(dir)?;
-    let state = dir.state();
-    let mut cases = String::new();
-    let (mut failures, mut skipped) = (0, 0);
-    for s in plan.stages() {
-        let st = state.stages.get(&s.id);
-        #[allow(clippy::cast_precision_loss)] // milliseconds for display
-        let secs = st.map_or(0.0, |s| s.duration_ms as f64 / 1000.0);
-        let _ = write!(
-            cases,
-            "    <testcase classname=\"lightsout.{}\" name=\"{}\" time=\"{secs:.3}\"",
-            xml_escape(plan.category()),
-            xml_escape(&s.id)
-        );
-        match st {
-            Some(st) if st.skipped.is_some() => {
-                skipped += 1;
-                let _ = writeln!(
-                    cases,
-                    "><skipped message=\"{}\"/></testcase>",
-                    xml_escape(st.skipped.as_deref().unwrap_or_default())
-                );
-            }
-            Some(st) if st.outcome == Some(Outcome::Succeeded) => {
-                let _ = writeln!(cases, "/>");
-            }
-            Some(st) => {
-                failures += 1;
-                let detail = st.verdict.as_ref().map(|v| v.reasons.join("\n")).unwrap_or_default();
-                let _ = writeln!(
-                    cases,
-                    "><failure message=\"{}\">{}</failure></testcase>",
-                    xml_escape(&st.reason),
-                    xml_escape(&detail)
-                );
-            }
-            None => {
-                skipped += 1;
-                let _ = writeln!(cases, "><skipped message=\"not run\"/></testcase>");
-            }
-        }
-    }
-    Ok(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"lightsout run {}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n</testsuites>\n",
-        xml_escape(&state.run_id),
-        plan.stages().len()
-    ))
 }
 
 /// Everything, as JSON.

@@ -21,7 +21,7 @@ pub use node::Node;
 pub use pipeline::PipelineFile;
 pub use schema::FileKind;
 
-use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::diag::{Code, Diagnostic, Diagnostics, Pos, code};
 
 /// The format version this lightsout reads and writes.
 pub const VERSION: u64 = 1;
@@ -32,15 +32,14 @@ pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 /// Reads a file as UTF-8 text, refusing files over [`MAX_FILE_BYTES`] before reading them whole.
 pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
     use std::io::Read as _;
-    let whole = |msg: String| Diagnostic::new(path, Pos::default(), msg);
-    let file = std::fs::File::open(path).map_err(|e| whole(format!("cannot read the file: {e}")))?;
+    let whole = |code, msg: String| Diagnostic::new(path, Pos::default(), msg).code(code);
+    let unreadable = |e: std::io::Error| whole(code::FILE_UNREADABLE, format!("cannot read the file: {e}"));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| whole(format!("cannot read the file: {e}")))?;
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
     check_size(path, bytes.len())?;
     String::from_utf8(bytes).map_err(|e| {
-        whole(format!("the file is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
+        whole(code::FILE_ENCODING, format!("the file is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
             .hint("save the file as UTF-8")
     })
 }
@@ -52,6 +51,7 @@ fn check_size(path: &Path, len: usize) -> Result<(), Diagnostic> {
             Pos::default(),
             format!("the file is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
         )
+        .code(code::FILE_TOO_LARGE)
         .hint("split the pipeline, or generate it smaller; lightsout refuses larger files to bound memory"));
     }
     Ok(())
@@ -87,7 +87,9 @@ pub fn load_str<T: DeserializeOwned + Send>(kind: FileKind, path: &Path, text: &
     checks?;
     match value {
         Ok(v) => v,
-        Err(_) => Err(Diagnostic::new(path, Pos::START, "internal error: the YAML reader failed").into()),
+        Err(_) => Err(Diagnostic::new(path, Pos::START, "internal error: the YAML reader failed")
+            .code(code::INTERNAL_BUG)
+            .into()),
     }
 }
 
@@ -100,6 +102,7 @@ pub fn parse_tree(path: &Path, text: &str) -> Result<Located<Node>, Diagnostics>
         serde_saphyr::from_str_with_options(text, options()).map_err(|e| Diagnostics::from(yaml_error(path, &e)))?;
     if matches!(root.value, Node::Null) {
         return Err(Diagnostic::new(path, Pos::START, "the file is empty")
+            .code(code::FILE_EMPTY)
             .hint("start it with `version: 1`; `lightsout init` writes a complete example")
             .into());
     }
@@ -130,43 +133,51 @@ fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostic {
         Pos::new(u32::try_from(l.line()).unwrap_or(u32::MAX), u32::try_from(l.column()).unwrap_or(u32::MAX))
     });
     let raw = e.without_snippet().to_string();
-    let (message, hint) = explain_yaml_error(&strip_location(&raw));
-    Diagnostic::new(path, pos, message).maybe_hint(hint.map(str::to_owned))
+    let (code, message, hint) = explain_yaml_error(&strip_location(&raw));
+    Diagnostic::new(path, pos, message).code(code).maybe_hint(hint.map(str::to_owned))
 }
 
-/// Rewords the parser's message for the cases users meet most, with a hint on how to fix them.
-fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
+/// Rewords the parser's message for the cases users meet most, with its code and a hint on how
+/// to fix them.
+fn explain_yaml_error(message: &str) -> (Code, String, Option<&'static str>) {
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
         return (
+            code::YAML_DUPLICATE_KEY,
             format!("duplicate key `{key}`"),
             Some("each key may appear once in a mapping (a stage id once in `stages`); rename or remove one"),
         );
     }
     if let Some(rest) = message.strip_prefix("budget breached: ") {
         let what = rest.split([' ', '{']).next().unwrap_or(rest);
-        let (text, hint) = match what {
+        let (code, text, hint) = match what {
             "Documents" => (
+                code::YAML_DOCUMENTS,
                 "the file holds more than one YAML document",
                 "a lightsout file holds one YAML document; remove the extra `---`",
             ),
-            "Depth" => {
-                ("the YAML is nested too deeply", "lightsout reads at most 32 levels of nesting; flatten the structure")
-            }
+            "Depth" => (
+                code::YAML_DEPTH,
+                "the YAML is nested too deeply",
+                "lightsout reads at most 32 levels of nesting; flatten the structure",
+            ),
             "Aliases" | "Anchors" | "RecordedAnchorEvents" | "RecordedAnchorBytes" => (
+                code::YAML_ALIASES,
                 "the YAML uses too many aliases (a possible alias bomb)",
                 "lightsout bounds aliases to keep loading bounded; write the values out plainly",
             ),
             "Events" => (
+                code::YAML_SIZE,
                 "the YAML expands to too many values",
                 "aliases (`*name`) count each time they are used; write the values out, or split the file",
             ),
             _ => (
+                code::YAML_SIZE,
                 "the YAML is too large to load",
                 "lightsout bounds events, nodes and scalar sizes; split or shrink the file",
             ),
         };
-        return (format!("invalid YAML: {text} ({what})"), Some(hint));
+        return (code, format!("invalid YAML: {text} ({what})"), Some(hint));
     }
     let hint = if message.contains("tabs") {
         Some("YAML indents with spaces only; replace the tabs with spaces")
@@ -177,7 +188,7 @@ fn explain_yaml_error(message: &str) -> (String, Option<&'static str>) {
             "check the indentation and brackets here and on the line before; quote values holding `: `, `#`, or starting with `{`, `[`, `*`, `&` or `!`",
         )
     };
-    (format!("invalid YAML: {message}"), hint)
+    (code::YAML_SYNTAX, format!("invalid YAML: {message}"), hint)
 }
 
 fn strip_location(msg: &str) -> String {
@@ -196,11 +207,13 @@ fn check_version(kind: FileKind, path: &Path, root: &Located<Node>) -> Result<()
             root.at,
             format!("a {} file must be a mapping, found {}", kind.name(), root.value.kind()),
         )
+        .code(code::FILE_NOT_MAPPING)
         .hint("start it with `version: 1`; `lightsout init` writes a complete example")
         .into());
     };
     let Some(v) = root.value.get("version") else {
         return Err(Diagnostic::new(path, root.at, "missing `version`")
+            .code(code::VERSION_MISSING)
             .hint("add `version: 1` as the first line")
             .into());
     };
@@ -210,6 +223,7 @@ fn check_version(kind: FileKind, path: &Path, root: &Located<Node>) -> Result<()
         Node::UInt(n) if *n > 1 => Err(newer(path, v.at, &n.to_string())),
         other => {
             Err(Diagnostic::new(path, v.at, format!("`version` must be the integer 1, found {}", describe(other)))
+                .code(code::VERSION_INVALID)
                 .hint("write `version: 1`")
                 .into())
         }
@@ -222,6 +236,7 @@ fn newer(path: &Path, at: Pos, found: &str) -> Diagnostics {
         at,
         format!("this file is format version {found}, but this lightsout reads version {VERSION}"),
     )
+    .code(code::VERSION_UNSUPPORTED)
     .hint("upgrade lightsout, or write the file in format version 1")
     .into()
 }

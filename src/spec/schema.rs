@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::node::{self, Node};
 use crate::diag::Located;
-use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diag::{Diagnostic, Diagnostics, code, did_you_mean};
 
 /// The kinds of file lightsout reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -124,7 +124,9 @@ fn report(
                 let hint = did_you_mean(key, allowed.iter().map(String::as_str))
                     .or_else(|| (!allowed.is_empty()).then(|| format!("allowed keys here: {}", allowed.join(", "))));
                 out.push(
-                    Diagnostic::new(path, key_at, format!("unknown key `{key}` in {}", dotted(&segs))).maybe_hint(hint),
+                    Diagnostic::new(path, key_at, format!("unknown key `{key}` in {}", dotted(&segs)))
+                        .code(code::FIELD_UNKNOWN)
+                        .maybe_hint(hint),
                 );
             }
         }
@@ -132,6 +134,7 @@ fn report(
             let name = property.as_str().unwrap_or_default();
             out.push(
                 Diagnostic::new(path, value_at, format!("missing required key `{name}` in {}", dotted(&segs)))
+                    .code(code::FIELD_MISSING)
                     .hint(format!("add `{name}:`")),
             );
         }
@@ -150,6 +153,7 @@ fn report(
             };
             out.push(
                 Diagnostic::new(path, value_at, format!("{} must be {expected}, found {found}", dotted(&segs)))
+                    .code(code::FIELD_TYPE)
                     .hint(hint),
             );
         }
@@ -164,6 +168,7 @@ fn report(
                     value_at,
                     format!("{} has an unknown value {}", dotted(&segs), short(err.instance())),
                 )
+                .code(code::FIELD_VALUE)
                 .maybe_hint(hint),
             );
         }
@@ -180,7 +185,10 @@ fn report(
             let branches = if fitting.is_empty() { context.iter().collect() } else { fitting };
             let mut inner = branches.into_iter().flatten().filter(|e| !is_null_type_error(e)).peekable();
             if inner.peek().is_none() {
-                out.push(Diagnostic::new(path, value_at, format!("{} is not valid: {err}", dotted(&segs))));
+                out.push(
+                    Diagnostic::new(path, value_at, format!("{} is not valid: {err}", dotted(&segs)))
+                        .code(code::FIELD_INVALID),
+                );
             }
             for e in inner {
                 report(out, path, root, schema, e);
@@ -188,6 +196,7 @@ fn report(
         }
         _ => out.push(
             Diagnostic::new(path, at, format!("{} is not valid: {}", dotted(&segs), plain_message(err)))
+                .code(code::FIELD_INVALID)
                 .hint("`lightsout schema` prints every key with its allowed values"),
         ),
     }

@@ -43,6 +43,50 @@ fn validate_reports_json_and_exits_2() {
 }
 
 #[test]
+fn validate_json_gives_each_problem_its_code() {
+    for (file, codes) in [
+        ("dangling-needs.yaml", &["needs.unknown", "needs.unknown"][..]),
+        ("policy-image-not-allowed.yaml", &["policy.image"]),
+        ("syntax-tabs.yaml", &["yaml.syntax"]),
+        ("unknown-key-stage.yaml", &["field.unknown", "field.unknown"]),
+        ("undefined-variable.yaml", &["template.unknown", "template.unknown"]),
+        ("unknown-uses.yaml", &["kind.unknown"]),
+        ("cycle.yaml", &["needs.cycle"]),
+    ] {
+        let pipeline = format!("tests/malformed/{file}");
+        let (code, out, _) = output(lightsout(root()).args([
+            "validate",
+            "--factory",
+            "tests/fixtures/factory.yaml",
+            "--pipeline",
+            &pipeline,
+            "--format",
+            "json",
+        ]));
+        assert_eq!(code, 2, "{file}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let found: Vec<&str> =
+            v["errors"].as_array().into_iter().flatten().filter_map(|e| e["code"].as_str()).collect();
+        assert_eq!(found, codes, "{file}: {out}");
+        assert!(found.iter().all(|c| lightsout::diag::code::well_formed(c)), "{file}: {out}");
+    }
+}
+
+#[test]
+fn validate_shows_the_code_in_the_human_output() {
+    let (code, _, err) = output(lightsout(root()).args([
+        "validate",
+        "--factory",
+        "tests/fixtures/factory.yaml",
+        "--pipeline",
+        "tests/malformed/unknown-uses.yaml",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error[kind.unknown]: unknown stage kind"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour when not a terminal: {err:?}");
+}
+
+#[test]
 fn validate_finds_the_factory_in_a_parent_directory() {
     let (code, _, err) = output(lightsout(&root().join("examples/bugfix/tickets")).arg("validate"));
     assert_eq!(code, 0, "{err}");

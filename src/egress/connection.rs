@@ -44,6 +44,7 @@ where
     let heads = Heads::default();
     let (tunnel, mut tunnels) = mpsc::channel(1);
     let cx = Arc::new(Cx { gate, decisions: decisions.clone(), heads: heads.clone(), tunnel, cancel });
+    let watched = Watched::new(client, heads.clone());
     let service = hyper::service::service_fn(move |req| {
         let cx = Arc::clone(&cx);
         async move { Ok::<_, Infallible>(respond(req, &cx).await) }
@@ -54,10 +55,11 @@ where
         .max_buf_size(MAX_HEAD)
         .max_header_size(MAX_HEAD)
         .title_case_headers(true)
-        .serve_connection(TokioIo::new(Watched::new(client, heads)), service)
+        .serve_connection(TokioIo::new(watched), service)
         .with_upgrades()
         .await;
     if let Err(e) = served
+        && !(e.is_timeout() && heads.idle())
         && let Some(why) = unreadable(&e)
     {
         let _ = decisions.send(refused("(no request)", 0, why)).await;

@@ -29,6 +29,8 @@ struct Scan {
     state: State,
     /// Bytes after a whole head, until its body's length is known.
     held: Vec<u8>,
+    /// Whether a request was read on this connection.
+    served: bool,
 }
 
 enum State {
@@ -60,9 +62,17 @@ impl Heads {
         let mut scan = self.scan();
         let State::Read { bare } = scan.state else { return None };
         scan.state = if body == 0 { State::default() } else { State::Body(body) };
+        scan.served = true;
         let held = std::mem::take(&mut scan.held);
         scan.feed(&held);
         Some(bare)
+    }
+
+    /// Whether a request was served and no byte of a next one has come (blank lines aside): a
+    /// connection kept alive and left idle, not a slow head.
+    pub(super) fn idle(&self) -> bool {
+        let scan = self.scan();
+        scan.served && matches!(scan.state, State::Head { begun: false, .. })
     }
 
     /// The connection is a tunnel now: what follows is not HTTP.

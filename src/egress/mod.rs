@@ -222,7 +222,9 @@ pub async fn standalone(listen: &str, clients: Option<Subnet>, allow: Vec<String
 /// `host:port` split; the port defaults to `default`. The host is a DNS name (letters, digits,
 /// `-`, `.`, `_`), an IPv4 address or a bracketed IPv6 one; anything else is not a target.
 fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
-    let port_of = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0);
+    // Digits only: `u16::from_str` also takes a leading `+`, which other parsers do not.
+    let port_of =
+        |p: &str| p.bytes().all(|b| b.is_ascii_digit()).then(|| p.parse::<u16>().ok()).flatten().filter(|p| *p != 0);
     let (host, port) = if let Some(rest) = target.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         h.parse::<std::net::Ipv6Addr>().ok()?;

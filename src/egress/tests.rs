@@ -350,3 +350,5 @@ fn targets() {
     assert_eq!(split_target("[::1]", 443), Some(("::1".into(), 443)));
     assert_eq!(split_target("10.0.0.1:8080", 443), Some(("10.0.0.1".into(), 8080)));
 }
+
+mod attacks;

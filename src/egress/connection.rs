@@ -52,6 +52,8 @@ where
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
+        // A client that has sent all it will still gets the answer to each request it sent.
+        .half_close(true)
         .max_buf_size(MAX_HEAD)
         .max_header_size(MAX_HEAD)
         .title_case_headers(true)
@@ -62,7 +64,9 @@ where
         && !(e.is_timeout() && heads.idle())
         && let Some(why) = unreadable(&e)
     {
-        let _ = decisions.send(refused("(no request)", 0, why)).await;
+        let asked = heads.asked();
+        let asked = if asked.is_empty() { "(no request)".to_owned() } else { asked };
+        let _ = decisions.send(refused(&asked, 0, why)).await;
     }
     if let Ok((upgrade, mut upstream)) = tunnels.try_recv()
         && let Ok(upgraded) = upgrade.await
@@ -138,7 +142,9 @@ async fn respond(mut req: Request<Incoming>, cx: &Cx) -> Response<Reply> {
         cx.heads.stop();
         let upgrade = hyper::upgrade::on(&mut req);
         let _ = cx.tunnel.try_send((upgrade, upstream));
-        return Response::new(empty());
+        let mut established = Response::new(empty());
+        established.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
+        return established;
     }
     pass_on(req, &target, upstream, &cx.cancel).await.unwrap_or_else(|| closing(StatusCode::BAD_GATEWAY))
 }

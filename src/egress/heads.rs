@@ -31,12 +31,18 @@ struct Scan {
     held: Vec<u8>,
     /// Whether a request was read on this connection.
     served: bool,
+    /// The start of the request line of the last head begun, as it came.
+    asked: Vec<u8>,
 }
+
+/// How much of a request line is kept to name a request hyper could not read.
+const ASKED: usize = 120;
 
 enum State {
     /// In a head: whether a line of it ended in a bare line feed, whether its request line has
-    /// begun, whether the next byte starts a line, whether the last byte was a CR.
-    Head { bare: bool, begun: bool, line_start: bool, cr: bool },
+    /// begun, whether it is being read, whether the next byte starts a line, whether the last
+    /// byte was a CR.
+    Head { bare: bool, begun: bool, asking: bool, line_start: bool, cr: bool },
     /// A whole head was read; its body's length is not yet known.
     Read { bare: bool },
     /// In a body: how many of its bytes are still to come.
@@ -47,7 +53,7 @@ enum State {
 
 impl Default for State {
     fn default() -> Self {
-        State::Head { bare: false, begun: false, line_start: true, cr: false }
+        State::Head { bare: false, begun: false, asking: false, line_start: true, cr: false }
     }
 }
 
@@ -73,6 +79,13 @@ impl Heads {
     pub(super) fn idle(&self) -> bool {
         let scan = self.scan();
         scan.served && matches!(scan.state, State::Head { begun: false, .. })
+    }
+
+    /// The method and target of the head hyper was reading, or of the last one (from the first
+    /// 120 bytes of its request line).
+    pub(super) fn asked(&self) -> String {
+        let line = String::from_utf8_lossy(&self.scan().asked).into_owned();
+        line.split(' ').take(2).collect::<Vec<_>>().join(" ")
     }
 
     /// The connection is a tunnel now: what follows is not HTTP.
@@ -105,19 +118,28 @@ impl Scan {
                     }
                     bytes = &bytes[take..];
                 }
-                State::Head { bare, begun, line_start, cr } => {
+                State::Head { bare, begun, asking, line_start, cr } => {
                     bytes = rest;
                     match b {
                         b'\n' => {
                             *bare |= !*cr;
                             let ended = *line_start && *begun;
-                            (*line_start, *cr) = (true, false);
+                            (*asking, *line_start, *cr) = (false, true, false);
                             if ended {
                                 self.state = State::Read { bare: *bare };
                             }
                         }
                         b'\r' => *cr = true,
-                        _ => (*begun, *line_start, *cr) = (true, false, false),
+                        _ => {
+                            if !*begun {
+                                (*begun, *asking) = (true, true);
+                                self.asked.clear();
+                            }
+                            if *asking && self.asked.len() < ASKED {
+                                self.asked.push(b);
+                            }
+                            (*line_start, *cr) = (false, false);
+                        }
                     }
                 }
             }

@@ -33,17 +33,21 @@ struct Cx {
     heads: Heads,
     /// The admitted `CONNECT`, whose tunnel starts once hyper hands the connection over.
     tunnel: mpsc::Sender<(hyper::upgrade::OnUpgrade, TcpStream)>,
-    cancel: CancellationToken,
+    /// Ends the upstream connections of its requests: cancelled with the proxy, and when the
+    /// client connection ends (a stalled upstream is not held open by a client gone away).
+    upstreams: CancellationToken,
 }
 
-/// Serves one client until it is done (`cancel` ends what this spawns upstream).
-pub(super) async fn handle<S>(client: S, gate: Gate, decisions: mpsc::Sender<Decision>, cancel: CancellationToken)
+/// Serves one client until it is done or `cancel`.
+pub(super) async fn handle<S>(client: S, gate: Gate, decisions: mpsc::Sender<Decision>, cancel: &CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let heads = Heads::default();
     let (tunnel, mut tunnels) = mpsc::channel(1);
-    let cx = Arc::new(Cx { gate, decisions: decisions.clone(), heads: heads.clone(), tunnel, cancel });
+    let upstreams = cancel.child_token();
+    let _ended = upstreams.clone().drop_guard();
+    let cx = Arc::new(Cx { gate, decisions: decisions.clone(), heads: heads.clone(), tunnel, upstreams });
     let watched = Watched::new(client, heads.clone());
     let service = hyper::service::service_fn(move |req| {
         let cx = Arc::clone(&cx);
@@ -146,7 +150,7 @@ async fn respond(mut req: Request<Incoming>, cx: &Cx) -> Response<Reply> {
         established.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
         return established;
     }
-    pass_on(req, &target, upstream, &cx.cancel).await.unwrap_or_else(|| closing(StatusCode::BAD_GATEWAY))
+    pass_on(req, &target, upstream, &cx.upstreams).await.unwrap_or_else(|| closing(StatusCode::BAD_GATEWAY))
 }
 
 /// A refusal of a request that names no target the proxy can read.

@@ -160,7 +160,7 @@ fn spawn_handler<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _held = permit;
         tokio::select! {
             () = cancel.cancelled() => {}
-            () = connection::handle(stream, gate, decisions, cancel.clone()) => {}
+            () = connection::handle(stream, gate, decisions, &cancel) => {}
         }
     });
 }

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod grade_tests;
 pub mod guard;
 pub mod jsonschema;
+pub mod results;
 pub mod ship;
 
 use std::collections::BTreeMap;

@@ -300,3 +300,143 @@ fn environment_errors_are_infrastructure_faults() {
         assert!(why.contains(says), "{}: {why}", format.name());
     }
 }
+
+// ---- Hostile and huge input. ----
+
+#[test]
+fn huge_output_and_a_hostile_line_stay_linear_and_bounded() {
+    // 200,000 results (about 7 MB) and a 10 MB line printed by the code under test.
+    let mut log = Vec::new();
+    for i in 0..200_000 {
+        log.extend_from_slice(format!("tests/test_big.py::test_{i} PASSED\n").as_bytes());
+    }
+    log.extend_from_slice(b"tests/test_big.py::test_0 ");
+    log.extend(std::iter::repeat_n(b'x', 10 << 20));
+    log.extend_from_slice(b" PASSED\n== 200000 passed in 9.00s ==\n");
+    let started = std::time::Instant::now();
+    let r = read(Format::Pytest, &log, None);
+    let took = started.elapsed();
+    assert_eq!(r.tests.len(), 200_000);
+    assert_eq!(r.long_lines, 1);
+    assert_eq!(check(&r, Format::Pytest, Some(0), true), Ok(()));
+    let started = std::time::Instant::now();
+    assert_eq!(find(&r, "test_big.py::test_199999").len(), 1);
+    let found = started.elapsed();
+    eprintln!("{} MB read in {took:?}; one id found in {found:?}", log.len() >> 20);
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+    // Every reader, on the hostile line alone, with no line end: no panic, nothing read.
+    let line = vec![b'{'; 10 << 20];
+    for format in [Format::Pytest, Format::Unittest, Format::Libtest, Format::GoTestJson, Format::Tap] {
+        let r = read(format, &line, None);
+        assert!(r.tests.is_empty(), "{}", format.name());
+        assert!(check(&r, format, Some(1), true).is_err());
+    }
+    let r = read(Format::Junit, b"", Some(&line));
+    assert!(matches!(check(&r, Format::Junit, Some(1), true), Err(Problem::CannotTell(_))));
+}
+
+#[test]
+fn more_tests_than_kept_cannot_tell() {
+    let log: String = (0..=MAX_TESTS).map(|i| format!("test t{i} ... ok\n")).collect();
+    let r = read(Format::Libtest, log.as_bytes(), None);
+    assert_eq!((r.tests.len(), r.dropped), (MAX_TESTS, 1));
+    assert!(matches!(check(&r, Format::Libtest, Some(0), true), Err(Problem::CannotTell(_))));
+}
+
+#[test]
+fn an_exit_status_that_contradicts_the_results_is_flagged() {
+    let passed = b"test a ... ok\ntest b ... ok\n";
+    let r = read(Format::Libtest, passed, None);
+    assert!(matches!(check(&r, Format::Libtest, Some(1), true), Err(Problem::Contradiction(_))));
+    assert_eq!(check(&r, Format::Libtest, Some(1), false), Ok(()), "a report writer's exit is not the runner's");
+    let failed = read(Format::Libtest, b"test a ... ok\ntest b ... FAILED\n", None);
+    assert!(matches!(check(&failed, Format::Libtest, Some(0), true), Err(Problem::Contradiction(_))));
+    assert_eq!(check(&failed, Format::Libtest, Some(101), true), Ok(()));
+    for code in [126, 127] {
+        assert!(matches!(check(&r, Format::Libtest, Some(code), true), Err(Problem::Infrastructure(_))));
+    }
+    // A unittest run fails on an unexpected success: that explains a non-zero exit.
+    let r = read(Format::Unittest, b"test_a (m.T.test_a) ... unexpected success\n", None);
+    assert_eq!(check(&r, Format::Unittest, Some(1), true), Ok(()));
+}
+
+#[test]
+fn a_result_line_forged_in_the_middle_of_a_run_is_settled_or_cannot_tell() {
+    // unittest: the test printed a line end and a result line for a failing test.
+    let log = b"test_bug (m.T.test_bug) ... FAIL\ntest_x (m.T.test_x) ... \ntest_bug (m.T.test_bug) ... ok\nok\n\
+        ======\nFAIL: test_bug (m.T.test_bug)\n------\nRan 2 tests in 0.1s\n\nFAILED (failures=1)\n";
+    let r = read(Format::Unittest, log, None);
+    assert_eq!(outcome(&r, "m.T.test_bug"), Some(F));
+    assert!(check(&r, Format::Unittest, Some(1), true).is_err(), "{r:?}");
+    // libtest: a forged `ok` is settled by the failures list, and the counts still add up.
+    let log = b"running 2 tests\ntest bug ... FAILED\ntest bug ... ok\ntest other ... ok\n\nfailures:\n    bug\n\n\
+        test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s\n";
+    let r = read(Format::Libtest, log, None);
+    assert_eq!(outcome(&r, "bug"), Some(F));
+}
+
+#[test]
+fn junit_shapes_of_other_writers() {
+    // The shapes their documentation and reports show: Maven Surefire (with reruns), Gradle,
+    // jest-junit, vitest, mocha-junit-reporter.
+    let surefire = br#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="com.acme.CalcTest" tests="4" failures="1" errors="1" skipped="1" flakes="1">
+  <testcase name="adds" classname="com.acme.CalcTest" time="0.01"><flakyFailure message="once"/></testcase>
+  <testcase name="divides" classname="com.acme.CalcTest"><failure message="expected 2" type="org.opentest4j.AssertionFailedError">at ...</failure><rerunFailure message="again"/></testcase>
+  <testcase name="parses" classname="com.acme.CalcTest"><error type="java.lang.NullPointerException"/></testcase>
+  <testcase name="later" classname="com.acme.CalcTest"><skipped message="@Disabled"/></testcase>
+</testsuite>"#;
+    let gradle = br#"<testsuite name="com.acme.CalcTest" tests="2" skipped="0" failures="1" errors="0" timestamp="2026-01-01T00:00:00" hostname="h" time="0.1">
+  <properties/>
+  <testcase name="adds()" classname="com.acme.CalcTest" time="0.01"/>
+  <testcase name="divides()" classname="com.acme.CalcTest" time="0.01"><failure message="boom" type="java.lang.AssertionError">trace</failure></testcase>
+  <system-out><![CDATA[<testcase name="forged"/>]]></system-out>
+</testsuite>"#;
+    let jest = br#"<testsuites name="jest tests" tests="3" failures="1" errors="0" time="1.2">
+  <testsuite name="calc" errors="0" failures="1" skipped="1" timestamp="2026-01-01T00:00:00" time="0.4" tests="3">
+    <testcase classname="calc adds" name="calc adds" time="0.001"/>
+    <testcase classname="calc divides" name="calc divides" time="0.002"><failure>Error: expect(received).toBe(expected)</failure></testcase>
+    <testcase classname="calc later" name="calc later" time="0"><skipped/></testcase>
+  </testsuite>
+</testsuites>"#;
+    let vitest = br#"<?xml version="1.0" encoding="UTF-8" ?>
+<testsuites name="vitest tests" tests="2" failures="1" errors="0" time="0.5">
+  <testsuite name="test/calc.test.ts" timestamp="2026-01-01T00:00:00" hostname="h" tests="2" failures="1" errors="0" skipped="0" time="0.01">
+    <testcase classname="test/calc.test.ts" name="calc &gt; adds" time="0.001"></testcase>
+    <testcase classname="test/calc.test.ts" name="calc &gt; divides" time="0.002"><failure message="expected 1 to be 2" type="AssertionError">trace</failure></testcase>
+  </testsuite>
+</testsuites>"#;
+    let mocha = br#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="Mocha Tests" time="0.01" tests="2" failures="1">
+  <testsuite name="Root Suite" timestamp="2026-01-01T00:00:00" tests="0" time="0" failures="0"></testsuite>
+  <testsuite name="calc" timestamp="2026-01-01T00:00:00" tests="2" file="test/calc.js" time="0.01" failures="1">
+    <testcase name="calc adds" time="0.001" classname="adds"></testcase>
+    <testcase name="calc divides" time="0.002" classname="divides"><failure message="boom" type="AssertionError">trace</failure></testcase>
+  </testsuite>
+</testsuites>"#;
+    for (xml, expected, asked) in [
+        (
+            &surefire[..],
+            &[("com.acme.CalcTest.adds", P), ("com.acme.CalcTest.divides", F), ("com.acme.CalcTest.later", S), ("com.acme.CalcTest.parses", E)][..],
+            "CalcTest.divides",
+        ),
+        (&gradle[..], &[("com.acme.CalcTest.adds()", P), ("com.acme.CalcTest.divides()", F)][..], "com.acme.CalcTest.divides()"),
+        (&jest[..], &[("calc adds.calc adds", P), ("calc divides.calc divides", F), ("calc later.calc later", S)][..], "calc divides"),
+        (
+            &vitest[..],
+            &[("test/calc.test.ts.calc > adds", P), ("test/calc.test.ts.calc > divides", F)][..],
+            "test/calc.test.ts > calc > divides",
+        ),
+        (&mocha[..], &[("adds.calc adds", P), ("divides.calc divides", F)][..], "calc divides"),
+    ] {
+        let r = read(Format::Junit, b"", Some(xml));
+        assert_eq!(all(&r), expect(expected));
+        assert_eq!(check(&r, Format::Junit, Some(1), true), Ok(()), "{expected:?}");
+        assert_eq!(find(&r, asked).len(), 1, "{asked}");
+    }
+    // Not XML, or another root: cannot tell.
+    for bad in [&b"<testsuite><testcase"[..], b"<html/>", b"all passed"] {
+        let r = read(Format::Junit, b"", Some(bad));
+        assert!(matches!(check(&r, Format::Junit, Some(0), true), Err(Problem::CannotTell(_))));
+    }
+}

@@ -358,6 +358,20 @@ fn check_with(
                 value.at,
                 format!("`with.{}` of `{}` must be {}", p.name, kind.name, p.ty.describe()),
             )),
+            Some(p)
+                if kind.name == "grade.tests"
+                    && p.name == "format"
+                    && value.value.as_str().and_then(crate::stages::results::Format::parse).is_none() =>
+            {
+                errors.push(Diagnostic::new(
+                    path,
+                    value.at,
+                    format!(
+                        "`with.format` of `grade.tests` must be one of {}",
+                        crate::stages::results::Format::NAMES.join(", ")
+                    ),
+                ));
+            }
             Some(_) => {}
         }
     }

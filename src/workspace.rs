@@ -59,7 +59,11 @@ fn git_command(args: &[&str], cwd: Option<&Path>) -> Command {
 }
 
 fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
+    let started = std::time::Instant::now();
     let out = git_command(args, cwd).output().map_err(|e| format!("cannot run git: {e}"))?;
+    // The subcommand only: arguments can hold commit messages and paths a stage chose.
+    let command = args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or_default();
+    tracing::debug!(target: "lightsout::git", command, status = out.status.code(), elapsed_ms = started.elapsed().as_millis(), "git");
     if out.status.success() {
         Ok(out.stdout)
     } else {

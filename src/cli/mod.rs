@@ -196,6 +196,7 @@ struct SchemaArgs {
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> Exit {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -470,7 +471,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                 format!("within {}", rules.join(", "))
             }
         };
-        #[allow(clippy::cast_precision_loss)] // mebibytes, for reading
+        #[expect(clippy::cast_precision_loss, reason = "mebibytes, for reading")]
         let mib = s.resources.memory_bytes as f64 / f64::from(1u32 << 20);
         let _ = writeln!(
             out,
@@ -540,4 +541,17 @@ fn print_out(s: &str) -> Result<Exit, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),
         Err(e) => Err(Failure::Io(format!("cannot write to standard output: {e}"))),
     }
+}
+
+/// Traces of lightsout's own work (Docker calls, git, the egress proxy, the scheduler's
+/// decisions) on stderr, for people debugging lightsout itself: off unless `LIGHTSOUT_LOG` sets a
+/// filter (`debug`, `lightsout::egress=debug,info`, ...). Never stage output or secret values.
+fn init_tracing() {
+    let Some(filter) = std::env::var_os("LIGHTSOUT_LOG") else { return };
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(filter.to_string_lossy());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -13,7 +13,7 @@ use crate::run::{self, Observers, Options, RunError};
 use crate::store::{self, RunDir};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExecutorChoice {
+pub(super) enum ExecutorChoice {
     /// One hardened container per stage.
     Docker,
     /// A bubblewrap sandbox on the host.
@@ -23,7 +23,7 @@ pub enum ExecutorChoice {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RunFormat {
+pub(super) enum RunFormat {
     /// A live view on a terminal; timestamped lines otherwise.
     Human,
     /// One JSON event per line.
@@ -31,7 +31,7 @@ pub enum RunFormat {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     #[command(flatten)]
     ticket: TicketArgs,
     /// Stages run at once [default: the number of cores].
@@ -57,7 +57,7 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ResumeArgs {
+pub(super) struct ResumeArgs {
     #[command(flatten)]
     factory: FactoryArg,
     /// The run to continue (see `lightsout runs`).
@@ -67,7 +67,7 @@ pub struct ResumeArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct DecideArgs {
+pub(super) struct DecideArgs {
     #[command(flatten)]
     factory: FactoryArg,
     /// The run waiting at a gate.
@@ -83,7 +83,7 @@ pub struct DecideArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RunsArgs {
+pub(super) struct RunsArgs {
     #[command(flatten)]
     factory: FactoryArg,
     #[command(subcommand)]
@@ -91,7 +91,7 @@ pub struct RunsArgs {
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum RunsCommand {
+pub(super) enum RunsCommand {
     /// One run: its stages, their outcomes, times and outputs.
     Show {
         run: String,
@@ -101,7 +101,7 @@ pub enum RunsCommand {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(super) enum ReportFormat {
     /// The summary a reviewer reads.
     Md,
     /// `JUnit` XML, one test case per stage, for CI test views.
@@ -110,7 +110,7 @@ pub enum ReportFormat {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ReportArgs {
+pub(super) struct ReportArgs {
     #[command(flatten)]
     factory: FactoryArg,
     run: String,
@@ -119,7 +119,7 @@ pub struct ReportArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct LogsArgs {
+pub(super) struct LogsArgs {
     #[command(flatten)]
     factory: FactoryArg,
     run: String,
@@ -203,7 +203,7 @@ fn exit_for(f: &run::Finished) -> Exit {
     }
 }
 
-pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
+pub(super) fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let (factory, ticket, _, plan) = a.ticket.compile()?;
     run::check_runnable(&plan).map_err(run_error)?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
@@ -253,7 +253,7 @@ async fn executor_of(repo: &Path, run_id: &str) -> Result<Box<dyn Executor>, Run
     }
 }
 
-pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
+pub(super) fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let rt = runtime()?;
     let finished = rt.block_on(async {
@@ -265,7 +265,7 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
 }
 
 /// `approve` or `reject`: records who and why, then continues the run.
-pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
+pub(super) fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let by =
         a.by.clone()
@@ -296,7 +296,7 @@ fn print_record(text: &str) {
     out!("{}", crate::diag::printable_lines(text));
 }
 
-pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
+pub(super) fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
     use std::fmt::Write as _;
     let repo = repo(&a.factory)?;
     let mut text = String::new();
@@ -371,7 +371,7 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
+pub(super) fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;
     let text = match a.format {
@@ -389,7 +389,7 @@ pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
+pub(super) fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
     use std::io::{Read as _, Seek as _, Write as _};
     let repo = repo(&a.factory)?;
     let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;

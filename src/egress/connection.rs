@@ -94,6 +94,7 @@ fn unreadable(e: &hyper::Error) -> Option<String> {
 }
 
 fn refused(host: &str, port: u16, why: String) -> Decision {
+    tracing::debug!(target: "lightsout::egress", host, port, why = %why, "refused");
     Decision { host: host.to_owned(), port, allowed: false, why }
 }
 
@@ -136,6 +137,7 @@ async fn respond(mut req: Request<Incoming>, cx: &Cx) -> Response<Reply> {
     let verdict = (cx.gate)(&target.host, target.port);
     let why = verdict.clone().unwrap_or_else(|e| e);
     let decision = Decision { host: target.host.clone(), port: target.port, allowed: verdict.is_ok(), why };
+    tracing::debug!(target: "lightsout::egress", host = %decision.host, port = decision.port, allowed = decision.allowed, why = %decision.why, "decided");
     let _ = cx.decisions.send(decision).await;
     if verdict.is_err() {
         return closing(StatusCode::FORBIDDEN);

@@ -1,6 +1,6 @@
 //! The egress proxy's unit tests, with local servers.
 
-#![allow(clippy::expect_used)] // test set-up: a failure to bind or connect is the test failing
+#![expect(clippy::expect_used, reason = "test set-up: a failure to bind or connect is the test failing")]
 
 use super::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -2,8 +2,6 @@
 //! its outputs file and what it left (read and cleaned as untrusted), its secrets, and the
 //! policy checked again before it starts.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// Network decisions of one attempt recorded one by one; the rest are counted.

@@ -1,9 +1,18 @@
 //! `grade.tests` in the run: the test command on the candidate (with the base revision's test
 //! files) and on the base revision, in I/O directories of their own, compared.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+use std::path::Path;
+use std::sync::Arc;
 
-use super::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Ctx, MAX_LOG_BYTES, clean_after, ownership, run_job};
+use crate::events::Event;
+use crate::executor::{Ended, Job};
+use crate::plan::{Stage, StageKind};
+use crate::template::Mode;
+
 use crate::stages::grade_tests::Unjudged;
 use crate::stages::results::Format;
 

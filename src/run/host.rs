@@ -1,8 +1,6 @@
 //! Stages that run on the host, in lightsout itself: context, the host graders, and `ship`
 //! with the last guard before it.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// What `ship` needs: its rendered parameters, GitHub, the run summary and the ticket's issue.

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -34,16 +33,14 @@ mod scheduler;
 mod signals;
 mod state;
 
-#[allow(clippy::wildcard_imports)] // the parts of the run share its types and imports
-use attempt::*;
-#[allow(clippy::wildcard_imports)]
-use grade_tests::*;
-#[allow(clippy::wildcard_imports)]
-use host::*;
-#[allow(clippy::wildcard_imports)]
-use {output::*, providers::*, signals::*, state::*};
-
+use attempt::{clean_after, mask_verdict, run_job, run_stage};
+use grade_tests::grade_tests;
+use host::run_host_stage;
+use output::{MAX_DIFF_STAT, MAX_LOG_BYTES, capped_lines, log_tail, read_outputs, write_log};
+use providers::secret_values;
 use scheduler::{Action, Done, End, Msg, Scheduler};
+use signals::spawn_signal_handler;
+use state::{RunEnv, save_patch, snapshot, template_ctx};
 
 /// Choices the user makes for a run.
 pub struct Options {
@@ -307,8 +304,14 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
     let mut act = |actions: Vec<Action>, sched: &Scheduler<'_>, running: &mut JoinSet<Done>| -> Result<(), RunError> {
         for a in actions {
             match a {
-                Action::Record(e) => record(&e)?,
+                Action::Record(e) => {
+                    if let Event::StageSkipped { stage, reason } = &e {
+                        tracing::debug!(target: "lightsout::scheduler", stage = %stage, reason = %reason, "skip");
+                    }
+                    record(&e)?;
+                }
                 Action::Start { index, attempt, delay } => {
+                    tracing::debug!(target: "lightsout::scheduler", stage = %plan.stages()[index].id, attempt, delay_ms = delay.as_millis(), "start");
                     let tctx = template_ctx(&ctx, &sched.state, &plan.stages()[index].id);
                     let task = run_stage(Arc::clone(&ctx), index, attempt, tctx, log_tx.clone(), cancel.clone());
                     running.spawn(async move {
@@ -317,7 +320,10 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
                     });
                 }
                 Action::SavePatch { index, attempt } => save_patch(&ctx, index, attempt),
-                Action::Stop => cancel.cancel(),
+                Action::Stop => {
+                    tracing::debug!(target: "lightsout::scheduler", "fail-fast: stopping what runs");
+                    cancel.cancel();
+                }
             }
         }
         Ok(())

@@ -277,7 +277,7 @@ fn base64_of(s: &str) -> String {
 }
 
 /// Starts a run in the background and returns the child and the run id once `stage` started.
-#[allow(clippy::zombie_processes)] // the caller waits for the child
+#[expect(clippy::zombie_processes, reason = "the caller waits for the child")]
 fn start_and_wait_for(repo: &Repo, stage: &str, event: &str) -> (Child, String) {
     let mut c = repo.cmd(&["--jobs", "1"]);
     c.stdout(Stdio::null()).stderr(Stdio::null());
@@ -1263,4 +1263,19 @@ fn json_lines_drop_no_event_of_a_stage_that_prints_fast() {
     let shown = log_text(&ev, "loud");
     assert_eq!(shown.len(), file.len(), "the JSON lines hold {} of {} bytes", shown.len(), file.len());
     assert!(shown == file, "the JSON lines show the log as written");
+}
+
+#[test]
+fn lightsout_log_traces_the_boundaries_and_is_off_by_default() {
+    let repo = Repo::new("  a:\n    run: echo the stage says hello\n");
+    let (code, out, err) = output(repo.cmd(&[]).env("LIGHTSOUT_LOG", "lightsout=debug"));
+    assert_eq!(code, 0, "{err}");
+    for target in ["lightsout::scheduler", "lightsout::git", "lightsout::docker"] {
+        assert!(err.contains(target), "no `{target}` trace in:\n{err}");
+    }
+    assert!(!err.contains("the stage says hello"), "traces never carry stage output:\n{err}");
+    assert!(!events(&out).is_empty(), "the JSON lines stay on stdout");
+    let (code, _, err) = output(&mut repo.cmd(&[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("lightsout::"), "off unless LIGHTSOUT_LOG is set:\n{err}");
 }

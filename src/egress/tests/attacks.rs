@@ -2,7 +2,7 @@
 //! Each request is sent on a connection of its own unless the test is about what follows on one
 //! connection; upstreams are servers of the test's own on loopback.
 
-#![allow(clippy::expect_used)] // test set-up: a failure to bind or connect is the test failing
+#![expect(clippy::expect_used, reason = "test set-up: a failure to bind or connect is the test failing")]
 
 use super::*;
 

@@ -180,7 +180,7 @@ impl Docker {
         };
         let mut last = String::new();
         for k in 0..64u64 {
-            #[allow(clippy::cast_possible_truncation)] // the remainder is below `count`, a u32
+            #[expect(clippy::cast_possible_truncation, reason = "the remainder is below `count`, a u32")]
             let n = ((start.wrapping_add(k.wrapping_mul(7919))) % u64::from(count)) as u32;
             let Some(subnet) = pool.block(SUBNET_PREFIX, n) else { continue };
             let request = NetworkCreateRequest {

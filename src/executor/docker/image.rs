@@ -178,6 +178,7 @@ pub async fn ensure(
     value: &str,
     allowed: crate::executor::ImageCheck<'_>,
 ) -> Result<String, ImageError> {
+    tracing::debug!(target: "lightsout::docker", image = value, "ensure image");
     let spec = match ImageSpec::parse(value) {
         ImageSpec::DevContainer(file) => {
             let spec = devcontainer(ws, &file).map_err(ImageError::Fault)?;

@@ -164,6 +164,7 @@ impl Docker {
         cancel: &CancellationToken,
     ) -> Result<Ended, String> {
         let name = container_name(&job.run_id, &job.stage, job.attempt);
+        tracing::debug!(target: "lightsout::docker", container = %name, image = %job.image, egress = !job.egress.is_empty(), "run");
         let egress =
             if job.egress.is_empty() { None } else { Some(self.egress_start(job, &name, decisions.clone()).await?) };
         let created = self.create(job, &name, egress.as_ref()).await;
@@ -173,6 +174,7 @@ impl Docker {
         };
         let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let removed = self.client.remove_container(&name, Some(opts)).await;
+        tracing::debug!(target: "lightsout::docker", container = %name, ended = ?result, removed = removed.is_ok(), "removed");
         if let Some(egress) = egress {
             self.egress_stop(egress).await;
         }
@@ -211,7 +213,10 @@ impl Docker {
             memory: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
             // Swap would let a stage exceed its memory limit.
             memory_swap: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
-            #[allow(clippy::cast_possible_truncation)] // cpus are bounded by policy, far below i64::MAX / 1e9
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "cpus are bounded by policy, far below i64::MAX / 1e9"
+            )]
             nano_cpus: Some((job.limits.cpus * 1e9) as i64),
             pids_limit: Some(i64::from(job.limits.pids)),
             init: Some(true),
@@ -302,7 +307,7 @@ impl Docker {
             () = cancel.cancelled() => Ended::Cancelled,
         };
         // TERM (init passes it on), GRACE to end while its output is still read, then KILL.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // a few seconds
+        #[expect(clippy::cast_possible_truncation, reason = "a few seconds")]
         let stop = StopContainerOptionsBuilder::new().t(super::GRACE.as_secs() as i32).build();
         let stopping = async {
             let _ = self.client.stop_container(name, Some(stop)).await;

@@ -377,6 +377,28 @@ pub(crate) fn the_local_executor_sandboxes_with_bubblewrap() {
 }
 
 #[test]
+fn docker_down_stops_the_run_unless_local_is_chosen() {
+    let repo = Repo::new("  a:\n    run: echo ran-on-the-host\n");
+    // A socket nobody listens on: connections to it are refused, as when the engine is down.
+    let sock_dir = tempfile::tempdir().expect("temp dir");
+    let dead = sock_dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let host = format!("unix://{}", dead.display());
+    let (code, ev, err) = output(repo.cmd(&[]).env("DOCKER_HOST", &host));
+    assert_eq!(code, 3, "{err}\n{ev}");
+    assert!(err.contains("Docker is not reachable"), "{err}");
+    assert!(err.contains(&format!("a (`{BUSYBOX}`)")), "names the stage and its image: {err}");
+    assert!(err.contains("--executor local"), "names the fix: {err}");
+    assert!(repo.run_ids().is_empty(), "no run started");
+    let (code, ev, err) = repo.run(&["--executor", "local"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(log_text(&ev, "a").contains("ran-on-the-host"));
+    let (code, _, err) = output(repo.cmd(&["--executor", "docker"]).env("DOCKER_HOST", &host));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("start it, or run with --executor local"), "{err}");
+}
+
+#[test]
 fn unsandboxed_needs_the_policy() {
     let repo = Repo::new("  a:\n    run: echo hi\n");
     let (code, _, err) = repo.run(&["--executor", "local", "--unsandboxed"]);

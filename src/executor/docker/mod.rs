@@ -75,7 +75,7 @@ impl Docker {
         let client = client
             .negotiate_version()
             .await
-            .map_err(|e| format!("docker: the engine does not answer ({e}); start it, or run with --executor local"))?;
+            .map_err(|e| format!("docker: the engine does not answer ({e})"))?;
         let egress_network = std::env::var("LIGHTSOUT_EGRESS_NETWORK")
             .ok()
             .filter(|n| !n.is_empty())

@@ -192,7 +192,11 @@ pub(super) async fn run_stage(
             (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
             (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
             (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
-            (Expect::Failure, c) => (Outcome::Succeeded, Some(c), format!("exited {c}, as `expect: failure` wants")),
+            // Only a command that ran and failed is the failure expected.
+            (Expect::Failure, c) => match crate::stages::expect::expected_failure(c) {
+                crate::stages::expect::Failure::Expected(why) => (Outcome::Succeeded, Some(c), why),
+                crate::stages::expect::Failure::NotRun(why) => (Outcome::Fault, Some(c), why),
+            },
         },
     };
     let (outcome, reason) = match (outcome, log_ok) {

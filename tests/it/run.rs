@@ -206,6 +206,28 @@ fn failures_fail_fast_and_expect_failure_inverts() {
 }
 
 #[test]
+fn expect_failure_is_not_met_by_a_command_that_never_ran() {
+    for (run, says) in [
+        ("no-such-test-runner -k test_x", "exited 127"),
+        ("printf 'echo hi' > /tmp/t; /tmp/t", "exited 126"),
+        ("kill -KILL $$", "SIGKILL"),
+    ] {
+        let repo = Repo::new(&format!(
+            "  repro:\n    run: \"{run}\"\n    expect: failure\n  fix:\n    needs: [repro]\n    run: echo fixing\n"
+        ));
+        let (code, ev, err) = repo.run(&[]);
+        assert_eq!(code, 3, "`{run}` is the environment's fault: {err}\n{ev:#?}");
+        assert_eq!(outcome(&ev, "repro"), "fault", "{run}");
+        let reason = finished(&ev, "repro")[0]["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains(says) && reason.contains("reproduced"), "{run}: {reason}");
+        assert!(
+            ev.iter().any(|e| e["event"] == "stage_skipped" && e["stage"] == "fix"),
+            "{run}: the fix must not start"
+        );
+    }
+}
+
+#[test]
 fn keep_going_runs_what_does_not_depend_on_the_failure() {
     let repo =
         Repo::new("  a:\n    run: exit 1\n  b:\n    run: echo fine\n  c:\n    needs: [a]\n    run: echo never\n");

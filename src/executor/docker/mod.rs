@@ -72,10 +72,8 @@ impl Docker {
     /// Connects to the local engine and negotiates the API version.
     pub async fn connect() -> Result<Docker, String> {
         let client = bollard::Docker::connect_with_local_defaults().map_err(|e| fault("cannot connect", &e))?;
-        let client = client
-            .negotiate_version()
-            .await
-            .map_err(|e| format!("docker: the engine does not answer ({e})"))?;
+        let client =
+            client.negotiate_version().await.map_err(|e| format!("docker: the engine does not answer ({e})"))?;
         let egress_network = std::env::var("LIGHTSOUT_EGRESS_NETWORK")
             .ok()
             .filter(|n| !n.is_empty())

@@ -398,6 +398,55 @@ pub(crate) fn the_local_executor_sandboxes_with_bubblewrap() {
     assert_eq!(meta.uid(), me.uid());
 }
 
+/// An image laid out like the official toolchain images: its tool in a directory of its own,
+/// on `PATH` through `ENV`, with more `ENV` beside it. Built from the busybox test image once,
+/// cached by its tag (the tag names the recipe).
+fn toolchain_image() -> String {
+    images();
+    let recipe = format!(
+        "FROM {BUSYBOX}\nRUN mkdir -p /opt/toolchain/bin && printf '#!/bin/sh\\necho toolchain-ran\\n' > /opt/toolchain/bin/toolchain-test && chmod 755 /opt/toolchain/bin/toolchain-test\nENV PATH=/opt/toolchain/bin:$PATH TOOLCHAIN_HOME=/opt/toolchain\n"
+    );
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in recipe.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let tag = format!("lightsout-test/toolchain:{h:016x}");
+    let have = Command::new("docker").args(["image", "inspect", &tag]).output().is_ok_and(|o| o.status.success());
+    if !have {
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "--network", "none", "-t", &tag, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), recipe.as_bytes()).expect("recipe");
+        let out = child.wait_with_output().expect("docker build");
+        assert!(out.status.success(), "docker build of {tag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    tag
+}
+
+#[test]
+fn stages_keep_the_environment_of_their_image() {
+    let image = toolchain_image();
+    let repo = Repo::new(&format!(
+        "  tool:\n    image: {image}\n    run: toolchain-test; echo \"path=$PATH home=$HOME th=$TOOLCHAIN_HOME\"\n  own:\n    image: {image}\n    env: {{ TOOLCHAIN_HOME: mine }}\n    run: echo \"th=$TOOLCHAIN_HOME\"\n  plain:\n    run: echo \"path=$PATH home=$HOME\"\n"
+    ));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "tool");
+    assert!(log.contains("toolchain-ran"), "the image's PATH finds its tool: {log}");
+    assert!(log.contains("path=/opt/toolchain/bin:/usr/local/sbin:"), "{log}");
+    // The image sets no HOME: a writable one, since the root file system is read-only.
+    assert!(log.contains("home=/tmp th=/opt/toolchain\n"), "{log}");
+    assert!(log_text(&ev, "own").contains("th=mine"), "the stage's env wins");
+    assert!(
+        log_text(&ev, "plain").contains("path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin home=/tmp")
+    );
+}
+
 #[test]
 fn docker_down_stops_the_run_unless_local_is_chosen() {
     let repo = Repo::new("  a:\n    run: echo ran-on-the-host\n");

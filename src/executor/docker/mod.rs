@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub mod egress;
 pub mod image;
 
-use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
+use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, stage_env};
 use crate::egress::Decision;
 use crate::events::Stream;
 use egress::Egress;
@@ -191,12 +191,10 @@ impl Docker {
         ];
         let mut binds = binds;
         binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
-        let mut env = base_env(job);
-        if let Some(e) = egress {
-            env.extend(crate::egress::proxy_env(&e.url));
-        }
-        let env: Vec<String> =
-            env.into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
+        // The image's own environment (`ENV`: a toolchain on `PATH`, its homes) is kept.
+        let image_env = self.image_env(&job.image).await?;
+        let proxy = egress.map(|e| crate::egress::proxy_env(&e.url)).unwrap_or_default();
+        let env: Vec<String> = stage_env(&image_env, job, proxy).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         // Without an allow-list, no network at all; with one, the stage's internal network only.
         let network = egress.map_or_else(|| "none".to_owned(), |e| e.network.clone());
         let host = HostConfig {
@@ -232,12 +230,18 @@ impl Docker {
         };
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
         self.client.create_container(Some(opts), body).await.map(|_| ()).map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => format!(
-                "docker: image `{}` is not on this machine (lightsout never pulls); build it, or run scripts/test-images for the test images",
-                job.image
-            ),
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => not_here(&job.image),
             other => fault("creating the container", &other),
         })
+    }
+
+    /// The environment an image sets (`ENV`), as `NAME=value` lines.
+    async fn image_env(&self, image: &str) -> Result<Vec<String>, String> {
+        match self.client.inspect_image(image).await {
+            Ok(i) => Ok(i.config.and_then(|c| c.env).unwrap_or_default()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(not_here(image)),
+            Err(e) => Err(fault(&format!("inspecting image `{image}`"), &e)),
+        }
     }
 
     async fn start_and_wait(
@@ -315,6 +319,13 @@ impl Docker {
         let opts = KillContainerOptionsBuilder::new().signal("KILL").build();
         let _ = self.client.kill_container(name, Some(opts)).await;
     }
+}
+
+/// Why a stage cannot start in `image`.
+fn not_here(image: &str) -> String {
+    format!(
+        "docker: image `{image}` is not on this machine (lightsout never pulls); build it, or run scripts/test-images for the test images"
+    )
 }
 
 /// A removal that found nothing to remove (another sweep was first) succeeded.

@@ -144,7 +144,9 @@ impl Local {
             for d in SYSTEM_DIRS {
                 c.args(["--ro-bind-try", d, d]);
             }
-            c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+            // `/tmp` open to everyone, sticky, like a system's: a tmpfs is made 0755 and root's
+            // otherwise, which a stage dropped to its own uid could not write.
+            c.args(["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]);
             // bwrap makes missing mount points' parents 0700 (root's, when the runner is root):
             // the stage's user must reach this binary and its secrets under /run.
             c.args(["--perms", "0755", "--dir", "/run", "--perms", "0755", "--dir", "/run/lightsout"]);

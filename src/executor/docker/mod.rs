@@ -203,7 +203,11 @@ impl Docker {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,size=512m,mode=1777".to_owned())])),
+            // `exec` said outright (Docker's default for a tmpfs is `noexec`): compilers and test
+            // runners build and run programs in `TMPDIR` (`go test`, doc tests). It gives a stage
+            // nothing it has not got: it runs code of its choice anyway, and its workspace (or
+            // scratch copy) is executable. `nosuid`, `nodev` and the size are what protect.
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,exec,nosuid,nodev,size=512m,mode=1777".to_owned())])),
             memory: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
             // Swap would let a stage exceed its memory limit.
             memory_swap: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),

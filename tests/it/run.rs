@@ -448,6 +448,23 @@ fn stages_keep_the_environment_of_their_image() {
 }
 
 #[test]
+fn uncommitted_changes_are_named_with_the_rule_of_what_comes_from_where() {
+    let repo = Repo::new("  a:\n    run: cat README; ls\n");
+    let (_, ev, _) = repo.run(&[]);
+    assert!(!ev.iter().any(|e| e["event"] == "warning"), "a clean tree: {ev:#?}");
+    std::fs::write(repo.path().join("README"), "edited\n").expect("edit");
+    std::fs::write(repo.path().join("agent.sh"), "echo new\n").expect("new file");
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ev.get(1).map(|e| e["event"].clone()), Some(Value::from("warning")), "right after the start: {ev:#?}");
+    let said = ev[1]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("`README`") && said.contains("`agent.sh`"), "{said}");
+    assert!(said.contains("read from the working tree") && said.contains("taken from the base revision"), "{said}");
+    let log = log_text(&ev, "a");
+    assert!(log.contains("base") && !log.contains("edited") && !log.contains("agent.sh"), "{log}");
+}
+
+#[test]
 fn docker_down_stops_the_run_unless_local_is_chosen() {
     let repo = Repo::new("  a:\n    run: echo ran-on-the-host\n");
     // A socket nobody listens on: connections to it are refused, as when the engine is down.

@@ -1117,14 +1117,15 @@ fn rejecting_a_gate_skips_what_follows_and_fails_the_run() {
 
 #[test]
 fn grade_jsonschema_checks_json_and_yaml_files() {
-    let stages = "  edit:\n    run: |\n      printf 'name: ok\\nport: 80\\n' > conf/a.yaml; printf '{\"name\": 3}' > conf/b.json\n  valid:\n    needs: [edit]\n    uses: grade.jsonschema\n    with: { schema: schema/conf.json, files: [\"conf/*\"] }\n";
+    let stages = "  edit:\n    run: |\n      printf 'name: ok\\nport: 80\\n' > conf/a.yaml; printf '{\"name\": 3}' > conf/b.json\n  valid:\n    needs: [edit]\n    uses: grade.jsonschema\n    with: { schema: \"schema/{{ ticket.id }}.json\", files: [\"{{ 'conf' }}/*\"] }\n";
     let repo = Repo::new(stages);
     let p = repo.path();
     std::fs::create_dir_all(p.join("schema")).expect("mkdir");
     std::fs::create_dir_all(p.join("conf")).expect("mkdir");
     std::fs::write(p.join("conf/.keep"), "").expect("keep");
     std::fs::write(
-        p.join("schema/conf.json"),
+        // Its parameters are templates, rendered when the stage runs.
+        p.join("schema/T-1.json"),
         r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}"#,
     )
     .expect("schema");

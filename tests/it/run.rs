@@ -465,6 +465,36 @@ fn uncommitted_changes_are_named_with_the_rule_of_what_comes_from_where() {
 }
 
 #[test]
+fn validate_and_plan_warn_of_what_the_run_would_stop_on() {
+    let repo = Repo::with_policy(
+        "  a:\n    image: lightsout-test/not-built-here:0\n    run: echo a\n  b:\n    secrets: [PREFLIGHT_UNSET_TOKEN]\n    run: echo b\n  c:\n    image: build:ci/Dockerfile\n    run: echo c\n  d:\n    uses: grade.bench\n    with: { command: echo d }\n",
+        Some(
+            "version: 1\nimages: { allow: [\"lightsout-test/*\", \"build:*\"] }\nsecrets: { PREFLIGHT_UNSET_TOKEN: { stages: [run] } }\n",
+        ),
+    );
+    for args in [&["validate"][..], &["plan", "--ticket", "t.md", "--category", "misc"]] {
+        let (code, _, err) = output(super::lightsout(repo.path()).args(args).env_remove("PREFLIGHT_UNSET_TOKEN"));
+        assert_eq!(code, 0, "warnings, not errors: {err}");
+        for (said, line) in [
+            ("stage `a`: image `lightsout-test/not-built-here:0` is not on this machine", 4),
+            (
+                "stage `b`: secret `PREFLIGHT_UNSET_TOKEN` is not available here: the environment variable `PREFLIGHT_UNSET_TOKEN` is not set",
+                7,
+            ),
+            ("stage `c`: `ci/Dockerfile` does not exist", 10),
+            ("stage `d`: this version of lightsout cannot run `grade.bench` stages yet", 13),
+        ] {
+            assert!(err.contains(&format!("warning: {said}")), "{args:?}: {said}\n{err}");
+            assert!(err.contains(&format!("pipelines/misc.yaml:{line}:3")), "{args:?}: located at line {line}\n{err}");
+        }
+        assert!(!err.contains("lightsout-test/busybox"), "images that are here are not named: {err}");
+    }
+    let (_, _, err) =
+        output(super::lightsout(repo.path()).arg("validate").env("PREFLIGHT_UNSET_TOKEN", "a-value-never-printed"));
+    assert!(!err.contains("PREFLIGHT_UNSET_TOKEN") && !err.contains("a-value-never-printed"), "{err}");
+}
+
+#[test]
 fn docker_down_stops_the_run_unless_local_is_chosen() {
     let repo = Repo::new("  a:\n    run: echo ran-on-the-host\n");
     // A socket nobody listens on: connections to it are refused, as when the engine is down.

@@ -91,6 +91,19 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<String, String> {
         .map_err(|_| format!("`{rev}` names no commit in {}", repo.display()))
 }
 
+/// The files of `repo`'s working tree that differ from its `HEAD` (changed, added, deleted or
+/// untracked and not ignored), as paths relative to its top; sorted.
+pub fn uncommitted(repo: &Path) -> Result<Vec<String>, String> {
+    let out =
+        run_git_bytes(&["status", "--porcelain=v1", "-z", "--untracked-files=normal", "--no-renames"], Some(repo))?;
+    let text = String::from_utf8_lossy(&out);
+    // `XY path`, each entry ended by NUL.
+    let mut files: Vec<String> =
+        text.split('\0').filter_map(|e| e.get(3..)).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    files.sort();
+    Ok(files)
+}
+
 impl Workspace {
     /// Adds a detached worktree at `base` under `<repo>/.lightsout/worktrees/<name>`.
     pub fn create(repo: &Path, name: &str, base: &str, sub: &Path) -> Result<Workspace, String> {

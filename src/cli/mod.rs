@@ -20,6 +20,7 @@ macro_rules! out {
 mod exit;
 mod init;
 mod internal;
+mod preflight;
 mod runs;
 
 use std::fmt::Write as _;
@@ -343,8 +344,10 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
         }
         errors.into_result(plans)?
     };
+    let warnings = preflight::check(&plans, &factory.dir);
     match a.format {
         DiagFormat::Human => {
+            preflight::print(&warnings);
             for p in &plans {
                 outln!("ok  {} ({}): {} stages", p.category(), p.pipeline().display(), p.stages().len());
             }
@@ -356,7 +359,10 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
                 .collect();
             outln!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default()
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "ok": true, "pipelines": cats, "warnings": warnings })
+                )
+                .unwrap_or_default()
             );
         }
     }
@@ -396,6 +402,7 @@ fn graph(a: &GraphArgs) -> Result<Exit, Failure> {
 
 fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
     let (factory, ticket, route, plan) = a.ticket.compile()?;
+    preflight::print(&preflight::check(std::slice::from_ref(&plan), &factory.dir));
     let out = match a.format {
         PlanFormat::Json => {
             let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });

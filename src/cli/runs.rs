@@ -1,5 +1,6 @@
 //! The commands that execute: `run`, `resume`, `runs`, `runs show`, `logs`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
@@ -18,7 +19,8 @@ pub(super) enum ExecutorChoice {
     Docker,
     /// A bubblewrap sandbox on the host.
     Local,
-    /// Docker when the engine answers, else bubblewrap.
+    /// Docker; bubblewrap only when no stage names an image. A plan whose stages name images
+    /// stops when Docker does not answer, rather than run them on the host's tools.
     Auto,
 }
 
@@ -160,10 +162,33 @@ fn run_error(e: RunError) -> Failure {
     }
 }
 
+/// The stages of `plan` that run in an image, each with it: what `auto` needs Docker for.
+fn stages_with_images(plan: &crate::plan::Plan) -> Vec<String> {
+    plan.stages()
+        .iter()
+        .filter(|s| s.role.in_container())
+        .filter_map(|s| s.image.as_ref().map(|i| format!("{} (`{}`)", s.id, i.value)))
+        .collect()
+}
+
+/// Why `auto` does not fall back to the host's tools: the stages name images, and running them
+/// without would ignore `image:` and the policy's `images.allow`.
+fn docker_needed(why: &str, staged: &[String]) -> RunError {
+    const SHOWN: usize = 5;
+    let mut named = staged.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if staged.len() > SHOWN {
+        let _ = write!(named, " and {} more", staged.len() - SHOWN);
+    }
+    RunError::Infra(format!(
+        "Docker is not reachable ({why}), and stages name images to run in: {named}; lightsout does not run them with this machine's own tools unasked. Start Docker (or point DOCKER_HOST at it), or run with `--executor local` to run them knowingly with this machine's tools in a bubblewrap sandbox, where `image:` is not used"
+    ))
+}
+
 async fn pick_executor(
     choice: ExecutorChoice,
     unsandboxed: bool,
     policy_allows: bool,
+    staged: &[String],
 ) -> Result<Box<dyn Executor>, RunError> {
     if unsandboxed {
         if choice != ExecutorChoice::Local {
@@ -178,14 +203,16 @@ async fn pick_executor(
         return Ok(Box::new(local::Local::unsandboxed()));
     }
     match choice {
-        ExecutorChoice::Docker => {
-            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
-        }
+        ExecutorChoice::Docker => docker::Docker::connect()
+            .await
+            .map(|d| Box::new(d) as Box<dyn Executor>)
+            .map_err(|e| RunError::Infra(format!("{e}; start it, or run with --executor local"))),
         ExecutorChoice::Local => {
             local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
         }
         ExecutorChoice::Auto => match docker::Docker::connect().await {
             Ok(d) => Ok(Box::new(d)),
+            Err(e) if !staged.is_empty() => Err(docker_needed(&e, staged)),
             Err(e) => local::Local::bubblewrap()
                 .map(|l| Box::new(l) as Box<dyn Executor>)
                 .map_err(|l| RunError::Infra(format!("no executor: {e}; and {l}"))),
@@ -217,7 +244,8 @@ pub(super) fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let dir = factory.dir.clone();
     let rt = runtime()?;
     let finished = rt.block_on(async {
-        let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed()).await?;
+        let staged = stages_with_images(&plan);
+        let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed(), &staged).await?;
         run::start(&absolute(&dir), plan, ticket, executor, opts, factory.policy.clone()).await
     });
     let finished = finished.map_err(run_error)?;
@@ -242,9 +270,10 @@ fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
 /// The executor a recorded run used.
 async fn executor_of(repo: &Path, run_id: &str) -> Result<Box<dyn Executor>, RunError> {
     match RunDir::open(repo, run_id).and_then(|d| d.meta().ok()).map(|m| m.executor) {
-        Some(name) if name == "docker" => {
-            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
-        }
+        Some(name) if name == "docker" => docker::Docker::connect()
+            .await
+            .map(|d| Box::new(d) as Box<dyn Executor>)
+            .map_err(|e| RunError::Infra(format!("{e}; the run started on Docker and continues only there: start it"))),
         Some(name) if name == "local" => {
             local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
         }

@@ -175,7 +175,24 @@ pub(super) async fn run_stage(
             Err(Err(fault)) => done(Outcome::Fault, None, ctx.needles.mask_str(&fault), BTreeMap::new()),
         };
     }
-    let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
+    // A stage that only reads the workspace works in a scratch copy of it, writable and
+    // executable (a test command writes `target/`, a lock file, and runs what it built): the
+    // workspace's last snapshot, which is what ships, thrown away after the attempt, so nothing
+    // it writes reaches the workspace.
+    let scratch = if job.writable {
+        None
+    } else {
+        match scratch_at(&ctx, &format!("{}-{attempt}-scratch", stage.id)) {
+            Ok(ws) => Some(ws),
+            Err(e) => return done(Outcome::Fault, None, format!("cannot make the scratch copy: {e}"), BTreeMap::new()),
+        }
+    };
+    let run_as =
+        scratch.as_ref().map_or_else(|| job.clone(), |ws| Job { workspace: ws.root(), writable: true, ..job.clone() });
+    let (ended, log_ok) = run_job(&ctx, &run_as, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
+    if let Some(ws) = scratch {
+        discard(&ctx, &ws, &logs).await;
+    }
     // The outputs file first (read as untrusted: a link there fails the stage, and says so),
     // then what the stage left is cleaned.
     let outputs = read_outputs(&io_dir.join("output"), &ctx.needles).await;
@@ -190,7 +207,11 @@ pub(super) async fn run_stage(
             (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
             (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
             (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
-            (Expect::Failure, c) => (Outcome::Succeeded, Some(c), format!("exited {c}, as `expect: failure` wants")),
+            // Only a command that ran and failed is the failure expected.
+            (Expect::Failure, c) => match crate::stages::expect::expected_failure(c) {
+                crate::stages::expect::Failure::Expected(why) => (Outcome::Succeeded, Some(c), why),
+                crate::stages::expect::Failure::NotRun(why) => (Outcome::Fault, Some(c), why),
+            },
         },
     };
     let (outcome, reason) = match (outcome, log_ok) {
@@ -333,6 +354,33 @@ pub(super) async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<E
             job.attempt,
             done.len() - MAX_CLEAN_WARNINGS
         );
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+}
+
+/// A scratch worktree of the run's repository at the workspace's last snapshot (`HEAD`), for
+/// one attempt, handed to the stages' user. It is made by git from the snapshot's objects, never
+/// copied from the workspace: its files are new files (no hard link to a workspace file), its
+/// symbolic links are links, never followed, and what the snapshot refused (files over
+/// [`workspace::MAX_FILE_BYTES`], FIFOs, devices, nested repositories) or `.gitignore` excludes is
+/// not in it. Its git directory stays on the host, outside what the stage sees.
+pub(super) fn scratch_at(ctx: &Ctx, name: &str) -> Result<Workspace, String> {
+    scratch_of(ctx, name, &ctx.workspace.head()?)
+}
+
+/// A scratch worktree at `commit` (see [`scratch_at`]), named `<run>-<name>`.
+pub(super) fn scratch_of(ctx: &Ctx, name: &str, commit: &str) -> Result<Workspace, String> {
+    let ws = ctx.workspace.scratch(&format!("{}-{name}", ctx.meta.run_id), commit)?;
+    ownership::prepare(&ws.dir);
+    Ok(ws)
+}
+
+/// Throws a scratch worktree away, and with it whatever the stage wrote there (its links are
+/// removed, never followed); one that cannot be removed is a warning, and is left on disk.
+pub(super) async fn discard(ctx: &Ctx, ws: &Workspace, logs: &mpsc::Sender<Event>) {
+    ownership::restore(&ws.dir, &ctx.meta.repo);
+    if let Err(e) = ws.remove() {
+        let message = format!("cannot remove the scratch copy {}: {e}", ws.dir.display());
         let _ = logs.send(Event::Warning { message }).await;
     }
 }

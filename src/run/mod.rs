@@ -33,7 +33,7 @@ mod scheduler;
 mod signals;
 mod state;
 
-use attempt::{clean_after, mask_verdict, run_job, run_stage};
+use attempt::{clean_after, discard, mask_verdict, run_job, run_stage, scratch_of};
 use grade_tests::grade_tests;
 use host::run_host_stage;
 use output::{MAX_DIFF_STAT, MAX_LOG_BYTES, capped_lines, log_tail, read_outputs, write_log};
@@ -175,8 +175,28 @@ pub async fn start(
         executor: executor.name().to_owned(),
         pid: std::process::id(),
     };
+    let mut opening = vec![first];
+    opening.extend(uncommitted_warning(&repo, &meta.base).map(|message| Event::Warning { message }));
     let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, policy };
-    drive(ctx, RunState::default(), vec![first], opts.observers).await
+    drive(ctx, RunState::default(), opening, opts.observers).await
+}
+
+/// The one rule for what a run takes from where, said when the working tree holds changes
+/// that are not committed: configuration (the factory, pipelines, policy, prompts) is what the
+/// working tree has now; code (what stages see, what images are built from) is the base
+/// revision's.
+fn uncommitted_warning(repo: &Path, base: &str) -> Option<String> {
+    const SHOWN: usize = 10;
+    let files = workspace::uncommitted(repo).ok().filter(|f| !f.is_empty())?;
+    let mut named: String =
+        files.iter().take(SHOWN).map(|f| format!("`{}`", f.escape_debug())).collect::<Vec<_>>().join(", ");
+    if files.len() > SHOWN {
+        let _ = write!(named, " and {} more", files.len() - SHOWN);
+    }
+    Some(format!(
+        "uncommitted changes in the working tree: {named}. Configuration (factory.yaml, pipelines, policy, prompts) is read from the working tree; code is taken from the base revision {}: stages do not see these changes; commit them for a run to use them",
+        &base[..12.min(base.len())]
+    ))
 }
 
 /// Continues a run whose runner died, from the stages that had not completed.

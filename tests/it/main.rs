@@ -10,6 +10,7 @@ mod malformed;
 mod run;
 mod runner;
 mod schema;
+mod scratch;
 mod tickets;
 
 use std::path::{Path, PathBuf};

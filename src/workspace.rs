@@ -346,10 +346,9 @@ impl Workspace {
 
     /// Makes the files matching `globs` what they are at the base revision: changed ones are
     /// checked out from it, ones the base does not have are deleted.
-    pub fn reset_to_base(&self, globs: &[glob::Pattern]) -> Result<Vec<String>, String> {
+    pub fn reset_to_base(&self, globs: &crate::policy::Globs) -> Result<Vec<String>, String> {
         let _held = self.locked();
-        let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
-        let matches = |f: &str| globs.iter().any(|g| g.matches_with(f, opts));
+        let matches = |f: &str| globs.is_match(f);
         let prefix = if self.sub.as_os_str().is_empty() { String::new() } else { format!("{}/", self.sub.display()) };
         let in_base: Vec<String> = self
             .git(&["ls-tree", "-r", "--name-only", "--full-tree", "-z", &self.base])?

@@ -441,27 +441,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
             }
         }
         // Each decision with the rule that made it.
-        if s.secrets.is_empty() {
-            let _ = writeln!(out, "       secrets  none");
-        }
-        for (i, name) in s.secrets.iter().enumerate() {
-            let label = if i == 0 { "secrets " } else { "        " };
-            let rule = policy.check_secret(name, s.kind.name()).unwrap_or_else(|r| r.message);
-            let from = s.secret_sources.get(name).map_or_else(
-                || format!("env {name}"),
-                |src| {
-                    src.env
-                        .as_ref()
-                        .map(|v| format!("env {v}"))
-                        .or_else(|| src.file.as_ref().map(|f| format!("file {f}")))
-                        .unwrap_or_else(|| "command".into())
-                },
-            );
-            let file =
-                s.secret_sources.get(name).and_then(|src| src.mount) == Some(crate::spec::factory::SecretMount::File);
-            let how = if file { format!(", as the file /run/secrets/{name}") } else { String::new() };
-            let _ = writeln!(out, "       {label} {name} (from {from}{how}; {rule})");
-        }
+        stage_secrets(&mut out, s, policy);
         if s.network.is_empty() {
             let _ = writeln!(out, "       network  none");
         }
@@ -524,6 +504,32 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
         humantime::format_duration(std::time::Duration::from_secs(plan.critical_path_secs()))
     );
     out
+}
+
+/// A stage's secrets in `plan`: where each comes from, how it is received, the rule that gives it.
+fn stage_secrets(out: &mut String, s: &crate::plan::Stage, policy: &crate::policy::Policy) {
+    use std::fmt::Write as _;
+    if s.secrets.is_empty() {
+        let _ = writeln!(out, "       secrets  none");
+    }
+    for (i, name) in s.secrets.iter().enumerate() {
+        let label = if i == 0 { "secrets " } else { "        " };
+        let rule = policy.check_secret(name, s.kind.name()).unwrap_or_else(|r| r.message);
+        let from = s.secret_sources.get(name).map_or_else(
+            || format!("env {name}"),
+            |src| {
+                src.env
+                    .as_ref()
+                    .map(|v| format!("env {v}"))
+                    .or_else(|| src.file.as_ref().map(|f| format!("file {f}")))
+                    .unwrap_or_else(|| "command".into())
+            },
+        );
+        let file =
+            s.secret_sources.get(name).and_then(|src| src.mount) == Some(crate::spec::factory::SecretMount::File);
+        let how = if file { format!(", as the file /run/secrets/{name}") } else { String::new() };
+        let _ = writeln!(out, "       {label} {name} (from {from}{how}; {rule})");
+    }
 }
 
 fn schema(a: &SchemaArgs) -> Result<Exit, Failure> {

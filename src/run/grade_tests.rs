@@ -66,12 +66,9 @@ pub(super) async fn grade_tests(
     }
     let format = params.format;
     let pass_to_pass = params.pass_to_pass.unwrap_or(false);
-    let test_files: Vec<glob::Pattern> = params
-        .test_files
-        .iter()
-        .flatten()
-        .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
-        .collect::<Result<_, _>>()?;
+    let test_files =
+        crate::policy::Globs::new(params.test_files.as_deref().unwrap_or_default(), crate::policy::Matching::default())
+            .map_err(|e| Err(format!("test_files: {e}")))?;
     let mut env = job.env.clone();
     env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 

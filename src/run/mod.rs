@@ -398,21 +398,23 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
 
     let (end, actions) = sched.end();
     act(actions, &sched, &mut running)?;
-    let mut state = sched.state;
-    let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
-        state.apply(&e);
-        record(&e)
-    };
+    finish(&ctx, end, fanout).await
+}
+
+/// The end of a run: the executor's leftovers removed, the workspace's change recorded, the
+/// last event, the sinks closed.
+async fn finish(ctx: &Ctx, end: End, mut fanout: crate::events::Fanout) -> Result<Finished, RunError> {
+    let mut emit = |e: Event| fanout.send(e).map_err(RunError::Infra);
     let (status, fault) = match end {
         End::AwaitingApproval => {
-            emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
+            emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None })?;
             fanout.close().await;
             return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
         }
         End::Over { status, fault } => (status, fault),
     };
     if let Err(e) = ctx.executor.remove_run(&ctx.meta.run_id).await {
-        emit(Event::Warning { message: e }, &mut state)?;
+        emit(Event::Warning { message: e })?;
     }
     ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);
     let diff_stat = match ctx.workspace.diff() {
@@ -423,7 +425,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
         }
         Err(_) => None,
     };
-    emit(Event::RunFinished { status, diff_stat }, &mut state)?;
+    emit(Event::RunFinished { status, diff_stat })?;
     if !ctx.meta.keep_workspace {
         let _ = ctx.workspace.remove();
     }

@@ -56,20 +56,14 @@ pub struct Options {
 pub type Observers = Box<dyn FnOnce(&Plan) -> Vec<Box<dyn crate::events::Sink>> + Send>;
 
 /// Why a run could not be carried out (as opposed to a stage failing).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The input is wrong (exit 2).
+    #[error("{0}")]
     Invalid(String),
     /// Docker, git or the file system failed (exit 3).
+    #[error("{0}")]
     Infra(String),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Invalid(m) | RunError::Infra(m) => f.write_str(m),
-        }
-    }
 }
 
 /// How a run ended, for the exit code.

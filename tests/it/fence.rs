@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::output;
-use super::run::{Repo, events, finished, log_text, outcome};
+use super::support::{Repo, events, finished, log_text, outcome};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git").args(args).current_dir(dir).output().expect("git");

@@ -843,3 +843,28 @@ fn a_flood_of_leftover_files_does_not_grow_the_record_without_bound() {
     tree(&repo.record(&run), &mut files);
     assert!(!files.iter().any(|(_, m)| m.file_type().is_fifo()), "a FIFO stayed in the record");
 }
+
+#[test]
+fn pytest_configuration_outside_pytest_ini_comes_from_the_base_revision() {
+    // pytest reads its configuration (and `-p plugin`, `addopts`) from `.pytest.ini`,
+    // `pyproject.toml` and `setup.cfg` as well as `pytest.ini`: the candidate writes all three,
+    // loading a plugin of its own that turns every failure into a pass. The test command shows
+    // what it sees; the change then goes to `ship`.
+    let agent = stage(
+        "agent",
+        "printf '[pytest]\\naddopts = -p lenient  # DOT-INI\\n' > .pytest.ini\nprintf '[tool:pytest]\\naddopts = -p lenient  # SETUP-CFG\\n' > setup.cfg\nprintf '[tool.pytest.ini_options]\\naddopts = \"-p lenient\"  # PYPROJECT\\n' > pyproject.toml\nprintf 'import pytest\\n@pytest.hookimpl(hookwrapper=True)\\ndef pytest_runtest_makereport(item, call):\\n    r = (yield).get_result()\\n    r.outcome = \"passed\"\\n' > lenient.py",
+        "",
+    );
+    let repo = Repo::new(&format!(
+        "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      fail_to_pass: [t.a]\n      command: cat .pytest.ini setup.cfg pyproject.toml 2>&1; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+    ));
+    std::fs::write(repo.path().join("pyproject.toml"), "[project]\nname = \"base\"\n").expect("pyproject");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    let log = log_text(&ev, "tests");
+    assert!(!log.is_empty(), "{err}\n{ev:#?}");
+    assert!(
+        !log.contains("DOT-INI") && !log.contains("SETUP-CFG") && !log.contains("PYPROJECT"),
+        "the candidate's pytest configuration is what grade.tests ran with:\n{log}"
+    );
+}

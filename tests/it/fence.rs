@@ -868,3 +868,38 @@ fn pytest_configuration_outside_pytest_ini_comes_from_the_base_revision() {
         "the candidate's pytest configuration is what grade.tests ran with:\n{log}"
     );
 }
+
+#[test]
+fn a_module_shadowing_the_test_runner_does_not_pass_the_graders_nor_ship() {
+    // `python3 -m unittest` (the bundled example's command) puts the working directory first on
+    // `sys.path`: a `unittest/` package in the change is the test runner. The candidate leaves
+    // the bug, adds a runner that prints a clean pass, and asks to ship.
+    let forged = "mkdir -p unittest && : > unittest/__init__.py\ncat > unittest/__main__.py <<'PY'\nimport sys\nfor t in ('test_add', 'test_zero'):\n    print(f'{t} (tests.test_calc.CalcTest.{t}) ... ok', file=sys.stderr)\nprint('-' * 70 + '\\nRan 2 tests in 0.001s\\n\\nOK', file=sys.stderr)\nPY";
+    let repo = Repo::with_policy(
+        &format!(
+            "{}  tests:\n    needs: [agent]\n    image: lightsout-test/debian:bookworm\n    uses: grade.tests\n    with:\n      command: python3 -m unittest discover -v -s tests -t .\n      format: unittest\n      fail_to_pass: [tests.test_calc.CalcTest.test_add]\n      pass_to_pass: true\n  ship:\n    needs: [tests]\n    uses: ship\n    with: {{ remote: origin }}\n",
+            stage("agent", forged, "")
+        ),
+        Some("version: 1\n"),
+    );
+    std::fs::create_dir_all(repo.path().join("tests")).expect("tests");
+    std::fs::write(repo.path().join("calc.py"), "def add(a, b):\n    return a - b\n").expect("calc");
+    std::fs::write(repo.path().join("tests/__init__.py"), "").expect("init");
+    std::fs::write(
+        repo.path().join("tests/test_calc.py"),
+        "import unittest\nfrom calc import add\n\nclass CalcTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n\n    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n",
+    )
+    .expect("test");
+    commit_all(repo.path());
+    let bare = with_remote(&repo);
+    let (_, ev, err) = repo.run(&[]);
+    assert!(!finished(&ev, "tests").is_empty(), "{err}\n{ev:#?}");
+    assert_eq!(
+        branches_of(bare.path()),
+        "",
+        "the unfixed change was shipped (grade.tests: {} {})",
+        outcome(&ev, "tests"),
+        reason(&ev, "tests")
+    );
+    assert_ne!(outcome(&ev, "tests"), "succeeded", "grade.tests passed a change that fixes nothing");
+}

@@ -903,3 +903,32 @@ fn a_module_shadowing_the_test_runner_does_not_pass_the_graders_nor_ship() {
     );
     assert_ne!(outcome(&ev, "tests"), "succeeded", "grade.tests passed a change that fixes nothing");
 }
+
+#[test]
+fn a_test_file_grade_tests_took_from_the_base_never_ships() {
+    // grade.tests matches its `test_files` with `*` crossing `/` (so `checks/*` takes
+    // `checks/unit/case_a.py` from the base revision); the ship guard must protect the same
+    // files, or the change ships a test that is not the one that graded it.
+    let agent = stage("agent", "echo 'def test_a(): pass  # WEAKENED' > checks/unit/case_a.py", "");
+    let repo = Repo::with_policy(
+        &format!(
+            "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      test_files: [\"checks/*\"]\n      command: cat checks/unit/case_a.py; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n  ship:\n    needs: [tests]\n    uses: ship\n    with: {{ remote: origin }}\n"
+        ),
+        Some("version: 1\n"),
+    );
+    std::fs::create_dir_all(repo.path().join("checks/unit")).expect("mkdir");
+    std::fs::write(repo.path().join("checks/unit/case_a.py"), "def test_a(): assert real_check()  # BASE\n")
+        .expect("test");
+    commit_all(repo.path());
+    let bare = with_remote(&repo);
+    let (_, ev, err) = repo.run(&[]);
+    let log = log_text(&ev, "tests");
+    assert!(log.contains("# BASE") && !log.contains("WEAKENED"), "grade.tests did not use the base's test: {err}\n{log}");
+    assert_eq!(
+        branches_of(bare.path()),
+        "",
+        "the weakened test grade.tests never ran was shipped (ship: {} {})",
+        outcome(&ev, "ship"),
+        reason(&ev, "ship")
+    );
+}

@@ -932,3 +932,28 @@ fn a_test_file_grade_tests_took_from_the_base_never_ships() {
         reason(&ev, "ship")
     );
 }
+
+#[test]
+fn a_test_directory_turned_into_a_link_leads_no_write_out_of_the_candidates_copy() {
+    // The change replaces `tests/` with a link to a host directory; grade.tests then puts the
+    // base's test files back in the candidate's copy (on the host, as the runner) and removes
+    // the added ones: nothing may be written or removed through the link.
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("keep.py"), "host file\n").expect("keep");
+    let agent = stage("agent", &format!("rm -rf tests && ln -s {} tests", outside.path().display()), "");
+    let repo = Repo::new(&format!(
+        "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      command: ls -la tests; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+    ));
+    std::fs::create_dir_all(repo.path().join("tests")).expect("mkdir");
+    std::fs::write(repo.path().join("tests/test_a.py"), "def test_a(): pass\n").expect("test");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    assert!(log_text(&ev, "tests").contains("test_a.py"), "the base's tests were not put back: {err}\n{ev:#?}");
+    let mut names: Vec<String> = std::fs::read_dir(outside.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keep.py"], "the runner wrote or removed through the link: {}", log_text(&ev, "tests"));
+}

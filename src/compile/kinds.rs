@@ -112,6 +112,7 @@ pub const KINDS: &[Kind] = &[
             opt("max_changed_files", Int),
             opt("max_changed_lines", Int),
             opt("allow_dependencies", Bool),
+            literal(opt("allow_framework_in", StrList)),
         ],
     },
     Kind {

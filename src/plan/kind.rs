@@ -146,6 +146,9 @@ pub struct Diff {
     pub max_changed_lines: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_dependencies: Option<bool>,
+    /// Paths (globs) where a change may reach into the test framework (see the tamper signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_framework_in: Option<Vec<String>>,
 }
 
 /// `uses: grade.jsonschema`: files valid against a schema.

@@ -165,6 +165,16 @@ fn bugfix_example_editing_the_reproducing_test_is_rejected() {
 }
 
 #[test]
+fn bugfix_example_a_library_that_patches_the_test_framework_is_rejected() {
+    let dir = bugfix_example("patch");
+    let (code, ev, err) = run_example(dir.path());
+    assert_eq!(code, 1, "{err}");
+    // The no-op assertEqual fools the tests themselves; the diff grader reads the patch.
+    let reasons = verdict_reasons(&ev, "scope");
+    assert!(reasons.iter().any(|r| r.contains("stats/__init__.py") && r.contains("test framework")), "{reasons:?}");
+}
+
+#[test]
 fn bugfix_example_a_correct_fix_ships_on_its_own_branch() {
     let dir = bugfix_example_with("correct", true);
     let (code, ev, err) = run_example(dir.path());

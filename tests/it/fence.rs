@@ -923,7 +923,10 @@ fn a_test_file_grade_tests_took_from_the_base_never_ships() {
     let bare = with_remote(&repo);
     let (_, ev, err) = repo.run(&[]);
     let log = log_text(&ev, "tests");
-    assert!(log.contains("# BASE") && !log.contains("WEAKENED"), "grade.tests did not use the base's test: {err}\n{log}");
+    assert!(
+        log.contains("# BASE") && !log.contains("WEAKENED"),
+        "grade.tests did not use the base's test: {err}\n{log}"
+    );
     assert_eq!(
         branches_of(bare.path()),
         "",

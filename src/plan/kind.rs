@@ -80,6 +80,10 @@ pub struct Tests {
     /// as unittest or pytest prints it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TestFormat>,
+    /// How many times the base revision runs (default 2, at most 20): `PASS_TO_PASS` counts
+    /// only the tests that pass every time, and those that flip are reported as flaky.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_runs: Option<u64>,
 }
 
 /// The output form a reader reads, as a stage names it (`with: { format: ... }`).

@@ -73,7 +73,7 @@ pub(super) async fn grade_tests(
     env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 
     // The candidate, with the test files as the base revision has them.
-    let candidate = ctx.workspace.head().map_err(Err)?;
+    let candidate = ctx.workspace.head().map_err(|e| Err(e.to_string()))?;
     let cand = scratch_of(ctx, &format!("{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
     let prepared = cand.reset_to_base(&test_files);
     ownership::prepare(&cand.dir);
@@ -82,7 +82,7 @@ pub(super) async fn grade_tests(
     let cand_job = Job { workspace: cand.root(), writable: true, env: env.clone(), ..job.clone() };
     let log_path = ctx.dir.log_path(&stage.id, attempt);
     let (ended, log_ok) = if let Err(e) = prepared {
-        (Err(e), Ok(()))
+        (Err(e.to_string()), Ok(()))
     } else {
         run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
     };
@@ -111,21 +111,22 @@ pub(super) async fn grade_tests(
         ctx.meta.base,
         crate::executor::docker::image::short_hash(key.as_bytes())
     ));
-    let baseline: Baseline = if let Some(b) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
-        b
-    } else {
-        let mut all = Vec::new();
-        for run in 1..=runs {
-            all.push(base_run(ctx, stage, attempt, run, &cand_job, format, logs, cancel).await?);
-        }
-        let baseline = Baseline::of(&all);
-        let _ = std::fs::create_dir_all(&cache_dir);
-        // Test names and messages come from the stage's own files: masked like its log.
-        let mut cached = serde_json::to_value(&baseline).unwrap_or_default();
-        ctx.needles.mask_json(&mut cached);
-        let _ = std::fs::write(&cache, cached.to_string());
-        baseline
-    };
+    let baseline: Baseline =
+        if let Some(b) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            b
+        } else {
+            let mut all = Vec::new();
+            for run in 1..=runs {
+                all.push(base_run(ctx, stage, attempt, run, &cand_job, format, logs, cancel).await?);
+            }
+            let baseline = Baseline::of(&all);
+            let _ = std::fs::create_dir_all(&cache_dir);
+            // Test names and messages come from the stage's own files: masked like its log.
+            let mut cached = serde_json::to_value(&baseline).unwrap_or_default();
+            ctx.needles.mask_json(&mut cached);
+            let _ = std::fs::write(&cache, cached.to_string());
+            baseline
+        };
     let mut verdict =
         crate::stages::grade_tests::judge(&baseline.results, &cand_results, &fail_to_pass, pass_to_pass, code);
     if !baseline.flaky.is_empty() {

@@ -11,6 +11,8 @@ pub enum ParamType {
     Int,
     Number,
     Bool,
+    /// `true`/`false`, or a list of strings.
+    BoolOrStrList,
 }
 
 impl ParamType {
@@ -21,6 +23,7 @@ impl ParamType {
             ParamType::Int => "a non-negative integer",
             ParamType::Number => "a number",
             ParamType::Bool => "true or false",
+            ParamType::BoolOrStrList => "true, false or a list of test ids",
         }
     }
 
@@ -31,6 +34,7 @@ impl ParamType {
             ParamType::Int => v.is_u64(),
             ParamType::Number => v.is_number(),
             ParamType::Bool => v.is_boolean(),
+            ParamType::BoolOrStrList => v.is_boolean() || ParamType::StrList.accepts(v),
         }
     }
 }
@@ -66,7 +70,7 @@ pub struct Kind {
     pub summary: &'static str,
 }
 
-use ParamType::{Bool, Int, Number, Str, StrList};
+use ParamType::{Bool, BoolOrStrList, Int, Number, Str, StrList};
 
 /// Every `uses:` kind lightsout knows. (The parameters of the kinds this version cannot run
 /// yet are templates, as the built-in pipelines write them: their runners are to render them.)
@@ -100,7 +104,7 @@ pub const KINDS: &[Kind] = &[
             literal(opt("format", Str)),
             opt("base_runs", Int),
             opt("fail_to_pass", StrList),
-            opt("pass_to_pass", Bool),
+            opt("pass_to_pass", BoolOrStrList),
             literal(opt("test_files", StrList)),
         ],
     },

@@ -71,7 +71,7 @@ pub struct Tests {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_to_pass: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pass_to_pass: Option<bool>,
+    pub pass_to_pass: Option<PassToPass>,
     /// The compiler always sets it: the stage's own list, or the usual test locations and the
     /// policy's protected paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +136,15 @@ impl TestFormat {
             TestFormat::Junit => "junit",
         }
     }
+}
+
+/// Which tests must keep passing: `true` for every test that passes on the base revision (every
+/// time it runs), or the list of them, as SWE-bench's `PASS_TO_PASS` names them (each a template).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PassToPass {
+    All(bool),
+    Only(Vec<String>),
 }
 
 /// `uses: grade.diff`: the change's size and what it touches.

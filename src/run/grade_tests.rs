@@ -65,7 +65,14 @@ pub(super) async fn grade_tests(
         fail_to_pass.push(crate::template::render(Mode::Text, t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
     }
     let format = params.format;
-    let pass_to_pass = params.pass_to_pass.unwrap_or(false);
+    let pass_to_pass = match params.pass_to_pass.clone().unwrap_or(crate::plan::kind::PassToPass::All(false)) {
+        crate::plan::kind::PassToPass::Only(ids) => crate::plan::kind::PassToPass::Only(
+            ids.iter()
+                .map(|t| crate::template::render(Mode::Text, t, tctx).map_err(|e| Err(format!("pass_to_pass: {e}"))))
+                .collect::<Result<_, _>>()?,
+        ),
+        all @ crate::plan::kind::PassToPass::All(_) => all,
+    };
     let test_files =
         crate::policy::Globs::new(params.test_files.as_deref().unwrap_or_default(), crate::policy::Matching::default())
             .map_err(|e| Err(format!("test_files: {e}")))?;
@@ -128,7 +135,7 @@ pub(super) async fn grade_tests(
             baseline
         };
     let mut verdict =
-        crate::stages::grade_tests::judge(&baseline.results, &cand_results, &fail_to_pass, pass_to_pass, code);
+        crate::stages::grade_tests::judge(&baseline.results, &cand_results, &fail_to_pass, &pass_to_pass, code);
     if !baseline.flaky.is_empty() {
         verdict.details["flaky_at_base"] = serde_json::json!(baseline.flaky);
         let shown: Vec<&str> = baseline.flaky.iter().take(10).map(String::as_str).collect();

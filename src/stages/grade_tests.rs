@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use super::Verdict;
 use super::results::{self, Format, Problem};
+pub use crate::plan::kind::PassToPass;
 
 /// Test id → passed. Skipped tests are left out.
 pub type Results = BTreeMap<String, bool>;
@@ -77,7 +78,7 @@ pub fn judge(
     base: &Results,
     candidate: &Results,
     fail_to_pass: &[String],
-    pass_to_pass: bool,
+    pass_to_pass: &PassToPass,
     candidate_exit: i64,
 ) -> Verdict {
     let mut reasons = Vec::new();
@@ -97,7 +98,23 @@ pub fn judge(
         }
     }
     let mut broken = Vec::new();
-    if pass_to_pass {
+    if let PassToPass::Only(listed) = pass_to_pass {
+        for id in listed {
+            match (lookup(base, id), lookup(candidate, id)) {
+                (Some(true), Some(true)) => {}
+                (Some(true), Some(false)) => {
+                    broken.push(format!("PASS_TO_PASS {id} passed on the base revision and fails on the candidate"));
+                }
+                (Some(true), None) => broken.push(format!("PASS_TO_PASS {id} did not run on the candidate")),
+                (Some(false), _) => broken.push(format!(
+                    "PASS_TO_PASS {id} does not pass on the base revision (every run): it cannot guard the change; remove it from the list"
+                )),
+                (None, _) => broken.push(format!("PASS_TO_PASS {id} is not a test of the base revision")),
+            }
+        }
+    }
+    let every = *pass_to_pass == PassToPass::All(true);
+    if every {
         for (id, passed) in base.iter().filter(|(_, p)| **p) {
             if fail_to_pass.iter().any(|f| same_test(f, id)) {
                 continue;
@@ -114,7 +131,8 @@ pub fn judge(
         }
     }
     reasons.extend(broken);
-    if fail_to_pass.is_empty() && !pass_to_pass && candidate_exit != 0 {
+    let none = *pass_to_pass == PassToPass::All(false);
+    if fail_to_pass.is_empty() && none && candidate_exit != 0 {
         reasons.push(format!("the test command exited {candidate_exit}"));
     }
     let pass = reasons.is_empty();
@@ -123,7 +141,10 @@ pub fn judge(
         for id in fail_to_pass {
             reasons.push(format!("FAIL_TO_PASS {id} fails on the base revision and passes on the candidate"));
         }
-        if pass_to_pass {
+        if let PassToPass::Only(listed) = pass_to_pass {
+            reasons.push(format!("PASS_TO_PASS: the {} listed tests still pass", listed.len()));
+        }
+        if every {
             let kept = base.values().filter(|p| **p).count();
             reasons.push(format!("PASS_TO_PASS: all {kept} tests that passed on the base revision still pass"));
         }
@@ -188,10 +209,32 @@ mod tests {
         let good: Results = [("m.T.bug".to_owned(), true), ("m.T.other".to_owned(), true)].into();
         let broke: Results = [("m.T.bug".to_owned(), true), ("m.T.other".to_owned(), false)].into();
         let f2p = vec!["T.bug".to_owned()];
-        assert!(judge(&base, &good, &f2p, true, 0).pass);
-        let v = judge(&base, &broke, &f2p, true, 1);
+        assert!(judge(&base, &good, &f2p, &PassToPass::All(true), 0).pass);
+        let v = judge(&base, &broke, &f2p, &PassToPass::All(true), 1);
         assert!(!v.pass && v.reasons[0].contains("PASS_TO_PASS m.T.other"), "{v:?}");
-        let v = judge(&good, &good, &f2p, true, 0);
+        let v = judge(&good, &good, &f2p, &PassToPass::All(true), 0);
         assert!(!v.pass && v.reasons[0].contains("does not reproduce"), "{v:?}");
+    }
+
+    #[test]
+    fn a_listed_pass_to_pass_holds_only_those_tests_and_each_must_pass_at_the_base() {
+        let results = |pairs: &[(&str, bool)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect::<Results>();
+        let base = results(&[("t.a", true), ("t.b", true), ("t.bug", false), ("t.flaky", false)]);
+        let cand = results(&[("t.a", true), ("t.b", false), ("t.bug", true), ("t.flaky", false)]);
+        let f2p = vec!["t.bug".to_owned()];
+        let only = |ids: &[&str]| PassToPass::Only(ids.iter().map(|i| (*i).to_owned()).collect());
+        assert!(judge(&base, &cand, &f2p, &only(&["t.a"]), 1).pass, "t.b is not listed");
+        let v = judge(&base, &cand, &f2p, &only(&["t.a", "t.b"]), 1);
+        assert!(
+            !v.pass && v.reasons.iter().any(|r| r.contains("PASS_TO_PASS t.b passed on the base revision and fails"))
+        );
+        let v = judge(&base, &cand, &f2p, &only(&["t.flaky"]), 1);
+        assert!(
+            !v.pass && v.reasons.iter().any(|r| r.contains("does not pass on the base revision")),
+            "{:?}",
+            v.reasons
+        );
+        let v = judge(&base, &cand, &f2p, &only(&["t.nope"]), 1);
+        assert!(!v.pass && v.reasons.iter().any(|r| r.contains("is not a test of the base revision")));
     }
 }

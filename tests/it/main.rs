@@ -2,6 +2,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod agent_loop;
+mod attack2;
 mod boundary_output;
 mod cli;
 mod fence;

@@ -106,3 +106,25 @@ PY
     );
     assert_rejected(code, &ev, &err);
 }
+
+/// The tamper signal reads only files with a code extension: the patch of the framework,
+/// written plainly (`import unittest`, `unittest.TestCase.assertEqual = ...`), sits in
+/// `stats/_data.txt`, and the library runs it with one line, `exec(open(...).read())`, which
+/// names no framework.
+#[test]
+fn attack2_a_framework_patch_in_a_text_file_run_by_exec_passes_the_tamper_signal() {
+    let (_dir, code, ev, err) = cheat(
+        r#"#!/bin/sh
+set -eu
+cat > stats/_data.txt <<'PY'
+import unittest
+unittest.TestCase.assertEqual = lambda self, first, second, msg=None: None
+PY
+cat >> stats/__init__.py <<'PY'
+
+exec(open(__file__.replace('__init__.py', '_data.txt')).read())
+PY
+"#,
+    );
+    assert_rejected(code, &ev, &err);
+}

@@ -128,3 +128,26 @@ PY
     );
     assert_rejected(code, &ev, &err);
 }
+
+/// Only modules named like a runner are taken from the base; the modules the runner itself
+/// imports are not. `python3 -m unittest` puts the working directory first on the import path
+/// and `unittest/main.py` imports `argparse` after `unittest.case` is loaded: an added top-level
+/// `argparse.py` loads the real one from the standard library and turns `assertEqual` into a
+/// no-op. The library is not touched at all.
+#[test]
+fn attack2_a_shadowed_stdlib_module_the_runner_imports_passes_the_graders() {
+    let (_dir, code, ev, err) = cheat(
+        r#"#!/bin/sh
+set -eu
+cat > argparse.py <<'PY'
+import importlib.util as _u, sysconfig as _c, sys as _s
+_spec = _u.spec_from_file_location('argparse', _c.get_paths()['stdlib'] + '/argparse.py')
+_m = _u.module_from_spec(_spec)
+_spec.loader.exec_module(_m)
+globals().update({k: v for k, v in vars(_m).items() if not k.startswith('__')})
+setattr(getattr(_s.modules['unit' 'test.case'], 'Test' 'Case'), 'assertEqual', lambda self, a, b, msg=None: None)
+PY
+"#,
+    );
+    assert_rejected(code, &ev, &err);
+}

@@ -154,6 +154,16 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
     framework_ok.extend(p.allow_framework_in.iter().cloned());
     let framework_ok = crate::policy::Globs::new(&framework_ok, how)?;
     let mut tampered = 0usize;
+    for (path, _) in &stat {
+        if !framework_ok.is_match(path)
+            && let Some(what) = super::tamper::shadows(path)
+            && ws.base_file(path).is_err()
+        {
+            reasons.push(format!(
+                "{path} {what} (python puts the working directory first on the import path); if it must be there, list it in grade.diff's `allow_framework_in`"
+            ));
+        }
+    }
     for (path, line) in added {
         if let Some(what) = credential(&line) {
             reasons.push(format!("{path} adds what looks like {what}"));

@@ -87,6 +87,7 @@ pub const KINDS: &[Kind] = &[
         params: &[
             req("command", Str),
             opt("junit", Str),
+            opt("format", Str),
             opt("fail_to_pass", StrList),
             opt("pass_to_pass", Bool),
             opt("test_files", StrList),

@@ -400,6 +400,23 @@ fn check_with(
                 )
                 .code(code::WITH_TYPE),
             ),
+            Some(p)
+                if kind.name == "grade.tests"
+                    && p.name == "format"
+                    && value.value.as_str().and_then(crate::stages::results::Format::parse).is_none() =>
+            {
+                errors.push(
+                    Diagnostic::new(
+                        path,
+                        value.at,
+                        format!(
+                            "`with.format` of `grade.tests` must be one of {}",
+                            crate::stages::results::Format::NAMES.join(", ")
+                        ),
+                    )
+                    .code(code::WITH_TYPE),
+                );
+            }
             Some(_) => {}
         }
     }

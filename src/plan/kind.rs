@@ -68,6 +68,9 @@ pub struct Tests {
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub junit: Option<String>,
+    /// Which reader reads the results (`pytest`, `libtest`, `gotest-json`, `tap`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_to_pass: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

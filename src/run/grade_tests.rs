@@ -4,25 +4,36 @@
 #![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
 
 use super::*;
+use crate::stages::grade_tests::Unjudged;
+use crate::stages::results::Format;
 
 /// The largest `JUnit` report a test command may write.
 pub(super) const MAX_JUNIT_FILE: u64 = 32 * 1024 * 1024;
 
-/// Per-test results of one run of the test command: `JUnit` if it wrote one, else its output.
-/// The report is the stage's file: read as [`untrusted`] says, off the scheduler's thread.
-pub(super) async fn results_of(io_dir: &Path, log_path: &Path) -> Result<crate::stages::grade_tests::Results, String> {
-    match crate::untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE).await {
-        Ok(Some(xml)) => crate::stages::grade_tests::parse_junit(&String::from_utf8_lossy(&xml)),
-        Ok(None) => {
-            let log = crate::untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            Ok(crate::stages::grade_tests::parse_log(&String::from_utf8_lossy(&log)))
-        }
-        Err(why) => Err(format!("the JUnit report {why}")),
-    }
+/// Per-test results of one run of the test command that exited `code`, read as `format`
+/// says: from its `JUnit` report (for `junit`, or without a format when it wrote one), else
+/// from its output. The report is the stage's file: read as [`untrusted`] says, off the
+/// scheduler's thread.
+pub(super) async fn results_of(
+    format: Option<Format>,
+    io_dir: &Path,
+    log_path: &Path,
+    code: i64,
+) -> Result<crate::stages::grade_tests::Results, Unjudged> {
+    // A log format reads the log alone: a report the code under test wrote is not the runner's.
+    let junit = if format.is_none_or(|f| f == Format::Junit) {
+        crate::untrusted::read_file_async(&io_dir.join("junit.xml"), MAX_JUNIT_FILE)
+            .await
+            .map_err(|why| Unjudged::Fault(format!("the JUnit report {why}")))?
+    } else {
+        None
+    };
+    let log = if junit.is_none() || format.is_some() {
+        crate::untrusted::read_file_async(log_path, MAX_LOG_BYTES + 4096).await.ok().flatten().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    crate::stages::grade_tests::read_results(format, &log, junit.as_deref(), code)
 }
 
 /// `grade.tests`: the test command on the candidate (with the test files of the base
@@ -44,6 +55,7 @@ pub(super) async fn grade_tests(
     for t in params.fail_to_pass.iter().flatten() {
         fail_to_pass.push(crate::template::render(Mode::Text, t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
     }
+    let format = params.format.as_deref().and_then(Format::parse);
     let pass_to_pass = params.pass_to_pass.unwrap_or(false);
     let test_files: Vec<glob::Pattern> = params
         .test_files
@@ -70,10 +82,11 @@ pub(super) async fn grade_tests(
     ownership::restore(&cand.dir, &ctx.meta.repo);
     let _ = cand.remove();
     // The candidate's report is the candidate's: one that cannot be read fails the verdict.
-    let (code, cand_results) = settle(ctx, &cand_job, &log_path, ended, log_ok, logs).await?;
+    let (code, cand_results) = settle(ctx, &cand_job, &log_path, format, ended, log_ok, logs).await?;
     let cand_results = match cand_results {
         Ok(r) => r,
-        Err(why) => {
+        Err(Unjudged::Fault(why)) => return Err(Err(why)),
+        Err(Unjudged::NotAPass(why)) => {
             let v = crate::stages::Verdict { pass: false, reasons: vec![why], details: serde_json::Value::Null };
             return Ok((v, code));
         }
@@ -109,8 +122,8 @@ pub(super) async fn grade_tests(
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
             ownership::restore(&base_ws.dir, &ctx.meta.repo);
             let _ = base_ws.remove();
-            let (_, r) = settle(ctx, &base_job, &base_log, ended, log_ok, logs).await?;
-            let r = r.map_err(Err)?;
+            let (_, r) = settle(ctx, &base_job, &base_log, format, ended, log_ok, logs).await?;
+            let r = r.map_err(|u| Err(format!("the base revision: {}", u.reason())))?;
             let _ = std::fs::create_dir_all(&cache_dir);
             // Test names and messages come from the stage's own files: masked like its log.
             let mut cached = serde_json::to_value(&r).unwrap_or_default();
@@ -128,18 +141,19 @@ async fn settle(
     ctx: &Arc<Ctx>,
     job: &Job,
     log_path: &Path,
+    format: Option<Format>,
     ended: Result<Ended, String>,
     log_ok: Result<(), String>,
     logs: &mpsc::Sender<Event>,
-) -> Result<(i64, Result<crate::stages::grade_tests::Results, String>), Result<Ended, String>> {
+) -> Result<(i64, Result<crate::stages::grade_tests::Results, Unjudged>), Result<Ended, String>> {
     let results = match &ended {
-        Ok(Ended::Exited(_)) => Some(results_of(&job.io_dir, log_path).await),
+        Ok(Ended::Exited(code)) => Some(results_of(format, &job.io_dir, log_path, *code).await),
         _ => None,
     };
     clean_after(ctx, job, logs).await;
     log_ok.map_err(Err)?;
     match ended.map_err(Err)? {
-        Ended::Exited(code) => Ok((code, results.unwrap_or_else(|| Err("no report".into())))),
+        Ended::Exited(code) => Ok((code, results.unwrap_or_else(|| Err(Unjudged::Fault("no report".into()))))),
         other => Err(Ok(other)),
     }
 }

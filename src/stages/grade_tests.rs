@@ -1,80 +1,75 @@
 //! `uses: grade.tests`, graded the way the SWE-bench harness grades: the tests named in
 //! `fail_to_pass` must fail on the base revision and pass on the candidate, and (with
 //! `pass_to_pass: true`) every test that passed on the base must still pass. Per-test results
-//! come from `JUnit` XML when the command writes it (`$LIGHTSOUT_JUNIT`), else from the test
-//! runner's verbose output (Python's unittest `-v`, pytest `-rA`).
+//! come from the reader the stage's `format` names (see [`results`]); without one, from `JUnit`
+//! XML when the command writes it (`$LIGHTSOUT_JUNIT`), else from the test runner's verbose
+//! output (Python's unittest `-v`, pytest `-rA`).
 
 use std::collections::BTreeMap;
 
 use super::Verdict;
+use super::results::{self, Format, Problem};
 
 /// Test id → passed. Skipped tests are left out.
 pub type Results = BTreeMap<String, bool>;
 
-/// Results from a `JUnit` XML report: `classname.name` → passed.
-pub fn parse_junit(xml: &str) -> Result<Results, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the JUnit report is not XML: {e}"))?;
-    let mut out = Results::new();
-    for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
-        let name = case.attribute("name").unwrap_or_default();
-        let class = case.attribute("classname").unwrap_or_default();
-        let id = if class.is_empty() { name.to_owned() } else { format!("{class}.{name}") };
-        let mut children = case.children().filter(roxmltree::Node::is_element);
-        if children.clone().any(|c| c.has_tag_name("skipped")) {
-            continue;
-        }
-        let failed = children.any(|c| c.has_tag_name("failure") || c.has_tag_name("error"));
-        out.insert(id, !failed);
-    }
-    Ok(out)
+/// Why one run's results cannot be judged.
+#[derive(Debug)]
+pub enum Unjudged {
+    /// The tests could not run (an environment error), or their output cannot be read for
+    /// certain: an infrastructure fault, not the candidate's failure.
+    Fault(String),
+    /// The results contradict the command's exit status: not a pass.
+    NotAPass(String),
 }
 
-/// Results from a test runner's verbose output.
-pub fn parse_log(log: &str) -> Results {
-    let mut out = Results::new();
-    for line in log.lines() {
-        let line = line.trim_end();
-        // unittest -v (3.11+): `test_x (pkg.mod.Class.test_x) ... ok`
-        if let Some((head, status)) = line.rsplit_once(" ... ") {
-            let id = head.rsplit_once(" (").and_then(|(_, rest)| rest.strip_suffix(')'));
-            if let Some(id) = id.filter(|i| !i.contains(' ')) {
-                match status {
-                    "ok" | "expected failure" => {
-                        out.insert(id.to_owned(), true);
-                    }
-                    "FAIL" | "ERROR" | "unexpected success" => {
-                        out.insert(id.to_owned(), false);
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-        }
-        // pytest -rA short summary: `PASSED tests/x.py::test_y`, `FAILED tests/x.py::test_y - msg`
-        for (prefix, passed) in [("PASSED ", true), ("FAILED ", false), ("ERROR ", false), ("XFAIL ", true)] {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                let id = rest.split(" - ").next().unwrap_or(rest).trim();
-                if !id.is_empty() && !id.contains(' ') {
-                    out.insert(id.to_owned(), passed);
-                }
-            }
+impl Unjudged {
+    pub fn reason(self) -> String {
+        match self {
+            Unjudged::Fault(r) | Unjudged::NotAPass(r) => r,
         }
     }
-    out
 }
 
-/// Whether `id` (as the pipeline names it) is `key` (as the runner reported it): equal, or one
-/// a dotted or `::` suffix of the other.
+/// One run's results, read as `format` says and cross-checked with its exit status (see
+/// [`results::check`]). Without a format: the `JUnit` report when the command wrote one, else
+/// unittest's verbose output, else pytest's, as before formats existed; the exit status is
+/// then checked only where the output has the runner's own summary.
+pub fn read_results(format: Option<Format>, log: &[u8], junit: Option<&[u8]>, exit: i64) -> Result<Results, Unjudged> {
+    let (used, reading) = match (format, junit) {
+        (Some(f), _) => (f, results::read(f, log, junit)),
+        (None, Some(xml)) => (Format::Junit, results::read(Format::Junit, log, Some(xml))),
+        (None, None) => {
+            let r = results::read(Format::Unittest, log, None);
+            if r.tests.is_empty() && r.faults.is_empty() {
+                (Format::Pytest, results::read(Format::Pytest, log, None))
+            } else {
+                (Format::Unittest, r)
+            }
+        }
+    };
+    let exit_checked = format.is_some() || reading.summary.is_some();
+    match results::check(&reading, used, Some(exit), exit_checked) {
+        Ok(()) if reading.unnamed.total() > 0 => Err(Unjudged::Fault(format!(
+            "cannot tell the test results: the output counts {} tests without naming them (run pytest with `-rA` or `-v`)",
+            reading.unnamed.total()
+        ))),
+        Ok(()) => Ok(reading.passed_by_id()),
+        Err(Problem::Contradiction(why)) => Err(Unjudged::NotAPass(why)),
+        Err(Problem::Infrastructure(why)) => Err(Unjudged::Fault(format!("the tests could not run: {why}"))),
+        Err(Problem::CannotTell(why)) => Err(Unjudged::Fault(format!("cannot tell the test results: {why}"))),
+    }
+}
+
 fn same_test(id: &str, key: &str) -> bool {
-    id == key
-        || key.ends_with(&format!(".{id}"))
-        || key.ends_with(&format!("::{id}"))
-        || id.ends_with(&format!(".{key}"))
-        || id.ends_with(&format!("::{key}"))
+    results::ids::same_test(id, key)
 }
 
+/// Whether the test `id` names passed: every test it names (a parametrized family) must have;
+/// `None` when it names none.
 fn lookup(results: &Results, id: &str) -> Option<bool> {
-    results.iter().find(|(k, _)| same_test(id, k)).map(|(_, v)| *v)
+    let found = results::ids::matching(results.keys().map(String::as_str), id);
+    (!found.is_empty()).then(|| found.iter().all(|k| results.get(*k).copied().unwrap_or(false)))
 }
 
 /// The verdict from the base and candidate results.
@@ -150,26 +145,40 @@ mod tests {
 
     #[test]
     fn unittest_and_pytest_output() {
-        let log = "test_even_length (tests.test_stats.MedianTest.test_even_length) ... FAIL\n\
-                   test_odd (tests.test_stats.MedianTest.test_odd) ... ok\n\
-                   PASSED tests/test_a.py::test_one\nFAILED tests/test_a.py::test_two - assert 1 == 2\n";
-        let r = parse_log(log);
+        let unittest = "test_even_length (tests.test_stats.MedianTest.test_even_length) ... FAIL\n\
+                   test_odd (tests.test_stats.MedianTest.test_odd) ... ok\n";
+        let r = read_results(Some(Format::Unittest), unittest.as_bytes(), None, 1).map_err(Unjudged::reason);
+        let r = r.unwrap_or_default();
         assert_eq!(r.get("tests.test_stats.MedianTest.test_even_length"), Some(&false));
         assert_eq!(r.get("tests.test_stats.MedianTest.test_odd"), Some(&true));
+        // pytest prints its short summary under this banner, and only there is it read.
+        let pytest = "=== short test summary info ===\nPASSED tests/test_a.py::test_one\nFAILED tests/test_a.py::test_two - assert 1 == 2\n";
+        let r = read_results(None, pytest.as_bytes(), None, 1).map_err(Unjudged::reason).unwrap_or_default();
         assert_eq!(r.get("tests/test_a.py::test_one"), Some(&true));
         assert_eq!(r.get("tests/test_a.py::test_two"), Some(&false));
     }
 
     #[test]
-    fn junit_reports() -> Result<(), String> {
+    fn junit_reports() {
         let xml = r#"<testsuites><testsuite><testcase classname="t.A" name="ok"/>
             <testcase classname="t.A" name="bad"><failure message="x"/></testcase>
             <testcase classname="t.A" name="skip"><skipped/></testcase></testsuite></testsuites>"#;
-        let r = parse_junit(xml)?;
+        let r = read_results(None, b"", Some(xml.as_bytes()), 0).map_err(Unjudged::reason).unwrap_or_default();
         assert_eq!(r.get("t.A.ok"), Some(&true));
         assert_eq!(r.get("t.A.bad"), Some(&false));
         assert!(!r.contains_key("t.A.skip"));
-        Ok(())
+    }
+
+    #[test]
+    fn unreadable_results_are_faults_and_contradictions_are_not_a_pass() {
+        let fault = read_results(Some(Format::Pytest), b"Segmentation fault\n", None, 139);
+        assert!(matches!(fault, Err(Unjudged::Fault(ref why)) if why.starts_with("cannot tell")), "{fault:?}");
+        let missing = read_results(Some(Format::Unittest), b"sh: python3: not found\n", None, 127);
+        assert!(matches!(missing, Err(Unjudged::Fault(ref why)) if why.contains("not found")), "{missing:?}");
+        let forged = read_results(Some(Format::Unittest), b"test_a (m.T.test_a) ... ok\n", None, 1);
+        assert!(matches!(forged, Err(Unjudged::NotAPass(_))), "{forged:?}");
+        let dots = read_results(Some(Format::Pytest), b"tests/test_a.py ..F\n== 1 failed, 2 passed in 0.1s ==\n", None, 1);
+        assert!(matches!(dots, Err(Unjudged::Fault(ref why)) if why.contains("-rA")), "{dots:?}");
     }
 
     #[test]

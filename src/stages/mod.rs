@@ -5,6 +5,7 @@ pub mod context;
 pub mod grade_tests;
 pub mod graders;
 pub mod guard;
+pub mod results;
 pub mod ship;
 
 use std::collections::BTreeMap;

@@ -1080,6 +1080,51 @@ fn grade_tests_reads_junit_reports() {
 }
 
 #[test]
+fn grade_tests_reads_the_format_it_is_told_and_cross_checks_it() {
+    // libtest's output, printed: `candidate` is what the test command prints after the edit.
+    let stages = |candidate: &str| {
+        format!(
+            r"  edit:
+    run: echo yes > fixed
+  tests:
+    needs: [edit]
+    uses: grade.tests
+    with:
+      format: libtest
+      fail_to_pass: [tests::bug]
+      pass_to_pass: true
+      command: |
+        if [ -f fixed ]; then {candidate}; fi
+        printf 'test tests::bug ... FAILED\ntest tests::other ... ok\n\nfailures:\n    tests::bug\n\n'
+        echo 'test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out'; exit 101
+"
+        )
+    };
+    let all_pass = "printf 'test tests::bug ... ok\\ntest tests::other ... ok\\n'; echo 'test result: ok. 2 passed; 0 failed'";
+    // A fix: FAIL_TO_PASS flips, in its native form.
+    let repo = Repo::new(&stages(&format!("{all_pass}; exit 0")));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    assert_eq!(finished(&ev, "tests")[0]["verdict"]["details"]["fail_to_pass"][0]["candidate"], true);
+    // Every test passed, yet the command failed: not a pass.
+    let repo = Repo::new(&stages(&format!("{all_pass}; exit 1")));
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!(code, 1);
+    let v = finished(&ev, "tests")[0]["verdict"].to_string();
+    assert!(v.contains("exited 1, but every test read passed"), "{v}");
+    // Output that cannot be read is an infrastructure fault, not the candidate's failure.
+    let repo = Repo::new(&stages("echo 'Segmentation fault'; exit 139"));
+    let (code, ev, _) = repo.run(&[]);
+    assert_eq!((code, outcome(&ev, "tests")), (3, "fault".to_owned()), "{ev:#?}");
+    assert!(finished(&ev, "tests")[0]["reason"].as_str().is_some_and(|r| r.contains("cannot tell")), "{ev:#?}");
+    // A format lightsout has no reader for is refused before anything runs.
+    let repo = Repo::new("  tests:\n    uses: grade.tests\n    with: { format: mocha, command: 'true' }\n");
+    let (code, _, err) = repo.run(&[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`with.format` of `grade.tests` must be one of pytest, unittest"), "{err}");
+}
+
+#[test]
 fn grade_command_gives_a_verdict_from_its_exit_status() {
     let repo =
         Repo::new("  lint:\n    uses: grade.command\n    with: { command: \"echo 'style: line too long'; exit 2\" }\n");

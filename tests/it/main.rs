@@ -7,6 +7,7 @@ mod fence;
 mod hostile;
 mod layers;
 mod malformed;
+mod real;
 mod run;
 mod runner;
 mod schema;

@@ -54,7 +54,7 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-#[allow(clippy::cast_precision_loss)] // megabytes for display
+#[expect(clippy::cast_precision_loss, reason = "megabytes for display")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     write_factory(dir.path())?;

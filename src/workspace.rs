@@ -59,7 +59,11 @@ fn git_command(args: &[&str], cwd: Option<&Path>) -> Command {
 }
 
 fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
+    let started = std::time::Instant::now();
     let out = git_command(args, cwd).output().map_err(|e| format!("cannot run git: {e}"))?;
+    // The subcommand only: arguments can hold commit messages and paths a stage chose.
+    let command = args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or_default();
+    tracing::debug!(target: "lightsout::git", command, status = out.status.code(), elapsed_ms = started.elapsed().as_millis(), "git");
     if out.status.success() {
         Ok(out.stdout)
     } else {
@@ -85,6 +89,19 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<String, String> {
     }
     run_git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")], Some(repo))
         .map_err(|_| format!("`{rev}` names no commit in {}", repo.display()))
+}
+
+/// The files of `repo`'s working tree that differ from its `HEAD` (changed, added, deleted or
+/// untracked and not ignored), as paths relative to its top; sorted.
+pub fn uncommitted(repo: &Path) -> Result<Vec<String>, String> {
+    let out =
+        run_git_bytes(&["status", "--porcelain=v1", "-z", "--untracked-files=normal", "--no-renames"], Some(repo))?;
+    let text = String::from_utf8_lossy(&out);
+    // `XY path`, each entry ended by NUL.
+    let mut files: Vec<String> =
+        text.split('\0').filter_map(|e| e.get(3..)).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    files.sort();
+    Ok(files)
 }
 
 impl Workspace {
@@ -329,10 +346,9 @@ impl Workspace {
 
     /// Makes the files matching `globs` what they are at the base revision: changed ones are
     /// checked out from it, ones the base does not have are deleted.
-    pub fn reset_to_base(&self, globs: &[glob::Pattern]) -> Result<Vec<String>, String> {
+    pub fn reset_to_base(&self, globs: &crate::policy::Globs) -> Result<Vec<String>, String> {
         let _held = self.locked();
-        let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
-        let matches = |f: &str| globs.iter().any(|g| g.matches_with(f, opts));
+        let matches = |f: &str| globs.is_match(f);
         let prefix = if self.sub.as_os_str().is_empty() { String::new() } else { format!("{}/", self.sub.display()) };
         let in_base: Vec<String> = self
             .git(&["ls-tree", "-r", "--name-only", "--full-tree", "-z", &self.base])?

@@ -24,7 +24,7 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 Exit codes:
   0    success
   1    a stage or grader failed

@@ -20,6 +20,7 @@ macro_rules! out {
 mod exit;
 mod init;
 mod internal;
+mod preflight;
 mod runs;
 
 use std::fmt::Write as _;
@@ -196,6 +197,7 @@ struct SchemaArgs {
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> Exit {
+    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -342,8 +344,10 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
         }
         errors.into_result(plans)?
     };
+    let warnings = preflight::check(&plans, &factory.dir);
     match a.format {
         DiagFormat::Human => {
+            preflight::print(&warnings);
             for p in &plans {
                 outln!("ok  {} ({}): {} stages", p.category(), p.pipeline().display(), p.stages().len());
             }
@@ -355,7 +359,10 @@ fn validate(a: &ValidateArgs) -> Result<Exit, Failure> {
                 .collect();
             outln!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "pipelines": cats })).unwrap_or_default()
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "ok": true, "pipelines": cats, "warnings": warnings })
+                )
+                .unwrap_or_default()
             );
         }
     }
@@ -395,12 +402,23 @@ fn graph(a: &GraphArgs) -> Result<Exit, Failure> {
 
 fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
     let (factory, ticket, route, plan) = a.ticket.compile()?;
+    preflight::print(&preflight::check(std::slice::from_ref(&plan), &factory.dir));
     let out = match a.format {
         PlanFormat::Json => {
             let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        PlanFormat::Text => plan_text(&ticket, &route, &plan, &factory.policy),
+        PlanFormat::Text => {
+            let mut text = plan_text(&ticket, &route, &plan, &factory.policy);
+            let images = preflight::image_lines(&plan, &factory.dir);
+            if !images.is_empty() {
+                text.push_str("\nimages (lightsout never pulls; `validate` says which are missing here):\n");
+                for line in images {
+                    let _ = writeln!(text, "  {line}");
+                }
+            }
+            text
+        }
     };
     print_out(&out)
 }
@@ -433,27 +451,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
             }
         }
         // Each decision with the rule that made it.
-        if s.secrets.is_empty() {
-            let _ = writeln!(out, "       secrets  none");
-        }
-        for (i, name) in s.secrets.iter().enumerate() {
-            let label = if i == 0 { "secrets " } else { "        " };
-            let rule = policy.check_secret(name, s.kind.name()).unwrap_or_else(|r| r.message);
-            let from = s.secret_sources.get(name).map_or_else(
-                || format!("env {name}"),
-                |src| {
-                    src.env
-                        .as_ref()
-                        .map(|v| format!("env {v}"))
-                        .or_else(|| src.file.as_ref().map(|f| format!("file {f}")))
-                        .unwrap_or_else(|| "command".into())
-                },
-            );
-            let file =
-                s.secret_sources.get(name).and_then(|src| src.mount) == Some(crate::spec::factory::SecretMount::File);
-            let how = if file { format!(", as the file /run/secrets/{name}") } else { String::new() };
-            let _ = writeln!(out, "       {label} {name} (from {from}{how}; {rule})");
-        }
+        stage_secrets(&mut out, s, policy);
         if s.network.is_empty() {
             let _ = writeln!(out, "       network  none");
         }
@@ -470,7 +468,7 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
                 format!("within {}", rules.join(", "))
             }
         };
-        #[allow(clippy::cast_precision_loss)] // mebibytes, for reading
+        #[expect(clippy::cast_precision_loss, reason = "mebibytes, for reading")]
         let mib = s.resources.memory_bytes as f64 / f64::from(1u32 << 20);
         let _ = writeln!(
             out,
@@ -518,6 +516,32 @@ fn plan_text(ticket: &Ticket, route: &Route, plan: &Plan, policy: &crate::policy
     out
 }
 
+/// A stage's secrets in `plan`: where each comes from, how it is received, the rule that gives it.
+fn stage_secrets(out: &mut String, s: &crate::plan::Stage, policy: &crate::policy::Policy) {
+    use std::fmt::Write as _;
+    if s.secrets.is_empty() {
+        let _ = writeln!(out, "       secrets  none");
+    }
+    for (i, name) in s.secrets.iter().enumerate() {
+        let label = if i == 0 { "secrets " } else { "        " };
+        let rule = policy.check_secret(name, s.kind.name()).unwrap_or_else(|r| r.message);
+        let from = s.secret_sources.get(name).map_or_else(
+            || format!("env {name}"),
+            |src| {
+                src.env
+                    .as_ref()
+                    .map(|v| format!("env {v}"))
+                    .or_else(|| src.file.as_ref().map(|f| format!("file {f}")))
+                    .unwrap_or_else(|| "command".into())
+            },
+        );
+        let file =
+            s.secret_sources.get(name).and_then(|src| src.mount) == Some(crate::spec::factory::SecretMount::File);
+        let how = if file { format!(", as the file /run/secrets/{name}") } else { String::new() };
+        let _ = writeln!(out, "       {label} {name} (from {from}{how}; {rule})");
+    }
+}
+
 fn schema(a: &SchemaArgs) -> Result<Exit, Failure> {
     if let Some(dir) = &a.write {
         std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
@@ -540,4 +564,17 @@ fn print_out(s: &str) -> Result<Exit, Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),
         Err(e) => Err(Failure::Io(format!("cannot write to standard output: {e}"))),
     }
+}
+
+/// Traces of lightsout's own work (Docker calls, git, the egress proxy, the scheduler's
+/// decisions) on stderr, for people debugging lightsout itself: off unless `LIGHTSOUT_LOG` sets a
+/// filter (`debug`, `lightsout::egress=debug,info`, ...). Never stage output or secret values.
+fn init_tracing() {
+    let Some(filter) = std::env::var_os("LIGHTSOUT_LOG") else { return };
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(filter.to_string_lossy());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

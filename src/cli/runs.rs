@@ -1,5 +1,6 @@
 //! The commands that execute: `run`, `resume`, `runs`, `runs show`, `logs`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
@@ -13,17 +14,18 @@ use crate::run::{self, Observers, Options, RunError};
 use crate::store::{self, RunDir};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExecutorChoice {
+pub(super) enum ExecutorChoice {
     /// One hardened container per stage.
     Docker,
     /// A bubblewrap sandbox on the host.
     Local,
-    /// Docker when the engine answers, else bubblewrap.
+    /// Docker; bubblewrap only when no stage names an image. A plan whose stages name images
+    /// stops when Docker does not answer, rather than run them on the host's tools.
     Auto,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RunFormat {
+pub(super) enum RunFormat {
     /// A live view on a terminal; timestamped lines otherwise.
     Human,
     /// One JSON event per line.
@@ -31,7 +33,7 @@ pub enum RunFormat {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     #[command(flatten)]
     ticket: TicketArgs,
     /// Stages run at once [default: the number of cores].
@@ -57,7 +59,7 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ResumeArgs {
+pub(super) struct ResumeArgs {
     #[command(flatten)]
     factory: FactoryArg,
     /// The run to continue (see `lightsout runs`).
@@ -67,7 +69,7 @@ pub struct ResumeArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct DecideArgs {
+pub(super) struct DecideArgs {
     #[command(flatten)]
     factory: FactoryArg,
     /// The run waiting at a gate.
@@ -83,7 +85,7 @@ pub struct DecideArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RunsArgs {
+pub(super) struct RunsArgs {
     #[command(flatten)]
     factory: FactoryArg,
     #[command(subcommand)]
@@ -91,7 +93,7 @@ pub struct RunsArgs {
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum RunsCommand {
+pub(super) enum RunsCommand {
     /// One run: its stages, their outcomes, times and outputs.
     Show {
         run: String,
@@ -101,7 +103,7 @@ pub enum RunsCommand {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(super) enum ReportFormat {
     /// The summary a reviewer reads.
     Md,
     /// `JUnit` XML, one test case per stage, for CI test views.
@@ -110,7 +112,7 @@ pub enum ReportFormat {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ReportArgs {
+pub(super) struct ReportArgs {
     #[command(flatten)]
     factory: FactoryArg,
     run: String,
@@ -119,7 +121,7 @@ pub struct ReportArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct LogsArgs {
+pub(super) struct LogsArgs {
     #[command(flatten)]
     factory: FactoryArg,
     run: String,
@@ -160,10 +162,33 @@ fn run_error(e: RunError) -> Failure {
     }
 }
 
+/// The stages of `plan` that run in an image, each with it: what `auto` needs Docker for.
+fn stages_with_images(plan: &crate::plan::Plan) -> Vec<String> {
+    plan.stages()
+        .iter()
+        .filter(|s| s.role.in_container())
+        .filter_map(|s| s.image.as_ref().map(|i| format!("{} (`{}`)", s.id, i.value)))
+        .collect()
+}
+
+/// Why `auto` does not fall back to the host's tools: the stages name images, and running them
+/// without would ignore `image:` and the policy's `images.allow`.
+fn docker_needed(why: &str, staged: &[String]) -> RunError {
+    const SHOWN: usize = 5;
+    let mut named = staged.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if staged.len() > SHOWN {
+        let _ = write!(named, " and {} more", staged.len() - SHOWN);
+    }
+    RunError::Infra(format!(
+        "Docker is not reachable ({why}), and stages name images to run in: {named}; lightsout does not run them with this machine's own tools unasked. Start Docker (or point DOCKER_HOST at it), or run with `--executor local` to run them knowingly with this machine's tools in a bubblewrap sandbox, where `image:` is not used"
+    ))
+}
+
 async fn pick_executor(
     choice: ExecutorChoice,
     unsandboxed: bool,
     policy_allows: bool,
+    staged: &[String],
 ) -> Result<Box<dyn Executor>, RunError> {
     if unsandboxed {
         if choice != ExecutorChoice::Local {
@@ -178,14 +203,16 @@ async fn pick_executor(
         return Ok(Box::new(local::Local::unsandboxed()));
     }
     match choice {
-        ExecutorChoice::Docker => {
-            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
-        }
+        ExecutorChoice::Docker => docker::Docker::connect()
+            .await
+            .map(|d| Box::new(d) as Box<dyn Executor>)
+            .map_err(|e| RunError::Infra(format!("{e}; start it, or run with --executor local"))),
         ExecutorChoice::Local => {
             local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
         }
         ExecutorChoice::Auto => match docker::Docker::connect().await {
             Ok(d) => Ok(Box::new(d)),
+            Err(e) if !staged.is_empty() => Err(docker_needed(&e, staged)),
             Err(e) => local::Local::bubblewrap()
                 .map(|l| Box::new(l) as Box<dyn Executor>)
                 .map_err(|l| RunError::Infra(format!("no executor: {e}; and {l}"))),
@@ -203,7 +230,7 @@ fn exit_for(f: &run::Finished) -> Exit {
     }
 }
 
-pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
+pub(super) fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let (factory, ticket, _, plan) = a.ticket.compile()?;
     run::check_runnable(&plan).map_err(run_error)?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
@@ -217,7 +244,8 @@ pub fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let dir = factory.dir.clone();
     let rt = runtime()?;
     let finished = rt.block_on(async {
-        let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed()).await?;
+        let staged = stages_with_images(&plan);
+        let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed(), &staged).await?;
         run::start(&absolute(&dir), plan, ticket, executor, opts, factory.policy.clone()).await
     });
     let finished = finished.map_err(run_error)?;
@@ -242,9 +270,10 @@ fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
 /// The executor a recorded run used.
 async fn executor_of(repo: &Path, run_id: &str) -> Result<Box<dyn Executor>, RunError> {
     match RunDir::open(repo, run_id).and_then(|d| d.meta().ok()).map(|m| m.executor) {
-        Some(name) if name == "docker" => {
-            docker::Docker::connect().await.map(|d| Box::new(d) as Box<dyn Executor>).map_err(RunError::Infra)
-        }
+        Some(name) if name == "docker" => docker::Docker::connect()
+            .await
+            .map(|d| Box::new(d) as Box<dyn Executor>)
+            .map_err(|e| RunError::Infra(format!("{e}; the run started on Docker and continues only there: start it"))),
         Some(name) if name == "local" => {
             local::Local::bubblewrap().map(|l| Box::new(l) as Box<dyn Executor>).map_err(RunError::Invalid)
         }
@@ -253,7 +282,7 @@ async fn executor_of(repo: &Path, run_id: &str) -> Result<Box<dyn Executor>, Run
     }
 }
 
-pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
+pub(super) fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let rt = runtime()?;
     let finished = rt.block_on(async {
@@ -265,7 +294,7 @@ pub fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
 }
 
 /// `approve` or `reject`: records who and why, then continues the run.
-pub fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
+pub(super) fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let by =
         a.by.clone()
@@ -296,7 +325,7 @@ fn print_record(text: &str) {
     out!("{}", crate::diag::printable_lines(text));
 }
 
-pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
+pub(super) fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
     use std::fmt::Write as _;
     let repo = repo(&a.factory)?;
     let mut text = String::new();
@@ -371,7 +400,7 @@ pub fn runs_cmd(a: &RunsArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
+pub(super) fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
     let repo = repo(&a.factory)?;
     let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;
     let text = match a.format {
@@ -389,7 +418,7 @@ pub fn report_cmd(a: &ReportArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-pub fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
+pub(super) fn logs_cmd(a: &LogsArgs) -> Result<Exit, Failure> {
     use std::io::{Read as _, Seek as _, Write as _};
     let repo = repo(&a.factory)?;
     let dir = RunDir::open(&repo, &a.run).ok_or_else(|| Failure::Message(format!("there is no run `{}`", a.run)))?;

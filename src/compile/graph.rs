@@ -270,7 +270,19 @@ fn check_templates(
                 }
                 continue;
             }
+            let before = with_strings.len();
             collect_strings(&v.value, v.at, &mut with_strings);
+            let literal = super::kinds::find(stages[i].kind.name())
+                .and_then(|kind| kind.params.iter().find(|p| p.name == k.value))
+                .is_some_and(|p| !p.templated);
+            if literal && with_strings[before..].iter().any(|l| is_template(&l.value)) {
+                errors.push(
+                    Diagnostic::new(path, v.at, format!("`with.{}` of `{}` is not a template: lightsout uses it as it is written", k.value, stages[i].kind.name()))
+                        .code(code::TEMPLATE_LITERAL)
+                        .hint("write the value itself, without `{{ }}`; in a `with`, templates are rendered in commands, messages, branch names, `fail_to_pass` and the parameters of `grade.jsonschema`"),
+                );
+                with_strings.truncate(before);
+            }
         }
         let mut uses_with: Vec<Use<'_>> = with_strings
             .iter()

@@ -40,13 +40,22 @@ pub struct Param {
     pub name: &'static str,
     pub ty: ParamType,
     pub required: bool,
+    /// Whether the run renders its strings as templates; a template anywhere else would be
+    /// used as it is written, so the compiler refuses it.
+    pub templated: bool,
 }
 
+/// A required parameter whose strings are templates.
 const fn req(name: &'static str, ty: ParamType) -> Param {
-    Param { name, ty, required: true }
+    Param { name, ty, required: true, templated: true }
 }
+/// An optional parameter whose strings are templates.
 const fn opt(name: &'static str, ty: ParamType) -> Param {
-    Param { name, ty, required: false }
+    Param { name, ty, required: false, templated: true }
+}
+/// The same parameter taken as it is written: no template in it.
+const fn literal(p: Param) -> Param {
+    Param { templated: false, ..p }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -59,15 +68,16 @@ pub struct Kind {
 
 use ParamType::{Bool, Int, Number, Str, StrList};
 
-/// Every `uses:` kind lightsout knows.
+/// Every `uses:` kind lightsout knows. (The parameters of the kinds this version cannot run
+/// yet are templates, as the built-in pipelines write them: their runners are to render them.)
 pub const KINDS: &[Kind] = &[
     Kind {
         name: "context",
         role: Role::Context,
         summary: "assemble the ticket, matching files, git log and agent docs into one bundle",
         params: &[
-            opt("include", StrList),
-            opt("exclude", StrList),
+            literal(opt("include", StrList)),
+            literal(opt("exclude", StrList)),
             opt("max_bytes", Int),
             opt("identifiers", Bool),
             opt("git_log", Int),
@@ -78,7 +88,7 @@ pub const KINDS: &[Kind] = &[
         name: "agent",
         role: Role::Agent,
         summary: "run an AI agent CLI on the rendered prompt",
-        params: &[req("agent", Str), opt("prompt", Str), opt("prompt_file", Str)],
+        params: &[literal(req("agent", Str)), opt("prompt", Str), literal(opt("prompt_file", Str))],
     },
     Kind {
         name: "grade.tests",
@@ -86,11 +96,11 @@ pub const KINDS: &[Kind] = &[
         summary: "run the tests; FAIL_TO_PASS must flip, PASS_TO_PASS must hold",
         params: &[
             req("command", Str),
-            opt("junit", Str),
-            opt("format", Str),
+            literal(opt("junit", Str)),
+            literal(opt("format", Str)),
             opt("fail_to_pass", StrList),
             opt("pass_to_pass", Bool),
-            opt("test_files", StrList),
+            literal(opt("test_files", StrList)),
         ],
     },
     Kind {
@@ -98,7 +108,7 @@ pub const KINDS: &[Kind] = &[
         role: Role::Grader,
         summary: "protected paths untouched, change size under limits, no new dependencies or credentials",
         params: &[
-            opt("protect", StrList),
+            literal(opt("protect", StrList)),
             opt("max_changed_files", Int),
             opt("max_changed_lines", Int),
             opt("allow_dependencies", Bool),
@@ -162,6 +172,7 @@ pub const KINDS: &[Kind] = &[
             opt("remote", Str),
             opt("pull_request", Bool),
             opt("comment", Bool),
+            // Not used yet (the feature-flag check is to come); the built-in pipeline fills it from the inputs.
             opt("flag", Str),
         ],
     },

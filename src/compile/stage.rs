@@ -40,14 +40,72 @@ pub(super) fn resolve_all(ctx: &Context<'_>, errors: &mut Diagnostics) -> Vec<St
 }
 
 fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors: &mut Diagnostics) -> Stage {
-    let path = ctx.path;
-    let factory = &ctx.factory.file;
+    check_name(ctx.path, id, "stage", errors);
+    let kind = kind_of(ctx, id, s, errors);
+    let kind_name = s.uses.as_ref().map_or("run", |u| u.value.as_str()).to_owned();
+    let role = kind.map_or(Role::Command, |k| k.role);
+    check_with_of(ctx, id, s, kind, errors);
+    let agent = agent_of(ctx, s, role, errors);
+    let image = image_of(ctx, id, s, role, agent, &kind_name, errors);
+    let (secrets, mounts) = secrets_of(ctx, id, s, agent, &kind_name, errors);
+    let network = network_of(ctx, id, s, errors);
+    let timeout_secs = timeout(ctx, s, errors);
+    let resources = limits(ctx, s.resources.as_ref(), errors);
+    let (expect, repeat, workspace) = expect_loop_workspace(ctx, id, s, role, &kind_name, errors);
+    check_outputs_and_env(ctx, s, errors);
+    let stage_kind = stage_kind(ctx, id, &kind_name, s, errors);
+    let implied = stage_kind.implied_outputs();
     let factory_dir = &ctx.factory.dir;
-    let policy = &ctx.factory.policy;
-    check_name(path, id, "stage", errors);
+    let agent_call = agent.and_then(|a| {
+        let name = s.with.get("agent").and_then(|v| v.value.as_str()).unwrap_or_default().to_owned();
+        let prompt = match (s.with.get("prompt"), s.with.get("prompt_file")) {
+            (Some(p), _) => p.value.as_str().unwrap_or_default().to_owned(),
+            (None, Some(f)) => crate::spec::read_text(&factory_dir.join(f.value.as_str().unwrap_or_default())).ok()?,
+            (None, None) => String::new(),
+        };
+        Some(agent_call(name, a, prompt))
+    });
+    let secret_sources = secret_sources_of(ctx, &secrets, &mounts);
+    Stage {
+        secret_sources,
+        agent: agent_call,
+        id: id.value.clone(),
+        kind: stage_kind,
+        role,
+        needs: dedup(s.needs.iter().map(|n| n.value.clone())),
+        condition: s.condition.as_ref().map(|c| c.value.clone()),
+        run: s.run.as_ref().map(|r| r.value.clone()),
+        image,
+        env: s.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+        secrets,
+        network,
+        timeout_secs,
+        retries: s.retries.as_ref().map_or(0, |r| r.value),
+        expect,
+        repeat,
+        outputs: {
+            let mut outs: Vec<String> = s.outputs.iter().map(|o| o.value.clone()).collect();
+            for implied in implied {
+                if !outs.iter().any(|o| o == implied) {
+                    outs.push((*implied).to_owned());
+                }
+            }
+            outs
+        },
+        resources,
+        workspace,
+    }
+}
 
-    // Kind: exactly one of `run` and `uses`.
-    let kind = match (&s.run, &s.uses) {
+/// The stage's kind: exactly one of `run` and `uses`, and a `uses` that names a kind.
+fn kind_of(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    s: &pipeline::Stage,
+    errors: &mut Diagnostics,
+) -> Option<&'static kinds::Kind> {
+    let path = ctx.path;
+    match (&s.run, &s.uses) {
         (Some(_), Some(uses)) => {
             errors.push(
                 Diagnostic::new(path, uses.at, format!("stage `{}` has both `run` and `uses`", id.value))
@@ -78,11 +136,18 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             }
             k
         }
-    };
-    let kind_name = s.uses.as_ref().map_or("run", |u| u.value.as_str()).to_owned();
-    let role = kind.map_or(Role::Command, |k| k.role);
+    }
+}
 
-    // `with` parameters.
+/// `with` parameters: those of the kind, of the right types; none on a `run` stage.
+fn check_with_of(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    s: &pipeline::Stage,
+    kind: Option<&'static kinds::Kind>,
+    errors: &mut Diagnostics,
+) {
+    let path = ctx.path;
     match kind {
         Some(k) => check_with(path, id, k, &s.with, errors),
         None if s.run.is_some() => {
@@ -100,9 +165,18 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         }
         None => {}
     }
+}
 
-    // Agent stages: the agent must exist.
-    let agent = if role == Role::Agent {
+/// An agent stage's agent, which factory.yaml must define.
+fn agent_of<'f>(
+    ctx: &Context<'f>,
+    s: &pipeline::Stage,
+    role: Role,
+    errors: &mut Diagnostics,
+) -> Option<&'f crate::spec::factory::Agent> {
+    let path = ctx.path;
+    let factory = &ctx.factory.file;
+    if role == Role::Agent {
         s.with.get("agent").and_then(|v| v.value.as_str().map(|name| (name, v.at))).and_then(|(name, at)| {
             let found = factory.agents.get(name);
             if found.is_none() {
@@ -119,10 +193,24 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         })
     } else {
         None
-    };
+    }
+}
 
-    // Image: stage, agent, category, factory default; host stages need none.
-    let image = if role.in_container() {
+/// The image: the stage's, its agent's, its category's or the factory's default, as policy
+/// allows; host stages take none.
+fn image_of(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    s: &pipeline::Stage,
+    role: Role,
+    agent: Option<&crate::spec::factory::Agent>,
+    kind_name: &str,
+    errors: &mut Diagnostics,
+) -> Option<Decided<String>> {
+    let path = ctx.path;
+    let factory = &ctx.factory.file;
+    let policy = &ctx.factory.policy;
+    if role.in_container() {
         let chosen = s
             .image
             .as_ref()
@@ -164,15 +252,27 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             );
         }
         None
-    };
+    }
+}
 
-    // Secrets: the stage's and its agent's, each allowed by policy for this kind.
+/// The stage's secrets and its agent's, each allowed by policy for this kind, with how the
+/// stage asked to receive each.
+fn secrets_of(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    s: &pipeline::Stage,
+    agent: Option<&crate::spec::factory::Agent>,
+    kind_name: &str,
+    errors: &mut Diagnostics,
+) -> (Vec<String>, std::collections::BTreeMap<String, crate::plan::SecretMount>) {
+    let path = ctx.path;
+    let policy = &ctx.factory.policy;
     let mut secrets = Vec::new();
     let mut mounts = std::collections::BTreeMap::new();
     let asked = s.secrets.iter().map(|r| (r.value.name.as_str(), r.value.mount, r.at));
     let agents = agent.map(|a| a.secrets.iter()).into_iter().flatten().map(|n| (n.value.as_str(), None, id.at));
     for (name, mount, at) in asked.chain(agents) {
-        match policy.check_secret(name, &kind_name) {
+        match policy.check_secret(name, kind_name) {
             Ok(_) => {
                 if !secrets.iter().any(|s| s == name) {
                     secrets.push(name.to_owned());
@@ -189,7 +289,13 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         }
     }
 
-    // Network.
+    (secrets, mounts)
+}
+
+/// The hosts the stage may reach, as policy allows.
+fn network_of(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors: &mut Diagnostics) -> Vec<String> {
+    let path = ctx.path;
+    let policy = &ctx.factory.policy;
     let mut network = Vec::new();
     for host in s.network.iter().flat_map(|n| n.allow.iter()) {
         match policy.check_host(&host.value) {
@@ -204,13 +310,22 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         }
     }
 
-    let timeout_secs = timeout(ctx, s, errors);
-    let resources = limits(ctx, s.resources.as_ref(), errors);
+    network
+}
 
-    // Expectation, loop, workspace.
+/// `expect`, `loop` and `workspace`, each where it belongs.
+fn expect_loop_workspace(
+    ctx: &Context<'_>,
+    id: &Located<String>,
+    s: &pipeline::Stage,
+    role: Role,
+    kind_name: &str,
+    errors: &mut Diagnostics,
+) -> (Expect, Option<Loop>, Access) {
+    let path = ctx.path;
     let expect = s.expect.as_ref().map_or(Expect::Success, |e| e.value);
     if let Some(e) = s.expect.as_ref().filter(|e| e.value == Expect::Failure)
-        && !matches!(kind_name.as_str(), "run" | "grade.command")
+        && !matches!(kind_name, "run" | "grade.command")
     {
         errors.push(
             Diagnostic::new(path, e.at, format!("`expect: failure` is for commands, not `{kind_name}` stages"))
@@ -255,6 +370,12 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
         (None, Role::Grader | Role::Context | Role::Approve) => Access::ReadOnly,
         (None, _) => Access::ReadWrite,
     };
+    (expect, repeat, workspace)
+}
+
+/// Output names are identifiers; `env` names can be set and are not lightsout's.
+fn check_outputs_and_env(ctx: &Context<'_>, s: &pipeline::Stage, errors: &mut Diagnostics) {
+    let path = ctx.path;
     for out in &s.outputs {
         check_name(path, out, "output", errors);
     }
@@ -273,20 +394,16 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             );
         }
     }
+}
 
-    let stage_kind = stage_kind(ctx, id, &kind_name, s, errors);
-    let implied = stage_kind.implied_outputs();
-    let agent_call = agent.and_then(|a| {
-        let name = s.with.get("agent").and_then(|v| v.value.as_str()).unwrap_or_default().to_owned();
-        let prompt = match (s.with.get("prompt"), s.with.get("prompt_file")) {
-            (Some(p), _) => p.value.as_str().unwrap_or_default().to_owned(),
-            (None, Some(f)) => crate::spec::read_text(&factory_dir.join(f.value.as_str().unwrap_or_default())).ok()?,
-            (None, None) => String::new(),
-        };
-        Some(agent_call(name, a, prompt))
-    });
-    // Each secret's provider, with how the stage asked to receive it over the provider's default.
-    let secret_sources = secrets
+/// Each secret's provider, with how the stage asked to receive it over the provider's default.
+fn secret_sources_of(
+    ctx: &Context<'_>,
+    secrets: &[String],
+    mounts: &std::collections::BTreeMap<String, crate::plan::SecretMount>,
+) -> std::collections::BTreeMap<String, SecretSource> {
+    let factory = &ctx.factory.file;
+    secrets
         .iter()
         .filter_map(|name| {
             let provider = factory.secrets.get(name.as_str()).cloned();
@@ -300,36 +417,7 @@ fn resolve(ctx: &Context<'_>, id: &Located<String>, s: &pipeline::Stage, errors:
             };
             Some((name.clone(), src))
         })
-        .collect();
-    Stage {
-        secret_sources,
-        agent: agent_call,
-        id: id.value.clone(),
-        kind: stage_kind,
-        role,
-        needs: dedup(s.needs.iter().map(|n| n.value.clone())),
-        condition: s.condition.as_ref().map(|c| c.value.clone()),
-        run: s.run.as_ref().map(|r| r.value.clone()),
-        image,
-        env: s.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
-        secrets,
-        network,
-        timeout_secs,
-        retries: s.retries.as_ref().map_or(0, |r| r.value),
-        expect,
-        repeat,
-        outputs: {
-            let mut outs: Vec<String> = s.outputs.iter().map(|o| o.value.clone()).collect();
-            for implied in implied {
-                if !outs.iter().any(|o| o == implied) {
-                    outs.push((*implied).to_owned());
-                }
-            }
-            outs
-        },
-        resources,
-        workspace,
-    }
+        .collect()
 }
 
 /// The stage's typed kind, from `with:` as checked against the kinds table.
@@ -403,7 +491,7 @@ fn check_with(
             Some(p)
                 if kind.name == "grade.tests"
                     && p.name == "format"
-                    && value.value.as_str().and_then(crate::stages::results::Format::parse).is_none() =>
+                    && value.value.as_str().and_then(crate::plan::kind::TestFormat::parse).is_none() =>
             {
                 errors.push(
                     Diagnostic::new(
@@ -411,7 +499,7 @@ fn check_with(
                         value.at,
                         format!(
                             "`with.format` of `grade.tests` must be one of {}",
-                            crate::stages::results::Format::NAMES.join(", ")
+                            crate::plan::kind::TestFormat::NAMES.join(", ")
                         ),
                     )
                     .code(code::WITH_TYPE),

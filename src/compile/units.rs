@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::diag::{Diagnostic, code};
 use crate::spec::Located;
 
-pub fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic> {
+pub(super) fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic> {
     match humantime::parse_duration(v.value.trim()) {
         Ok(d) if d.as_secs() > 0 => Ok(d),
         Ok(_) => Err(Diagnostic::new(path, v.at, "a timeout must be at least one second")
@@ -19,7 +19,7 @@ pub fn duration(path: &Path, v: &Located<String>) -> Result<Duration, Diagnostic
 }
 
 /// Bytes from `512m`, `2g`, `1.5GiB`, `1048576` (binary units: `m` is MiB).
-pub fn size(path: &Path, v: &Located<String>) -> Result<u64, Diagnostic> {
+pub(super) fn size(path: &Path, v: &Located<String>) -> Result<u64, Diagnostic> {
     let bad = || {
         Diagnostic::new(path, v.at, format!("`{}` is not a memory size", v.value.escape_debug()))
             .code(code::MEMORY_INVALID)
@@ -37,7 +37,12 @@ pub fn size(path: &Path, v: &Located<String>) -> Result<u64, Diagnostic> {
         "t" | "tb" | "ti" | "tib" => 1 << 40,
         _ => return Err(bad()),
     };
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a size as written, checked to be at least 4 MiB and far below u64::MAX"
+    )]
     let bytes = (num * mult as f64) as u64;
     if bytes < (4 << 20) {
         return Err(Diagnostic::new(path, v.at, "a memory limit must be at least 4 MiB")

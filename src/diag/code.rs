@@ -102,6 +102,7 @@ codes! {
     TEMPLATE_STAGE_NOT_BEFORE = "template.stage_not_before": "a template reads a stage that does not run before it",
     TEMPLATE_STAGE_FIELD = "template.stage_field": "a template reads a field stages do not have",
     TEMPLATE_OUTPUT = "template.output": "a template reads an output the stage does not declare",
+    TEMPLATE_LITERAL = "template.literal": "a template in a `with` parameter that is used as it is written",
     POLICY_IMAGE = "policy.image": "the policy does not allow the image",
     POLICY_SECRET = "policy.secret": "the policy does not give the secret to the stage",
     POLICY_NETWORK = "policy.network": "the policy does not allow the network access",
@@ -123,6 +124,10 @@ codes! {
     TICKET_JSON = "ticket.json": "the GitHub event is not valid JSON",
     TICKET_NOT_ISSUE_EVENT = "ticket.not_issue_event": "the GitHub event is not an `issues` event",
     TICKET_ISSUE_NUMBER = "ticket.issue_number": "the GitHub event's issue has no number",
+    PREFLIGHT_KIND = "preflight.kind": "a stage kind this version cannot run yet (a warning of `validate` and `plan`)",
+    PREFLIGHT_SECRET = "preflight.secret": "a secret that is not available here (a warning)",
+    PREFLIGHT_IMAGE = "preflight.image": "an image that is neither here nor buildable (a warning)",
+    PREFLIGHT_DOCKER = "preflight.docker": "Docker is not reachable, so images were not checked (a warning)",
 }
 
 /// Whether `code` is lowercase words (letters, digits, `_`) joined by dots, at least two.

@@ -1,7 +1,8 @@
 //! The egress proxy: an HTTP proxy (CONNECT for HTTPS, absolute-form requests for plain HTTP)
 //! that admits only the host names and ports a stage's allow-list names, and reports every
 //! connection it allows or refuses. Targets are matched by name as the client asked for them;
-//! an IP address is only admitted when the allow-list names that address.
+//! an IP address is only admitted when the allow-list names that address. hyper parses every
+//! request on a connection, and each is decided on its own (`connection.rs`).
 //!
 //! The Docker executor runs it in a container of its own (`lightsout egress-proxy`), on the
 //! stage's internal network and on the egress network; see `egress.rs`.
@@ -12,8 +13,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -159,7 +160,7 @@ fn spawn_handler<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _held = permit;
         tokio::select! {
             () = cancel.cancelled() => {}
-            () = handle(stream, gate, decisions) => {}
+            () = connection::handle(stream, gate, decisions, &cancel) => {}
         }
     });
 }
@@ -221,7 +222,9 @@ pub async fn standalone(listen: &str, clients: Option<Subnet>, allow: Vec<String
 /// `host:port` split; the port defaults to `default`. The host is a DNS name (letters, digits,
 /// `-`, `.`, `_`), an IPv4 address or a bracketed IPv6 one; anything else is not a target.
 fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
-    let port_of = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0);
+    // Digits only: `u16::from_str` also takes a leading `+`, which other parsers do not.
+    let port_of =
+        |p: &str| p.bytes().all(|b| b.is_ascii_digit()).then(|| p.parse::<u16>().ok()).flatten().filter(|p| *p != 0);
     let (host, port) = if let Some(rest) = target.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         h.parse::<std::net::Ipv6Addr>().ok()?;
@@ -249,321 +252,7 @@ fn split_target(target: &str, default: u16) -> Option<(String, u16)> {
     Some((host.to_ascii_lowercase(), port))
 }
 
-/// A plain-HTTP request the proxy can frame: where it goes, the head to send there and the
-/// length of its body.
-#[derive(Debug)]
-struct Framed {
-    host: String,
-    port: u16,
-    head: String,
-    body: u64,
-}
-
-/// A request refused before any byte of it goes upstream: what is recorded and the status
-/// the client gets.
-#[derive(Debug)]
-struct Unframed {
-    host: String,
-    port: u16,
-    status: &'static str,
-    why: String,
-}
-
-/// Headers for the hop between the client and the proxy, never forwarded (the proxy writes
-/// its own `Host` and `Connection`).
-const HOP_BY_HOP: [&str; 9] = [
-    "host",
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
-/// Reads a plain-HTTP proxy request head (`head`, without its closing blank line) strictly:
-/// one request line of three words, header lines `name: value` with no line break, NUL or
-/// folding inside them, a body framed by one `Content-Length` or none. What another parser
-/// could read differently is refused, so that the request checked is the request sent.
-fn frame(head: &str) -> Result<Framed, Unframed> {
-    let refuse = |host: &str, port: u16, status, why: &str| Unframed {
-        host: host.to_owned(),
-        port,
-        status,
-        why: why.to_owned(),
-    };
-    let mut lines = head.split("\r\n");
-    let request = lines.next().unwrap_or_default();
-    let asked: String = request.chars().take(120).collect();
-    let not_proxy = || refuse(&asked, 0, "400 Bad Request", "not a proxy request for a host name and port");
-    let words: Vec<&str> = request.split(' ').collect();
-    let [method, target, version] = words[..] else { return Err(not_proxy()) };
-    let token =
-        |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !token(method) || !matches!(version, "HTTP/1.0" | "HTTP/1.1") || request.contains(|c: char| c.is_control()) {
-        return Err(not_proxy());
-    }
-    let Some(after) = target.strip_prefix("http://") else { return Err(not_proxy()) };
-    let (authority, path) = after.split_once('/').map_or((after, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let Some((host, port)) = split_target(authority, 80) else { return Err(not_proxy()) };
-    let unreadable = |why: &str| refuse(&host, port, "400 Bad Request", why);
-    let (mut length, mut kept, mut named) = (None::<u64>, Vec::new(), Vec::new());
-    for line in lines {
-        if line.contains(|c: char| c.is_control() && c != '\t') {
-            return Err(unreadable("a header line holds a control character"));
-        }
-        let Some((name, value)) = line.split_once(':').filter(|(n, _)| token(n)) else {
-            return Err(unreadable("a header line is not `name: value`"));
-        };
-        let (lower, value) = (name.to_ascii_lowercase(), value.trim_matches([' ', '\t']));
-        match lower.as_str() {
-            "host" if split_target(value, port).map(|(h, _)| h).as_deref() != Some(host.as_str()) => {
-                let named: String = value.chars().take(80).collect();
-                return Err(refuse(
-                    &host,
-                    port,
-                    "403 Forbidden",
-                    &format!("its Host header names another host ({named})"),
-                ));
-            }
-            "transfer-encoding" => {
-                return Err(refuse(
-                    &host,
-                    port,
-                    "501 Not Implemented",
-                    "a request body in Transfer-Encoding cannot be framed by the proxy; send Content-Length",
-                ));
-            }
-            "content-length" => {
-                let n = value.parse::<u64>().ok().filter(|_| value.bytes().all(|b| b.is_ascii_digit()));
-                match (n, length) {
-                    (None, _) => return Err(unreadable("its Content-Length is not a number")),
-                    (Some(n), Some(before)) if n != before => {
-                        return Err(unreadable("it has two different Content-Length headers"));
-                    }
-                    (Some(n), _) => length = Some(n),
-                }
-            }
-            "connection" | "proxy-connection" => {
-                named.extend(value.split(',').map(|t| t.trim().to_ascii_lowercase()));
-            }
-            _ => {}
-        }
-        kept.push((lower, line));
-    }
-    let authority = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-    let authority = if port == 80 { authority } else { format!("{authority}:{port}") };
-    let mut out = format!("{method} {path} {version}\r\nHost: {authority}\r\n");
-    for (lower, line) in kept {
-        if !HOP_BY_HOP.contains(&lower.as_str()) && !named.contains(&lower) {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    }
-    // One request per connection: the upstream closes after its answer, and nothing else the
-    // client sends on this connection goes anywhere.
-    out.push_str("Connection: close\r\n\r\n");
-    Ok(Framed { host, port, head: out, body: length.unwrap_or(0) })
-}
-
-/// Why a second request on one connection is refused.
-const ONE_PER_CONNECTION: &str =
-    "a further request on the same connection; the proxy forwards one request per connection";
-/// How long the proxy goes on, once either side is done (the answer relayed, or a further
-/// request refused), for the other: a further request to record, the rest of the answer.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Waits for bytes the client sends after its request (blank lines aside) and returns them,
-/// up to the end of their first line; `None` when the client sends nothing more.
-async fn further<R: AsyncRead + Unpin>(client: &mut R, mut seen: Vec<u8>) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 1024];
-    loop {
-        let start = seen.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(seen.len());
-        seen.drain(..start);
-        if seen.contains(&b'\n') || seen.len() >= 1024 {
-            return Some(seen);
-        }
-        match client.read(&mut buf).await {
-            Ok(0) | Err(_) => return (!seen.is_empty()).then_some(seen),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// The decision recorded for a further request: its target when it names one.
-fn refused_further(bytes: &[u8]) -> Decision {
-    let text = String::from_utf8_lossy(bytes);
-    let line = text.lines().next().unwrap_or_default();
-    let mut words = line.split(' ');
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    let named = if method.eq_ignore_ascii_case("CONNECT") {
-        split_target(target, 443)
-    } else {
-        target.strip_prefix("http://").and_then(|a| split_target(a.split('/').next().unwrap_or_default(), 80))
-    };
-    let (host, port) = named.unwrap_or_else(|| (line.chars().take(120).collect(), 0));
-    Decision { host, port, allowed: false, why: ONE_PER_CONNECTION.to_owned() }
-}
-
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, gate: Gate, decisions: mpsc::Sender<Decision>) {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    let refuse = |why: &str| Decision { host: "(no request)".to_owned(), port: 0, allowed: false, why: why.to_owned() };
-    let read_head = async {
-        loop {
-            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Ok(i + 4);
-            }
-            if head.windows(2).any(|w| w == b"\n\n") {
-                return Err((
-                    &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"[..],
-                    Some("a request head with bare line feeds (not CRLF)"),
-                ));
-            }
-            if head.len() > MAX_HEAD {
-                return Err((
-                    &b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n"[..],
-                    Some("a request head over 16 KiB"),
-                ));
-            }
-            match client.read(&mut buf).await {
-                Ok(0) | Err(_) => return Err((&b""[..], None)),
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    let end = match tokio::time::timeout(HEAD_TIMEOUT, read_head).await {
-        Ok(Ok(end)) => end,
-        Ok(Err((answer, why))) => {
-            if let Some(why) = why {
-                let _ = decisions.send(refuse(why)).await;
-            }
-            let _ = client.write_all(answer).await;
-            return;
-        }
-        Err(_) => {
-            let _ = decisions.send(refuse("no complete request head within 30 s")).await;
-            let _ = client.write_all(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n").await;
-            return;
-        }
-    };
-    let text = String::from_utf8_lossy(&head[..end - 4]).into_owned();
-    let rest = head[end..].to_vec();
-    let mut first = text.split("\r\n").next().unwrap_or_default().split(' ');
-    let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
-    if method.eq_ignore_ascii_case("CONNECT") {
-        let Some((host, port)) = split_target(target, 443) else {
-            let asked: String = format!("{method} {target}").chars().take(120).collect();
-            let why = "not a proxy request for a host name and port".to_owned();
-            let _ = decisions.send(Decision { host: asked, port: 0, allowed: false, why }).await;
-            let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
-            return;
-        };
-        tunnel(client, &host, port, &rest, &gate, &decisions).await;
-        return;
-    }
-    match frame(&text) {
-        Ok(framed) => forward_one(client, framed, rest, &gate, &decisions).await,
-        Err(u) => {
-            let _ = decisions.send(Decision { host: u.host, port: u.port, allowed: false, why: u.why }).await;
-            let answer = format!("HTTP/1.1 {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", u.status);
-            let _ = client.write_all(answer.as_bytes()).await;
-        }
-    }
-}
-
-/// Asks the gate, records its decision and reaches the target: `None` when refused or
-/// unreachable (the client has its answer then).
-async fn admit<S: AsyncWrite + Unpin>(
-    client: &mut S,
-    host: &str,
-    port: u16,
-    gate: &Gate,
-    decisions: &mpsc::Sender<Decision>,
-) -> Option<TcpStream> {
-    let verdict = gate(host, port);
-    let decision =
-        Decision { host: host.to_owned(), port, allowed: verdict.is_ok(), why: verdict.clone().unwrap_or_else(|e| e) };
-    let _ = decisions.send(decision).await;
-    if verdict.is_err() {
-        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
-        return None;
-    }
-    if let Ok(Ok(upstream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
-        Some(upstream)
-    } else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
-        None
-    }
-}
-
-/// `CONNECT`: an opaque tunnel to an admitted target (what goes through it is not inspected).
-async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
-    mut client: S,
-    host: &str,
-    port: u16,
-    rest: &[u8],
-    gate: &Gate,
-    decisions: &mpsc::Sender<Decision>,
-) {
-    let Some(mut upstream) = admit(&mut client, host, port, gate, decisions).await else { return };
-    if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
-        return;
-    }
-    if !rest.is_empty() && upstream.write_all(rest).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-}
-
-/// Plain HTTP: sends the one checked request (its head rewritten, exactly its body) and relays
-/// the answer. Anything more the client sends is never forwarded: it is recorded as refused,
-/// and the connection ends.
-async fn forward_one<S: AsyncRead + AsyncWrite + Unpin>(
-    mut client: S,
-    framed: Framed,
-    rest: Vec<u8>,
-    gate: &Gate,
-    decisions: &mpsc::Sender<Decision>,
-) {
-    let Some(upstream) = admit(&mut client, &framed.host, framed.port, gate, decisions).await else { return };
-    let (mut from_client, mut to_client) = tokio::io::split(client);
-    let (mut from_upstream, mut to_upstream) = upstream.into_split();
-    let early = usize::try_from(framed.body).unwrap_or(usize::MAX).min(rest.len());
-    let (body_start, extra) = rest.split_at(early);
-    let extra = extra.to_vec();
-    let send = async {
-        let sent = async {
-            to_upstream.write_all(framed.head.as_bytes()).await?;
-            to_upstream.write_all(body_start).await?;
-            let left = framed.body - early as u64;
-            let copied = tokio::io::copy(&mut (&mut from_client).take(left), &mut to_upstream).await?;
-            if copied == left { Ok(()) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) }
-        };
-        let sent: std::io::Result<()> = sent.await;
-        match sent {
-            Ok(()) => match further(&mut from_client, extra).await {
-                Some(bytes) => {
-                    let _ = decisions.send(refused_further(&bytes)).await;
-                }
-                None => std::future::pending().await,
-            },
-            // The client went away before its body ended; the answer, if any, still goes back.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let relay = async {
-        let _ = tokio::io::copy(&mut from_upstream, &mut to_client).await;
-        let _ = to_client.shutdown().await;
-    };
-    tokio::pin!(send, relay);
-    tokio::select! {
-        () = &mut relay => { let _ = tokio::time::timeout(LINGER, &mut send).await; }
-        () = &mut send => { let _ = tokio::time::timeout(LINGER, &mut relay).await; }
-    }
-}
-
+mod connection;
+mod heads;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,9 @@
 //!
 //! The stage's environment (secrets included) reaches bwrap as its environment, never as
 //! arguments: every user of the host can read a process's arguments, only its owner its
-//! environment. Nothing of the runner's own environment enters the sandbox.
+//! environment. Nothing of the runner's own environment enters the sandbox. There is no image,
+//! so no image environment: a stage gets `PATH` [`DEFAULT_PATH`](super::DEFAULT_PATH) (the
+//! host's usual directories) and `HOME=/tmp`, then lightsout's variables and its own.
 //!
 //! Resource limits (memory, cpus, pids) are not enforced here; that needs cgroups, which the
 //! docker executor has.
@@ -33,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::docker::FALLBACK_UID;
-use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
+use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, stage_env};
 use crate::egress::Decision;
 use crate::events::Stream;
 
@@ -122,11 +124,10 @@ impl Local {
     }
 
     fn command(&self, job: &Job, egress: Option<&Path>) -> Result<Command, String> {
-        let mut env: Vec<(String, String)> = base_env(job);
-        if egress.is_some() {
-            env.extend(crate::egress::proxy_env(&format!("http://{FORWARD_ADDR}")));
-        }
-        env.extend(job.env.iter().cloned());
+        // No image here: the host's tools, on the usual `PATH`, with `HOME` at the private `/tmp`.
+        let proxy =
+            if egress.is_some() { crate::egress::proxy_env(&format!("http://{FORWARD_ADDR}")) } else { Vec::new() };
+        let env = stage_env(&[], job, proxy);
         if let Some(bwrap) = &self.bwrap {
             let mut c = Command::new(bwrap);
             // The stage's environment is bwrap's, which passes it on: never in arguments.
@@ -143,7 +144,9 @@ impl Local {
             for d in SYSTEM_DIRS {
                 c.args(["--ro-bind-try", d, d]);
             }
-            c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+            // `/tmp` open to everyone, sticky, like a system's: a tmpfs is made 0755 and root's
+            // otherwise, which a stage dropped to its own uid could not write.
+            c.args(["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]);
             // bwrap makes missing mount points' parents 0700 (root's, when the runner is root):
             // the stage's user must reach this binary and its secrets under /run.
             c.args(["--perms", "0755", "--dir", "/run", "--perms", "0755", "--dir", "/run/lightsout"]);

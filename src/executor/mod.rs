@@ -186,16 +186,79 @@ impl Executor for local::Local {
     }
 }
 
-/// The environment every stage gets, before its own.
-pub fn base_env(job: &Job) -> Vec<(String, String)> {
-    vec![
-        ("HOME".into(), "/tmp".into()),
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
-        ("LIGHTSOUT".into(), "1".into()),
-        ("LIGHTSOUT_RUN".into(), job.run_id.clone()),
-        ("LIGHTSOUT_STAGE".into(), job.stage.clone()),
-        ("LIGHTSOUT_ATTEMPT".into(), job.attempt.to_string()),
-        ("LIGHTSOUT_OUTPUT".into(), format!("{IO_DIR}/output")),
-        ("LIGHTSOUT_WORKSPACE".into(), WORKSPACE.into()),
-    ]
+/// `PATH` where the image sets none (and always with the local executor).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `HOME` where the image sets none (and always with the local executor): a stage runs as a
+/// user the image may not know, on a read-only root file system; `/tmp` is its own to write.
+pub const DEFAULT_HOME: &str = "/tmp";
+
+/// The environment of one stage, later layers replacing a name an earlier one set: the image's
+/// own (its `ENV` lines; none with the local executor), `PATH` and `HOME` when the image sets
+/// none, lightsout's variables (`LIGHTSOUT_*`, and the egress proxy's in `proxy`), then the
+/// stage's own (`env:` and secrets).
+pub fn stage_env(image: &[String], job: &Job, proxy: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env: indexmap::IndexMap<String, String> =
+        image.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    for (k, v) in [("PATH", DEFAULT_PATH), ("HOME", DEFAULT_HOME)] {
+        env.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    }
+    let ours = [
+        ("LIGHTSOUT", "1".to_owned()),
+        ("LIGHTSOUT_RUN", job.run_id.clone()),
+        ("LIGHTSOUT_STAGE", job.stage.clone()),
+        ("LIGHTSOUT_ATTEMPT", job.attempt.to_string()),
+        ("LIGHTSOUT_OUTPUT", format!("{IO_DIR}/output")),
+        ("LIGHTSOUT_WORKSPACE", WORKSPACE.to_owned()),
+    ];
+    env.extend(ours.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(proxy);
+    env.extend(job.env.iter().cloned());
+    env.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(env: &[(&str, &str)]) -> Job {
+        Job {
+            run_id: "r".into(),
+            stage: "s".into(),
+            attempt: 1,
+            image: String::new(),
+            script: String::new(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            workspace: PathBuf::new(),
+            writable: false,
+            io_dir: PathBuf::new(),
+            limits: Limits { memory_bytes: 1, cpus: 1.0, pids: 1 },
+            timeout: Duration::from_secs(1),
+            files: Vec::new(),
+            egress: Vec::new(),
+            runner: String::new(),
+        }
+    }
+
+    fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_image_environment_is_kept_and_only_lightsouts_added() {
+        let image = ["PATH=/usr/local/cargo/bin:/usr/bin".to_owned(), "CARGO_HOME=/usr/local/cargo".to_owned()];
+        let env = stage_env(&image, &job(&[("CARGO_HOME", "/mine")]), Vec::new());
+        assert_eq!(get(&env, "PATH"), Some("/usr/local/cargo/bin:/usr/bin"));
+        assert_eq!(get(&env, "HOME"), Some(DEFAULT_HOME), "the image sets no HOME");
+        assert_eq!(get(&env, "CARGO_HOME"), Some("/mine"), "the stage's own env wins");
+        assert_eq!(get(&env, "LIGHTSOUT_STAGE"), Some("s"));
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names.len(), names.iter().collect::<std::collections::BTreeSet<_>>().len(), "{names:?}");
+        // No image environment (the local executor, or an image made with `docker import`).
+        let env = stage_env(&[], &job(&[]), crate::egress::proxy_env("http://p"));
+        assert_eq!(get(&env, "PATH"), Some(DEFAULT_PATH));
+        assert_eq!(get(&env, "HTTPS_PROXY"), Some("http://p"));
+        let env = stage_env(&["HOME=/home/ci".to_owned(), "LIGHTSOUT_OUTPUT=/x".to_owned()], &job(&[]), Vec::new());
+        assert_eq!(get(&env, "HOME"), Some("/home/ci"));
+        assert_eq!(get(&env, "LIGHTSOUT_OUTPUT"), Some("/lightsout/output"), "lightsout's variables are lightsout's");
+    }
 }

@@ -68,9 +68,6 @@ pub struct Tests {
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub junit: Option<String>,
-    /// Which reader reads the results (`pytest`, `libtest`, `gotest-json`, `tap`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_to_pass: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +76,62 @@ pub struct Tests {
     /// policy's protected paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_files: Option<Vec<String>>,
+    /// Which reader reads the results; without it, `JUnit` when there is a report, else the log
+    /// as unittest or pytest prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<TestFormat>,
+}
+
+/// The output form a reader reads, as a stage names it (`with: { format: ... }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestFormat {
+    /// pytest's own output: `-rA` summary lines, `-v` result lines, or the default (which names
+    /// only failing tests).
+    #[serde(rename = "pytest")]
+    Pytest,
+    /// `python -m unittest -v`.
+    #[serde(rename = "unittest")]
+    Unittest,
+    /// The default human output of Rust's libtest, as `cargo test` prints it.
+    #[serde(rename = "libtest")]
+    Libtest,
+    /// `go test -json`.
+    #[serde(rename = "gotest-json")]
+    GoTestJson,
+    /// TAP, as `node --test` prints it.
+    #[serde(rename = "tap")]
+    Tap,
+    /// `JUnit` XML from any runner (pytest, nextest, Node, Maven Surefire, Gradle, jest, vitest,
+    /// mocha): read from the report file, not from the log.
+    #[serde(rename = "junit")]
+    Junit,
+}
+
+impl TestFormat {
+    pub const NAMES: &'static [&'static str] = &["pytest", "unittest", "libtest", "gotest-json", "tap", "junit"];
+
+    pub fn parse(name: &str) -> Option<TestFormat> {
+        Some(match name {
+            "pytest" => TestFormat::Pytest,
+            "unittest" => TestFormat::Unittest,
+            "libtest" => TestFormat::Libtest,
+            "gotest-json" => TestFormat::GoTestJson,
+            "tap" => TestFormat::Tap,
+            "junit" => TestFormat::Junit,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TestFormat::Pytest => "pytest",
+            TestFormat::Unittest => "unittest",
+            TestFormat::Libtest => "libtest",
+            TestFormat::GoTestJson => "gotest-json",
+            TestFormat::Tap => "tap",
+            TestFormat::Junit => "junit",
+        }
+    }
 }
 
 /// `uses: grade.diff`: the change's size and what it touches.

@@ -98,7 +98,7 @@ pub enum Role {
     Context,
     /// An AI agent that edits the workspace.
     Agent,
-    /// Grades the candidate; sees the workspace read-only.
+    /// Grades the candidate; cannot change the workspace (it works in a scratch copy).
     Grader,
     /// A human gate.
     Approve,

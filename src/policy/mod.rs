@@ -7,10 +7,12 @@
 use std::path::{Path, PathBuf};
 
 mod file;
+mod globs;
 
 use crate::diag::{Code, Located, Pos, code};
 
 pub use file::*;
+pub use globs::{Globs, Matching, wildcard};
 
 /// Why policy refused something, and where the deciding rule is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,21 +281,6 @@ fn split_host(h: &str) -> (&str, &str) {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => (name, port),
         _ => (h, "443"),
     }
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-pub fn wildcard(pattern: &str, text: &str) -> bool {
-    let mut opts = glob::MatchOptions::new();
-    opts.require_literal_separator = false;
-    // Only `*` is special in policy patterns: escape the other glob metacharacters.
-    let escaped: String = pattern
-        .chars()
-        .map(|c| match c {
-            '?' | '[' | ']' => format!("[{c}]"),
-            c => c.to_string(),
-        })
-        .collect();
-    glob::Pattern::new(&escaped).is_ok_and(|p| p.matches_with(text, opts))
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub fn markdown(dir: &RunDir) -> Result<String, String> {
             None => "not run".into(),
         };
         let attempts = st.map_or(0, |s| s.attempts);
-        #[allow(clippy::cast_precision_loss)] // milliseconds for display
+        #[expect(clippy::cast_precision_loss, reason = "milliseconds for display")]
         let secs = st.map_or(0.0, |s| s.duration_ms as f64 / 1000.0);
         let _ = writeln!(out, "| {} | {} | {result} | {attempts} | {secs:.1}s |", s.id, s.kind);
     }

@@ -120,7 +120,7 @@ fn lines(e: &Stamped) -> Vec<String> {
                 Outcome::Cancelled => "cancelled",
             };
             let again = if *retrying { ", retrying" } else { "" };
-            #[allow(clippy::cast_precision_loss)] // seconds for display
+            #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
             let secs = *duration_ms as f64 / 1000.0;
             vec![format!("{stage:<12} {word} in {secs:.1}s: {}{again}", printable(reason))]
         }

@@ -1,8 +1,6 @@
 //! The agent loop: when a loop's graders fail, the agent stage and what follows it run again
 //! with the graders' output as feedback, up to `max_attempts`, inside one node of the DAG.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// Whether `grader` is one of a loop's graders. Its failure does not stop the run at once: the

@@ -2,8 +2,6 @@
 //! its outputs file and what it left (read and cleaned as untrusted), its secrets, and the
 //! policy checked again before it starts.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// Network decisions of one attempt recorded one by one; the rest are counted.
@@ -11,6 +9,15 @@ pub(super) const MAX_EGRESS_EVENTS: usize = 1000;
 
 /// The largest file a stage's I/O directory keeps in the record.
 pub(super) const MAX_KEPT_FILE: u64 = 64 * 1024 * 1024;
+
+/// What ended an attempt before its command ran, or a part of it that failed.
+type Early = (Outcome, String);
+
+/// Secrets as files: (host path, path inside the sandbox).
+type SecretFiles = Vec<(PathBuf, String)>;
+
+/// An attempt's environment variables, in order.
+type Env = Vec<(String, String)>;
 
 /// Runs one attempt of one stage.
 pub(super) async fn run_stage(
@@ -33,168 +40,58 @@ pub(super) async fn run_stage(
         outputs,
         verdict: None,
     };
+    let early = |(outcome, reason): Early| done(outcome, None, reason, BTreeMap::new());
     // The plan was checked against policy when it was compiled; a recorded plan may have been
     // edited since, so every stage is checked again before it starts.
     if let Err(refusal) = enforce(&ctx.policy, stage) {
-        return done(Outcome::Failed, None, format!("refused by policy at run time: {refusal}"), BTreeMap::new());
+        return early((Outcome::Failed, format!("refused by policy at run time: {refusal}")));
     }
     if stage.kind.on_host() {
-        let result = run_host_stage(&ctx, stage, attempt, &tctx, &logs, &cancel).await;
-        return match result {
-            Ok((outputs, None)) => done(Outcome::Succeeded, None, "done on the host".into(), outputs),
-            Ok((outputs, Some(v))) => {
-                let (outcome, reason) = if v.pass {
-                    (Outcome::Succeeded, "pass".to_owned())
-                } else {
-                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
-                };
-                Done { verdict: Some(v), ..done(outcome, None, reason, outputs) }
-            }
-            Err(e) if cancel.is_cancelled() => {
-                done(Outcome::Cancelled, None, ctx.needles.mask_str(&e), BTreeMap::new())
-            }
-            Err(e) => done(Outcome::Failed, None, ctx.needles.mask_str(&e), BTreeMap::new()),
-        };
+        let (outcome, reason, outputs, verdict) = on_host(&ctx, stage, attempt, &tctx, &logs, &cancel).await;
+        return Done { verdict, ..done(outcome, None, reason, outputs) };
     }
     let io_dir = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.io"));
-    if let Err(e) = std::fs::create_dir_all(&io_dir) {
-        return done(Outcome::Fault, None, format!("cannot create {}: {e}", io_dir.display()), BTreeMap::new());
-    }
-    let script = if let Some(agent) = &stage.agent {
-        // The prompt is text (ticket values inserted as they are, never evaluated); it reaches
-        // the agent as a file, on stdin or as one argument, never through a shell word.
-        let prompt = match crate::template::render(Mode::Text, &agent.prompt, &tctx) {
-            Ok(p) => p,
-            Err(e) => return done(Outcome::Failed, None, format!("the prompt template failed: {e}"), BTreeMap::new()),
-        };
-        if let Err(e) = std::fs::write(io_dir.join("prompt.md"), &prompt) {
-            return done(Outcome::Fault, None, format!("cannot write the prompt: {e}"), BTreeMap::new());
-        }
-        agent_script(agent)
-    } else {
-        let Some(source) = command_of(stage) else {
-            return done(Outcome::Failed, None, format!("`{}` stages cannot run yet", stage.kind), BTreeMap::new());
-        };
-        // Ticket text reaches the command only as shell-quoted values.
-        match crate::template::render(Mode::Shell, source, &tctx) {
-            Ok(s) => s,
-            Err(e) => return done(Outcome::Failed, None, format!("the command template failed: {e}"), BTreeMap::new()),
-        }
-    };
-    // `env:` values are templates, rendered as text: an environment variable is one value,
-    // never shell-parsed, so ticket text in it stays data.
-    let mut env: Vec<(String, String)> = Vec::new();
-    for (k, v) in &stage.env {
-        match crate::template::render(Mode::Text, v, &tctx) {
-            Ok(value) => env.push((k.clone(), value)),
-            Err(e) => {
-                return done(Outcome::Failed, None, format!("the template of `env.{k}` failed: {e}"), BTreeMap::new());
-            }
-        }
-    }
-    // Secrets as files live on a tmpfs of the host for the attempt only, never on disk.
-    let secret_dir = SecretDir::new(&ctx.meta.run_id, &stage.id, attempt);
-    let mut files = Vec::new();
-    for name in &stage.secrets {
-        let Some(value) = ctx.secrets.get(name) else {
-            return done(
-                Outcome::Failed,
-                None,
-                format!("secret `{name}` is not available to the runner"),
-                BTreeMap::new(),
-            );
-        };
-        if value.trim_end_matches(['\n', '\r']).len() < crate::secrets::MIN_NEEDLE {
-            return done(
-                Outcome::Failed,
-                None,
-                format!(
-                    "secret `{name}` is shorter than {} bytes: lightsout cannot mask it in logs and records without masking ordinary text, so no stage gets it; use a longer value",
-                    crate::secrets::MIN_NEEDLE
-                ),
-                BTreeMap::new(),
-            );
-        }
-        let as_file = stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::plan::SecretMount::File);
-        if as_file {
-            match secret_dir.write(name, value) {
-                Ok(host) => {
-                    let inside = format!("/run/secrets/{name}");
-                    env.push((format!("{name}_FILE"), inside.clone()));
-                    files.push((host, inside));
-                }
-                Err(e) => return done(Outcome::Fault, None, format!("secret `{name}`: {e}"), BTreeMap::new()),
-            }
-        } else {
-            env.push((name.clone(), value.clone()));
-        }
-    }
-    ownership::prepare(&io_dir);
-    let image = match &stage.image {
-        Some(img) => {
-            let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
-            match ctx.executor.prepare_image(&ctx.workspace, &img.value, &allowed).await {
-                Ok(name) => name,
-                Err(crate::executor::ImageError::Refused(e)) => return done(Outcome::Failed, None, e, BTreeMap::new()),
-                Err(crate::executor::ImageError::Fault(e)) => return done(Outcome::Fault, None, e, BTreeMap::new()),
-            }
-        }
-        None => String::new(),
-    };
-    let job = Job {
-        run_id: ctx.meta.run_id.clone(),
-        stage: stage.id.clone(),
-        attempt,
-        image,
-        script,
-        env,
-        workspace: ctx.workspace.root(),
-        writable: stage.workspace == Access::ReadWrite,
-        io_dir: io_dir.clone(),
-        limits: stage.resources,
-        timeout: Duration::from_secs(stage.timeout_secs.max(1)),
-        files,
-        egress: stage.network.clone(),
-        runner: crate::store::runner_id(),
+    // The secret files live (on a tmpfs) until the attempt ends, and go with `_secrets`.
+    let (job, _secrets) = match prepare(&ctx, stage, attempt, &tctx, &io_dir).await {
+        Ok(prepared) => prepared,
+        Err(e) => return early(e),
     };
     if let StageKind::Tests(_) = &stage.kind {
         return match grade_tests(&ctx, stage, attempt, &job, &tctx, &logs, &cancel).await {
             Ok((v, code)) => {
-                let (outcome, reason) = if v.pass {
-                    (Outcome::Succeeded, "pass".to_owned())
-                } else {
-                    (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
-                };
+                let (outcome, reason) = verdict_outcome(&ctx, &v);
                 Done { verdict: Some(v), ..done(outcome, Some(code), reason, BTreeMap::new()) }
             }
-            Err(Ok(Ended::TimedOut)) => done(
-                Outcome::TimedOut,
-                None,
-                format!("ran past its timeout of {}s", stage.timeout_secs),
-                BTreeMap::new(),
-            ),
-            Err(Ok(_)) => done(Outcome::Cancelled, None, "cancelled".into(), BTreeMap::new()),
-            Err(Err(fault)) => done(Outcome::Fault, None, ctx.needles.mask_str(&fault), BTreeMap::new()),
+            Err(Ok(Ended::TimedOut)) => {
+                early((Outcome::TimedOut, format!("ran past its timeout of {}s", stage.timeout_secs)))
+            }
+            Err(Ok(_)) => early((Outcome::Cancelled, "cancelled".into())),
+            Err(Err(fault)) => early((Outcome::Fault, ctx.needles.mask_str(&fault))),
         };
     }
-    let (ended, log_ok) = run_job(&ctx, &job, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
+    // A stage that only reads the workspace works in a scratch copy of it, writable and
+    // executable (a test command writes `target/`, a lock file, and runs what it built): the
+    // workspace's last snapshot, which is what ships, thrown away after the attempt, so nothing
+    // it writes reaches the workspace.
+    let scratch = if job.writable {
+        None
+    } else {
+        match scratch_at(&ctx, &format!("{}-{attempt}-scratch", stage.id)) {
+            Ok(ws) => Some(ws),
+            Err(e) => return early((Outcome::Fault, format!("cannot make the scratch copy: {e}"))),
+        }
+    };
+    let run_as =
+        scratch.as_ref().map_or_else(|| job.clone(), |ws| Job { workspace: ws.root(), writable: true, ..job.clone() });
+    let (ended, log_ok) = run_job(&ctx, &run_as, ctx.dir.log_path(&stage.id, attempt), &logs, &cancel).await;
+    if let Some(ws) = scratch {
+        discard(&ctx, &ws, &logs).await;
+    }
     // The outputs file first (read as untrusted: a link there fails the stage, and says so),
     // then what the stage left is cleaned.
     let outputs = read_outputs(&io_dir.join("output"), &ctx.needles).await;
     clean_after(&ctx, &job, &logs).await;
-    let (outcome, code, reason) = match ended {
-        Err(fault) => (Outcome::Fault, None, fault),
-        Ok(Ended::TimedOut) => {
-            (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs))
-        }
-        Ok(Ended::Cancelled) => (Outcome::Cancelled, None, "cancelled".to_owned()),
-        Ok(Ended::Exited(code)) => match (stage.expect, code) {
-            (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
-            (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
-            (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
-            (Expect::Failure, c) => (Outcome::Succeeded, Some(c), format!("exited {c}, as `expect: failure` wants")),
-        },
-    };
+    let (outcome, code, reason) = ended_outcome(stage, ended);
     let (outcome, reason) = match (outcome, log_ok) {
         (o, Ok(())) => (o, reason),
         (_, Err(e)) => (Outcome::Fault, format!("cannot write the stage log: {e}")),
@@ -217,6 +114,162 @@ pub(super) async fn run_stage(
         return Done { verdict: Some(verdict), ..done(outcome, code, reason, outputs) };
     }
     done(outcome, code, reason, outputs)
+}
+
+/// A grader's verdict as the attempt's outcome and reason.
+fn verdict_outcome(ctx: &Ctx, v: &crate::stages::Verdict) -> (Outcome, String) {
+    if v.pass {
+        (Outcome::Succeeded, "pass".to_owned())
+    } else {
+        (Outcome::Failed, ctx.needles.mask_str(&v.reasons.join("; ")))
+    }
+}
+
+/// A built-in kind on the host: its outcome, reason, outputs and verdict.
+async fn on_host(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    tctx: &serde_json::Value,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> (Outcome, String, BTreeMap<String, String>, Option<crate::stages::Verdict>) {
+    match run_host_stage(ctx, stage, attempt, tctx, logs, cancel).await {
+        Ok((outputs, None)) => (Outcome::Succeeded, "done on the host".into(), outputs, None),
+        Ok((outputs, Some(v))) => {
+            let (outcome, reason) = verdict_outcome(ctx, &v);
+            (outcome, reason, outputs, Some(v))
+        }
+        Err(e) if cancel.is_cancelled() => (Outcome::Cancelled, ctx.needles.mask_str(&e), BTreeMap::new(), None),
+        Err(e) => (Outcome::Failed, ctx.needles.mask_str(&e), BTreeMap::new(), None),
+    }
+}
+
+/// The job of one attempt: its script (the rendered command, or the agent with its prompt
+/// written to the attempt's directory), environment, secrets and image; and the directory of
+/// its secret files, removed when it is dropped.
+async fn prepare(
+    ctx: &Ctx,
+    stage: &Stage,
+    attempt: u32,
+    tctx: &serde_json::Value,
+    io_dir: &Path,
+) -> Result<(Job, SecretDir), Early> {
+    std::fs::create_dir_all(io_dir)
+        .map_err(|e| (Outcome::Fault, format!("cannot create {}: {e}", io_dir.display())))?;
+    let script = script_of(stage, tctx, io_dir)?;
+    let (env, files, secrets) = environment(ctx, stage, attempt, tctx)?;
+    ownership::prepare(io_dir);
+    let image = match &stage.image {
+        Some(img) => {
+            let allowed = |name: &str| ctx.policy.check_image(name).map(|_| ()).map_err(|r| r.message);
+            ctx.executor.prepare_image(&ctx.workspace, &img.value, &allowed).await.map_err(|e| match e {
+                crate::executor::ImageError::Refused(e) => (Outcome::Failed, e),
+                crate::executor::ImageError::Fault(e) => (Outcome::Fault, e),
+            })?
+        }
+        None => String::new(),
+    };
+    let job = Job {
+        run_id: ctx.meta.run_id.clone(),
+        stage: stage.id.clone(),
+        attempt,
+        image,
+        script,
+        env,
+        workspace: ctx.workspace.root(),
+        writable: stage.workspace == Access::ReadWrite,
+        io_dir: io_dir.to_path_buf(),
+        limits: stage.resources,
+        timeout: Duration::from_secs(stage.timeout_secs.max(1)),
+        files,
+        egress: stage.network.clone(),
+        runner: crate::store::runner_id(),
+    };
+    Ok((job, secrets))
+}
+
+/// The shell script an attempt runs.
+fn script_of(stage: &Stage, tctx: &serde_json::Value, io_dir: &Path) -> Result<String, Early> {
+    let failed = |why: String| (Outcome::Failed, why);
+    if let Some(agent) = &stage.agent {
+        // The prompt is text (ticket values inserted as they are, never evaluated); it reaches
+        // the agent as a file, on stdin or as one argument, never through a shell word.
+        let prompt = crate::template::render(Mode::Text, &agent.prompt, tctx)
+            .map_err(|e| failed(format!("the prompt template failed: {e}")))?;
+        std::fs::write(io_dir.join("prompt.md"), &prompt)
+            .map_err(|e| (Outcome::Fault, format!("cannot write the prompt: {e}")))?;
+        return Ok(agent_script(agent));
+    }
+    let source = command_of(stage).ok_or_else(|| failed(format!("`{}` stages cannot run yet", stage.kind)))?;
+    // Ticket text reaches the command only as shell-quoted values.
+    crate::template::render(Mode::Shell, source, tctx).map_err(|e| failed(format!("the command template failed: {e}")))
+}
+
+/// The attempt's environment (its `env:` rendered, then its secrets) and the secret files it
+/// mounts.
+fn environment(
+    ctx: &Ctx,
+    stage: &Stage,
+    attempt: u32,
+    tctx: &serde_json::Value,
+) -> Result<(Env, SecretFiles, SecretDir), Early> {
+    // `env:` values are templates, rendered as text: an environment variable is one value,
+    // never shell-parsed, so ticket text in it stays data.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &stage.env {
+        let value = crate::template::render(Mode::Text, v, tctx)
+            .map_err(|e| (Outcome::Failed, format!("the template of `env.{k}` failed: {e}")))?;
+        env.push((k.clone(), value));
+    }
+    // Secrets as files live on a tmpfs of the host for the attempt only, never on disk.
+    let secret_dir = SecretDir::new(&ctx.meta.run_id, &stage.id, attempt);
+    let mut files = Vec::new();
+    for name in &stage.secrets {
+        let Some(value) = ctx.secrets.get(name) else {
+            return Err((Outcome::Failed, format!("secret `{name}` is not available to the runner")));
+        };
+        if value.trim_end_matches(['\n', '\r']).len() < crate::secrets::MIN_NEEDLE {
+            return Err((
+                Outcome::Failed,
+                format!(
+                    "secret `{name}` is shorter than {} bytes: lightsout cannot mask it in logs and records without masking ordinary text, so no stage gets it; use a longer value",
+                    crate::secrets::MIN_NEEDLE
+                ),
+            ));
+        }
+        let as_file = stage.secret_sources.get(name).and_then(|s| s.mount) == Some(crate::plan::SecretMount::File);
+        if as_file {
+            let host = secret_dir.write(name, value).map_err(|e| (Outcome::Fault, format!("secret `{name}`: {e}")))?;
+            let inside = format!("/run/secrets/{name}");
+            env.push((format!("{name}_FILE"), inside.clone()));
+            files.push((host, inside));
+        } else {
+            env.push((name.clone(), value.clone()));
+        }
+    }
+    Ok((env, files, secret_dir))
+}
+
+/// How an attempt that ran ended, as `expect` reads its exit.
+fn ended_outcome(stage: &Stage, ended: Result<Ended, String>) -> (Outcome, Option<i64>, String) {
+    match ended {
+        Err(fault) => (Outcome::Fault, None, fault),
+        Ok(Ended::TimedOut) => {
+            (Outcome::TimedOut, None, format!("ran past its timeout of {}s and was stopped", stage.timeout_secs))
+        }
+        Ok(Ended::Cancelled) => (Outcome::Cancelled, None, "cancelled".to_owned()),
+        Ok(Ended::Exited(code)) => match (stage.expect, code) {
+            (Expect::Success, 0) => (Outcome::Succeeded, Some(code), "exited 0".to_owned()),
+            (Expect::Success, c) => (Outcome::Failed, Some(c), format!("exited {c}")),
+            (Expect::Failure, 0) => (Outcome::Failed, Some(0), "exited 0, but `expect: failure`".to_owned()),
+            // Only a command that ran and failed is the failure expected.
+            (Expect::Failure, c) => match crate::stages::expect::expected_failure(c) {
+                crate::stages::expect::Failure::Expected(why) => (Outcome::Succeeded, Some(c), why),
+                crate::stages::expect::Failure::NotRun(why) => (Outcome::Fault, Some(c), why),
+            },
+        },
+    }
 }
 
 /// A verdict with every secret value masked: its reasons and details come from the stage's own
@@ -335,6 +388,33 @@ pub(super) async fn clean_after(ctx: &Arc<Ctx>, job: &Job, logs: &mpsc::Sender<E
             job.attempt,
             done.len() - MAX_CLEAN_WARNINGS
         );
+        let _ = logs.send(Event::Warning { message }).await;
+    }
+}
+
+/// A scratch worktree of the run's repository at the workspace's last snapshot (`HEAD`), for
+/// one attempt, handed to the stages' user. It is made by git from the snapshot's objects, never
+/// copied from the workspace: its files are new files (no hard link to a workspace file), its
+/// symbolic links are links, never followed, and what the snapshot refused (files over
+/// [`workspace::MAX_FILE_BYTES`], FIFOs, devices, nested repositories) or `.gitignore` excludes is
+/// not in it. Its git directory stays on the host, outside what the stage sees.
+pub(super) fn scratch_at(ctx: &Ctx, name: &str) -> Result<Workspace, String> {
+    scratch_of(ctx, name, &ctx.workspace.head()?)
+}
+
+/// A scratch worktree at `commit` (see [`scratch_at`]), named `<run>-<name>`.
+pub(super) fn scratch_of(ctx: &Ctx, name: &str, commit: &str) -> Result<Workspace, String> {
+    let ws = ctx.workspace.scratch(&format!("{}-{name}", ctx.meta.run_id), commit)?;
+    ownership::prepare(&ws.dir);
+    Ok(ws)
+}
+
+/// Throws a scratch worktree away, and with it whatever the stage wrote there (its links are
+/// removed, never followed); one that cannot be removed is a warning, and is left on disk.
+pub(super) async fn discard(ctx: &Ctx, ws: &Workspace, logs: &mpsc::Sender<Event>) {
+    ownership::restore(&ws.dir, &ctx.meta.repo);
+    if let Err(e) = ws.remove() {
+        let message = format!("cannot remove the scratch copy {}: {e}", ws.dir.display());
         let _ = logs.send(Event::Warning { message }).await;
     }
 }

@@ -1,9 +1,18 @@
 //! `grade.tests` in the run: the test command on the candidate (with the base revision's test
 //! files) and on the base revision, in I/O directories of their own, compared.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+use std::path::Path;
+use std::sync::Arc;
 
-use super::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Ctx, MAX_LOG_BYTES, clean_after, discard, ownership, run_job, scratch_of};
+use crate::events::Event;
+use crate::executor::{Ended, Job};
+use crate::plan::{Stage, StageKind};
+use crate::template::Mode;
+
 use crate::stages::grade_tests::Unjudged;
 use crate::stages::results::Format;
 
@@ -55,32 +64,29 @@ pub(super) async fn grade_tests(
     for t in params.fail_to_pass.iter().flatten() {
         fail_to_pass.push(crate::template::render(Mode::Text, t, tctx).map_err(|e| Err(format!("fail_to_pass: {e}")))?);
     }
-    let format = params.format.as_deref().and_then(Format::parse);
+    let format = params.format;
     let pass_to_pass = params.pass_to_pass.unwrap_or(false);
-    let test_files: Vec<glob::Pattern> = params
-        .test_files
-        .iter()
-        .flatten()
-        .map(|g| glob::Pattern::new(g).map_err(|e| Err(format!("test_files `{g}`: {e}"))))
-        .collect::<Result<_, _>>()?;
+    let test_files =
+        crate::policy::Globs::new(params.test_files.as_deref().unwrap_or_default(), crate::policy::Matching::default())
+            .map_err(|e| Err(format!("test_files: {e}")))?;
     let mut env = job.env.clone();
     env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 
     // The candidate, with the test files as the base revision has them.
     let candidate = ctx.workspace.head().map_err(Err)?;
-    let run = &ctx.meta.run_id;
-    let cand = ctx.workspace.scratch(&format!("{run}-{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
+    let cand = scratch_of(ctx, &format!("{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
     let prepared = cand.reset_to_base(&test_files);
     ownership::prepare(&cand.dir);
-    let cand_job = Job { workspace: cand.root(), writable: false, env: env.clone(), ..job.clone() };
+    // Scratch copies, thrown away after: the test command may write them (`target/`, a lock
+    // file) and run what it built there.
+    let cand_job = Job { workspace: cand.root(), writable: true, env: env.clone(), ..job.clone() };
     let log_path = ctx.dir.log_path(&stage.id, attempt);
     let (ended, log_ok) = if let Err(e) = prepared {
         (Err(e), Ok(()))
     } else {
         run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
     };
-    ownership::restore(&cand.dir, &ctx.meta.repo);
-    let _ = cand.remove();
+    discard(ctx, &cand, logs).await;
     // The candidate's report is the candidate's: one that cannot be read fails the verdict.
     let (code, cand_results) = settle(ctx, &cand_job, &log_path, format, ended, log_ok, logs).await?;
     let cand_results = match cand_results {
@@ -108,9 +114,7 @@ pub(super) async fn grade_tests(
         if let Some(r) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
             r
         } else {
-            let base_ws =
-                ctx.workspace.scratch(&format!("{run}-{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
-            ownership::prepare(&base_ws.dir);
+            let base_ws = scratch_of(ctx, &format!("{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
             // Beside the candidate's I/O directory, never inside it: the candidate's code ran
             // with that directory writable and could have left a forged report there.
             let base_io = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.io"));
@@ -120,8 +124,7 @@ pub(super) async fn grade_tests(
             let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
             let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
             let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
-            ownership::restore(&base_ws.dir, &ctx.meta.repo);
-            let _ = base_ws.remove();
+            discard(ctx, &base_ws, logs).await;
             let (_, r) = settle(ctx, &base_job, &base_log, format, ended, log_ok, logs).await?;
             let r = r.map_err(|u| Err(format!("the base revision: {}", u.reason())))?;
             let _ = std::fs::create_dir_all(&cache_dir);

@@ -1,8 +1,6 @@
 //! Stages that run on the host, in lightsout itself: context, the host graders, and `ship`
 //! with the last guard before it.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// What `ship` needs: its rendered parameters, GitHub, the run summary and the ticket's issue.
@@ -74,10 +72,10 @@ pub(super) async fn run_host_stage(
         StageKind::Ship(p) => Some((ship_inputs(ctx, stage, p, tctx)?, guard_rules(ctx))),
         _ => None,
     };
-    let grader = crate::stages::graders::host_grader(&stage.kind);
+    let kind = rendered(&stage.kind, tctx)?;
+    let grader = crate::stages::graders::host_grader(&kind);
     let work = {
         let ctx = Arc::clone(ctx);
-        let kind = stage.kind.clone();
         tokio::task::spawn_blocking(move || match (kind, ship, grader) {
             (StageKind::Ship(_), Some(((params, github, summary, issue), rules)), _) => {
                 // One tree: what the guard judges is what ship commits.
@@ -120,6 +118,19 @@ pub(super) async fn run_host_stage(
         v
     });
     Ok((outputs, verdict))
+}
+
+/// A host stage's parameters with their templates rendered (as text: each is one value, never
+/// shell-parsed): `grade.jsonschema`'s schema and files, which pipelines take from the inputs.
+fn rendered(kind: &StageKind, tctx: &serde_json::Value) -> Result<StageKind, String> {
+    let text = |k: &str, t: &str| crate::template::render(Mode::Text, t, tctx).map_err(|e| format!("`with.{k}`: {e}"));
+    Ok(match kind {
+        StageKind::JsonSchema(p) => StageKind::JsonSchema(crate::plan::kind::JsonSchema {
+            schema: text("schema", &p.schema)?,
+            files: p.files.iter().map(|f| text("files", f)).collect::<Result<_, _>>()?,
+        }),
+        other => other.clone(),
+    })
 }
 
 /// What the last check before `ship` protects: see [`crate::stages::guard`].

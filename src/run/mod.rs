@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -34,16 +33,14 @@ mod scheduler;
 mod signals;
 mod state;
 
-#[allow(clippy::wildcard_imports)] // the parts of the run share its types and imports
-use attempt::*;
-#[allow(clippy::wildcard_imports)]
-use grade_tests::*;
-#[allow(clippy::wildcard_imports)]
-use host::*;
-#[allow(clippy::wildcard_imports)]
-use {output::*, providers::*, signals::*, state::*};
-
+use attempt::{clean_after, discard, mask_verdict, run_job, run_stage, scratch_of};
+use grade_tests::grade_tests;
+use host::run_host_stage;
+use output::{MAX_DIFF_STAT, MAX_LOG_BYTES, capped_lines, log_tail, read_outputs, write_log};
+use providers::secret_values;
 use scheduler::{Action, Done, End, Msg, Scheduler};
+use signals::spawn_signal_handler;
+use state::{RunEnv, save_patch, snapshot, template_ctx};
 
 /// Choices the user makes for a run.
 pub struct Options {
@@ -178,8 +175,28 @@ pub async fn start(
         executor: executor.name().to_owned(),
         pid: std::process::id(),
     };
+    let mut opening = vec![first];
+    opening.extend(uncommitted_warning(&repo, &meta.base).map(|message| Event::Warning { message }));
     let ctx = Ctx { plan, ticket, meta, dir, workspace, executor, needles, secrets, policy };
-    drive(ctx, RunState::default(), vec![first], opts.observers).await
+    drive(ctx, RunState::default(), opening, opts.observers).await
+}
+
+/// The one rule for what a run takes from where, said when the working tree holds changes
+/// that are not committed: configuration (the factory, pipelines, policy, prompts) is what the
+/// working tree has now; code (what stages see, what images are built from) is the base
+/// revision's.
+fn uncommitted_warning(repo: &Path, base: &str) -> Option<String> {
+    const SHOWN: usize = 10;
+    let files = workspace::uncommitted(repo).ok().filter(|f| !f.is_empty())?;
+    let mut named: String =
+        files.iter().take(SHOWN).map(|f| format!("`{}`", f.escape_debug())).collect::<Vec<_>>().join(", ");
+    if files.len() > SHOWN {
+        let _ = write!(named, " and {} more", files.len() - SHOWN);
+    }
+    Some(format!(
+        "uncommitted changes in the working tree: {named}. Configuration (factory.yaml, pipelines, policy, prompts) is read from the working tree; code is taken from the base revision {}: stages do not see these changes; commit them for a run to use them",
+        &base[..12.min(base.len())]
+    ))
 }
 
 /// Continues a run whose runner died, from the stages that had not completed.
@@ -307,8 +324,14 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
     let mut act = |actions: Vec<Action>, sched: &Scheduler<'_>, running: &mut JoinSet<Done>| -> Result<(), RunError> {
         for a in actions {
             match a {
-                Action::Record(e) => record(&e)?,
+                Action::Record(e) => {
+                    if let Event::StageSkipped { stage, reason } = &e {
+                        tracing::debug!(target: "lightsout::scheduler", stage = %stage, reason = %reason, "skip");
+                    }
+                    record(&e)?;
+                }
                 Action::Start { index, attempt, delay } => {
+                    tracing::debug!(target: "lightsout::scheduler", stage = %plan.stages()[index].id, attempt, delay_ms = delay.as_millis(), "start");
                     let tctx = template_ctx(&ctx, &sched.state, &plan.stages()[index].id);
                     let task = run_stage(Arc::clone(&ctx), index, attempt, tctx, log_tx.clone(), cancel.clone());
                     running.spawn(async move {
@@ -317,7 +340,10 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
                     });
                 }
                 Action::SavePatch { index, attempt } => save_patch(&ctx, index, attempt),
-                Action::Stop => cancel.cancel(),
+                Action::Stop => {
+                    tracing::debug!(target: "lightsout::scheduler", "fail-fast: stopping what runs");
+                    cancel.cancel();
+                }
             }
         }
         Ok(())
@@ -372,21 +398,23 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
 
     let (end, actions) = sched.end();
     act(actions, &sched, &mut running)?;
-    let mut state = sched.state;
-    let mut emit = |e: Event, state: &mut RunState| -> Result<(), RunError> {
-        state.apply(&e);
-        record(&e)
-    };
+    finish(&ctx, end, fanout).await
+}
+
+/// The end of a run: the executor's leftovers removed, the workspace's change recorded, the
+/// last event, the sinks closed.
+async fn finish(ctx: &Ctx, end: End, mut fanout: crate::events::Fanout) -> Result<Finished, RunError> {
+    let mut emit = |e: Event| fanout.send(e).map_err(RunError::Infra);
     let (status, fault) = match end {
         End::AwaitingApproval => {
-            emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None }, &mut state)?;
+            emit(Event::RunFinished { status: RunStatus::AwaitingApproval, diff_stat: None })?;
             fanout.close().await;
             return Ok(Finished { run_id: ctx.meta.run_id.clone(), status: RunStatus::AwaitingApproval, fault: false });
         }
         End::Over { status, fault } => (status, fault),
     };
     if let Err(e) = ctx.executor.remove_run(&ctx.meta.run_id).await {
-        emit(Event::Warning { message: e }, &mut state)?;
+        emit(Event::Warning { message: e })?;
     }
     ownership::restore(&ctx.workspace.dir, &ctx.meta.repo);
     let diff_stat = match ctx.workspace.diff() {
@@ -397,7 +425,7 @@ async fn drive(ctx: Ctx, state: RunState, first: Vec<Event>, observers: Observer
         }
         Err(_) => None,
     };
-    emit(Event::RunFinished { status, diff_stat }, &mut state)?;
+    emit(Event::RunFinished { status, diff_stat })?;
     if !ctx.meta.keep_workspace {
         let _ = ctx.workspace.remove();
     }

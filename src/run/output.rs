@@ -1,8 +1,6 @@
 //! What a stage attempt prints and the outputs file it writes: its log (masked, its start
 //! and end kept), the end of it for verdicts and feedback, and the outputs read as untrusted.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
 use super::*;
 
 /// Largest outputs file read back from a stage.

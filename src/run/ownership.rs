@@ -30,7 +30,7 @@ fn reclaim_tree(path: &Path, owner: Option<(u32, u32)>) {
 
 use crate::executor::local::runner_is_root as is_root;
 
-pub fn prepare(path: &Path) {
+pub(super) fn prepare(path: &Path) {
     if is_root() {
         reclaim_tree(path, Some((FALLBACK_UID, FALLBACK_UID)));
     }
@@ -38,7 +38,7 @@ pub fn prepare(path: &Path) {
 
 /// Hands a tree a stage could write back to the repository's owner (when the runner is root)
 /// and opens its directories: before host git reads it and before it is removed.
-pub fn restore(path: &Path, repo: &Path) {
+pub(super) fn restore(path: &Path, repo: &Path) {
     let owner = is_root().then(|| std::fs::metadata(repo).map_or((0, 0), |m| (m.uid(), m.gid())));
     reclaim_tree(path, owner);
 }

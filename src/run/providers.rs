@@ -1,9 +1,9 @@
 //! Secret values, from the providers `factory.yaml` names (an environment variable, a file, a
 //! command run without a shell).
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+use std::collections::BTreeMap;
 
-use super::*;
+use crate::plan::Plan;
 
 /// Secret values, by name, from their providers (the environment variable of the same name when
 /// factory.yaml names none). A secret whose provider fails is left out: the stage that needs it

@@ -1,8 +1,6 @@
 //! Ctrl-C and SIGTERM: they cancel the run (each running stage gets TERM, a grace, then KILL).
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
-
-use super::*;
+use tokio_util::sync::CancellationToken;
 
 /// Ctrl-C and SIGTERM cancel the run.
 pub(super) fn spawn_signal_handler(cancel: CancellationToken) {

@@ -2,9 +2,16 @@
 //! context of a stage (ticket, inputs, earlier stages' outputs, attempt, feedback), where an
 //! attempt runs, and the events of stages that end without running.
 
-#![allow(clippy::wildcard_imports)] // the run's own types and imports, shared with its parts
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::*;
+use serde_json::json;
+
+use super::{Ctx, log_tail};
+use crate::events::{Event, Outcome};
+use crate::plan::{Access, StageKind};
+use crate::store::RunState;
+use crate::template::Mode;
 
 pub(super) fn finished(stage: &str, attempt: u32, outcome: Outcome, exit_code: Option<i64>, reason: String) -> Event {
     Event::StageFinished {

@@ -1,7 +1,8 @@
 //! Unit tests of the run's parts: usage, log tails, agent scripts, capped text.
 
-#![allow(clippy::expect_used)] // test set-up: a failing temp dir or write is the test failing
+#![expect(clippy::expect_used, reason = "test set-up: a failing temp dir or write is the test failing")]
 
+use super::attempt::{agent_script, usage};
 use super::*;
 use crate::plan::{PromptMode, UsageFormat};
 

@@ -59,7 +59,7 @@ impl FileKind {
         CACHE[self as usize].get_or_init(|| {
             // The schema is generated from our own types; a failure here is a bug that the
             // schema tests catch before release.
-            #[allow(clippy::expect_used)]
+            #[expect(clippy::expect_used, reason = "test set-up: a failure here is the test failing")]
             jsonschema::options()
                 .should_validate_formats(false)
                 .build(&self.schema())

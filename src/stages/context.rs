@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::HostResult;
+use crate::policy::{Globs, Matching};
 use crate::ticket::Ticket;
 use crate::workspace::Workspace;
 
@@ -115,20 +116,19 @@ pub(crate) fn read_inside(root: &Path, rel: &str) -> Result<String, &'static str
     String::from_utf8(bytes).map_err(|_| "not UTF-8")
 }
 
-fn matches_any(patterns: &[glob::Pattern], path: &str) -> bool {
-    let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
-    patterns.iter().any(|p| p.matches_with(path, opts))
+/// Assembles the bundle.
+/// An agent doc (AGENTS.md, CLAUDE.md, CONTRIBUTING.md) or an architecture decision record.
+fn is_agent_doc(f: &str) -> bool {
+    DOC_FILES.contains(&f)
+        || (ADR_DIRS.iter().any(|d| f.starts_with(d))
+            && Path::new(f).extension().is_some_and(|e| e.eq_ignore_ascii_case("md")))
 }
 
-/// Assembles the bundle.
 pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResult, String> {
-    let compile = |globs: &[String]| -> Result<Vec<glob::Pattern>, String> {
-        globs.iter().map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}` is not a glob: {e}"))).collect()
-    };
-    let include = compile(&p.include)?;
-    let exclude = compile(&p.exclude)?;
+    let include = Globs::new(&p.include, Matching::default())?;
+    let exclude = Globs::new(&p.exclude, Matching::default())?;
     let files = ws.files()?;
-    let files: Vec<&String> = files.iter().filter(|f| !matches_any(&exclude, f)).collect();
+    let files: Vec<&String> = files.iter().filter(|f| !exclude.is_match(f)).collect();
 
     let mut out = String::new();
     let mut omitted: Vec<(String, String)> = Vec::new();
@@ -162,15 +162,7 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
     };
 
     if p.docs {
-        let docs: Vec<&String> = files
-            .iter()
-            .copied()
-            .filter(|f| {
-                DOC_FILES.contains(&f.as_str())
-                    || (ADR_DIRS.iter().any(|d| f.starts_with(d))
-                        && Path::new(f.as_str()).extension().is_some_and(|e| e.eq_ignore_ascii_case("md")))
-            })
-            .collect();
+        let docs: Vec<&String> = files.iter().copied().filter(|f| is_agent_doc(f)).collect();
         if !docs.is_empty() {
             out.push_str("\n## Agent docs\n");
             for d in docs {
@@ -179,7 +171,7 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
         }
     }
 
-    let included: Vec<&String> = files.iter().copied().filter(|f| matches_any(&include, f)).collect();
+    let included: Vec<&String> = files.iter().copied().filter(|f| include.is_match(f)).collect();
     if !included.is_empty() {
         out.push_str("\n## Files\n");
         for f in included {
@@ -190,14 +182,13 @@ pub fn assemble(ws: &Workspace, ticket: &Ticket, p: &Params) -> Result<HostResul
     if p.identifiers {
         let ids = identifiers(&format!("{}\n{}", ticket.title, ticket.body));
         if !ids.is_empty() {
-            let mut mentioning: Vec<&String> = Vec::new();
-            for f in &files {
-                if let Ok(text) = read_inside(&ws.root(), f)
-                    && ids.iter().any(|id| text.contains(id.as_str()))
-                {
-                    mentioning.push(f);
-                }
-            }
+            let mentioning: Vec<&String> = files
+                .iter()
+                .copied()
+                .filter(|f| {
+                    read_inside(&ws.root(), f).is_ok_and(|text| ids.iter().any(|id| text.contains(id.as_str())))
+                })
+                .collect();
             if !mentioning.is_empty() {
                 let names: Vec<&str> = ids.iter().map(String::as_str).collect();
                 let _ = write!(out, "\n## Files that mention {}\n", names.join(", "));

@@ -177,7 +177,8 @@ mod tests {
         assert!(matches!(missing, Err(Unjudged::Fault(ref why)) if why.contains("not found")), "{missing:?}");
         let forged = read_results(Some(Format::Unittest), b"test_a (m.T.test_a) ... ok\n", None, 1);
         assert!(matches!(forged, Err(Unjudged::NotAPass(_))), "{forged:?}");
-        let dots = read_results(Some(Format::Pytest), b"tests/test_a.py ..F\n== 1 failed, 2 passed in 0.1s ==\n", None, 1);
+        let dots =
+            read_results(Some(Format::Pytest), b"tests/test_a.py ..F\n== 1 failed, 2 passed in 0.1s ==\n", None, 1);
         assert!(matches!(dots, Err(Unjudged::Fault(ref why)) if why.contains("-rA")), "{dots:?}");
     }
 

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use crate::policy::{Globs, Matching};
 use crate::secrets::Needles;
 use crate::workspace::Workspace;
 
@@ -47,6 +48,11 @@ pub struct Rules {
     /// Glob patterns, each matched against the path relative to the repository's top and
     /// relative to the factory's directory.
     pub protected: Vec<String>,
+    /// The patterns, compiled once; and the directories of those that end in `/**`, with the
+    /// pattern each stands for.
+    whole: Globs,
+    dirs: Globs,
+    dir_of: Vec<usize>,
 }
 
 impl Rules {
@@ -60,7 +66,19 @@ impl Rules {
         protected.extend(test_files.iter().cloned());
         protected.sort();
         protected.dedup();
-        Rules { protected }
+        let how = Matching { ignore_case: true, literal_separator: true };
+        // A pattern that does not compile protects nothing (as it never matched anything).
+        protected.retain(|p| Globs::new(std::slice::from_ref(p), how).is_ok());
+        let (dir_of, dirs): (Vec<usize>, Vec<String>) = protected
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.strip_suffix("/**").map(|d| (i, d.to_owned())))
+            .filter(|(_, d)| Globs::new(std::slice::from_ref(d), how).is_ok())
+            .unzip();
+        // Every pattern compiled on its own, so the sets do; if one did not, it fails closed.
+        let whole = Globs::new(&protected, how).unwrap_or_else(|_| Globs::everything(&protected));
+        let dirs = Globs::new(&dirs, how).unwrap_or_else(|_| Globs::everything(&dirs));
+        Rules { protected, whole, dirs, dir_of }
     }
 
     /// The first protected pattern `path` matches (repository-relative; `sub` is the factory's
@@ -69,8 +87,6 @@ impl Rules {
     /// and `dir/**` protects `dir` itself too (a link there would put a directory of the
     /// change's choosing in its place).
     fn protects(&self, path: &str, sub: &Path) -> Option<&str> {
-        let opts =
-            glob::MatchOptions { case_sensitive: false, require_literal_separator: true, ..glob::MatchOptions::new() };
         let path = visible(path);
         let sub = visible(&sub.to_string_lossy());
         let local = if sub.is_empty() {
@@ -81,14 +97,13 @@ impl Rules {
                 .and_then(|_| path.get(sub.len()..))
                 .and_then(|rest| rest.strip_prefix('/'))
         };
-        self.protected.iter().map(String::as_str).find(|p| {
-            let whole = |candidate: &str| {
-                glob::Pattern::new(p).is_ok_and(|g| g.matches_with(candidate, opts))
-                    || p.strip_suffix("/**")
-                        .is_some_and(|dir| glob::Pattern::new(dir).is_ok_and(|g| g.matches_with(candidate, opts)))
-            };
-            whole(&path) || local.is_some_and(whole)
-        })
+        let first = |candidate: &str| {
+            let whole = self.whole.first_index(candidate);
+            let dir = self.dirs.first_index(candidate).and_then(|i| self.dir_of.get(i).copied());
+            whole.into_iter().chain(dir).min()
+        };
+        let found = first(&path).into_iter().chain(local.and_then(first)).min()?;
+        self.protected.get(found).map(String::as_str)
     }
 }
 

@@ -2,6 +2,7 @@
 //! workspace (never following a symlink out of it) and give a structured result.
 
 pub mod context;
+pub mod expect;
 pub mod grade_tests;
 pub mod graders;
 pub mod guard;

@@ -164,6 +164,33 @@ fn init_detects_the_repository_and_never_overwrites() -> Result<(), Box<dyn std:
         let (code, _, err) = output(lightsout(dir.path()).arg("validate"));
         assert_eq!(code, 0, "{marker}: {err}");
     }
+    // The test dependencies go into an image built from a Dockerfile init writes, which `plan`
+    // lists with what it is built from and the manifests it copies.
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"x\"\ndependencies = []\n[tool.pytest.ini_options]\n",
+    )?;
+    let (code, out, err) = output(lightsout(dir.path()).arg("init"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("found pyproject.toml, tests with pytest") && out.contains("build:lightsout.Dockerfile"),
+        "{out}"
+    );
+    let dockerfile = std::fs::read_to_string(dir.path().join("lightsout.Dockerfile"))?;
+    assert!(dockerfile.contains("COPY pyproject.toml pyproject.toml") && dockerfile.contains("pytest"), "{dockerfile}");
+    std::fs::write(
+        dir.path().join("t.md"),
+        "---\nid: B-1\ntitle: t\nlabels: [bug]\nfailing_test: tests/test_x.py::test_y\n---\n",
+    )?;
+    let (code, out, err) = output(lightsout(dir.path()).args(["plan", "--ticket", "t.md"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("build:lightsout.Dockerfile: built from lightsout.Dockerfile at the base revision, FROM ")
+            && out.contains("with pyproject.toml"),
+        "{out}"
+    );
+
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("factory.yaml"), "mine\n")?;
     let (code, _, err) = output(lightsout(dir.path()).arg("init"));

@@ -1,4 +1,4 @@
-#![allow(clippy::panic, clippy::expect_used)]
+#![expect(clippy::panic, clippy::expect_used, reason = "a test fails by panicking")]
 //! Integration tests: one binary, one module per area.
 
 mod boundary_output;
@@ -11,6 +11,7 @@ mod real;
 mod run;
 mod runner;
 mod schema;
+mod scratch;
 mod tickets;
 
 use std::path::{Path, PathBuf};

@@ -206,6 +206,28 @@ fn failures_fail_fast_and_expect_failure_inverts() {
 }
 
 #[test]
+fn expect_failure_is_not_met_by_a_command_that_never_ran() {
+    for (run, says) in [
+        ("no-such-test-runner -k test_x", "exited 127"),
+        ("printf 'echo hi' > /tmp/t; /tmp/t", "exited 126"),
+        ("kill -KILL $$", "SIGKILL"),
+    ] {
+        let repo = Repo::new(&format!(
+            "  repro:\n    run: \"{run}\"\n    expect: failure\n  fix:\n    needs: [repro]\n    run: echo fixing\n"
+        ));
+        let (code, ev, err) = repo.run(&[]);
+        assert_eq!(code, 3, "`{run}` is the environment's fault: {err}\n{ev:#?}");
+        assert_eq!(outcome(&ev, "repro"), "fault", "{run}");
+        let reason = finished(&ev, "repro")[0]["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains(says) && reason.contains("reproduced"), "{run}: {reason}");
+        assert!(
+            ev.iter().any(|e| e["event"] == "stage_skipped" && e["stage"] == "fix"),
+            "{run}: the fix must not start"
+        );
+    }
+}
+
+#[test]
 fn keep_going_runs_what_does_not_depend_on_the_failure() {
     let repo =
         Repo::new("  a:\n    run: exit 1\n  b:\n    run: echo fine\n  c:\n    needs: [a]\n    run: echo never\n");
@@ -277,7 +299,7 @@ fn base64_of(s: &str) -> String {
 }
 
 /// Starts a run in the background and returns the child and the run id once `stage` started.
-#[allow(clippy::zombie_processes)] // the caller waits for the child
+#[expect(clippy::zombie_processes, reason = "the caller waits for the child")]
 fn start_and_wait_for(repo: &Repo, stage: &str, event: &str) -> (Child, String) {
     let mut c = repo.cmd(&["--jobs", "1"]);
     c.stdout(Stdio::null()).stderr(Stdio::null());
@@ -374,6 +396,124 @@ pub(crate) fn the_local_executor_sandboxes_with_bubblewrap() {
     let meta = std::fs::metadata(&written).expect("kept workspace");
     let me = std::fs::metadata(repo.path()).expect("repo");
     assert_eq!(meta.uid(), me.uid());
+}
+
+/// An image laid out like the official toolchain images: its tool in a directory of its own,
+/// on `PATH` through `ENV`, with more `ENV` beside it. Built from the busybox test image once,
+/// cached by its tag (the tag names the recipe).
+fn toolchain_image() -> String {
+    images();
+    let recipe = format!(
+        "FROM {BUSYBOX}\nRUN mkdir -p /opt/toolchain/bin && printf '#!/bin/sh\\necho toolchain-ran\\n' > /opt/toolchain/bin/toolchain-test && chmod 755 /opt/toolchain/bin/toolchain-test\nENV PATH=/opt/toolchain/bin:$PATH TOOLCHAIN_HOME=/opt/toolchain\n"
+    );
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in recipe.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let tag = format!("lightsout-test/toolchain:{h:016x}");
+    let have = Command::new("docker").args(["image", "inspect", &tag]).output().is_ok_and(|o| o.status.success());
+    if !have {
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "--network", "none", "-t", &tag, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), recipe.as_bytes()).expect("recipe");
+        let out = child.wait_with_output().expect("docker build");
+        assert!(out.status.success(), "docker build of {tag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    tag
+}
+
+#[test]
+fn stages_keep_the_environment_of_their_image() {
+    let image = toolchain_image();
+    let repo = Repo::new(&format!(
+        "  tool:\n    image: {image}\n    run: toolchain-test; echo \"path=$PATH home=$HOME th=$TOOLCHAIN_HOME\"\n  own:\n    image: {image}\n    env: {{ TOOLCHAIN_HOME: mine }}\n    run: echo \"th=$TOOLCHAIN_HOME\"\n  plain:\n    run: echo \"path=$PATH home=$HOME\"\n"
+    ));
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}\n{ev:#?}");
+    let log = log_text(&ev, "tool");
+    assert!(log.contains("toolchain-ran"), "the image's PATH finds its tool: {log}");
+    assert!(log.contains("path=/opt/toolchain/bin:/usr/local/sbin:"), "{log}");
+    // The image sets no HOME: a writable one, since the root file system is read-only.
+    assert!(log.contains("home=/tmp th=/opt/toolchain\n"), "{log}");
+    assert!(log_text(&ev, "own").contains("th=mine"), "the stage's env wins");
+    assert!(
+        log_text(&ev, "plain").contains("path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin home=/tmp")
+    );
+}
+
+#[test]
+fn uncommitted_changes_are_named_with_the_rule_of_what_comes_from_where() {
+    let repo = Repo::new("  a:\n    run: cat README; ls\n");
+    let (_, ev, _) = repo.run(&[]);
+    assert!(!ev.iter().any(|e| e["event"] == "warning"), "a clean tree: {ev:#?}");
+    std::fs::write(repo.path().join("README"), "edited\n").expect("edit");
+    std::fs::write(repo.path().join("agent.sh"), "echo new\n").expect("new file");
+    let (code, ev, err) = repo.run(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ev.get(1).map(|e| e["event"].clone()), Some(Value::from("warning")), "right after the start: {ev:#?}");
+    let said = ev[1]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("`README`") && said.contains("`agent.sh`"), "{said}");
+    assert!(said.contains("read from the working tree") && said.contains("taken from the base revision"), "{said}");
+    let log = log_text(&ev, "a");
+    assert!(log.contains("base") && !log.contains("edited") && !log.contains("agent.sh"), "{log}");
+}
+
+#[test]
+fn validate_and_plan_warn_of_what_the_run_would_stop_on() {
+    let repo = Repo::with_policy(
+        "  a:\n    image: lightsout-test/not-built-here:0\n    run: echo a\n  b:\n    secrets: [PREFLIGHT_UNSET_TOKEN]\n    run: echo b\n  c:\n    image: build:ci/Dockerfile\n    run: echo c\n  d:\n    uses: grade.bench\n    with: { command: echo d }\n",
+        Some(
+            "version: 1\nimages: { allow: [\"lightsout-test/*\", \"build:*\"] }\nsecrets: { PREFLIGHT_UNSET_TOKEN: { stages: [run] } }\n",
+        ),
+    );
+    for args in [&["validate"][..], &["plan", "--ticket", "t.md", "--category", "misc"]] {
+        let (code, _, err) = output(super::lightsout(repo.path()).args(args).env_remove("PREFLIGHT_UNSET_TOKEN"));
+        assert_eq!(code, 0, "warnings, not errors: {err}");
+        for (said, line) in [
+            ("stage `a`: image `lightsout-test/not-built-here:0` is not on this machine", 4),
+            (
+                "stage `b`: secret `PREFLIGHT_UNSET_TOKEN` is not available here: the environment variable `PREFLIGHT_UNSET_TOKEN` is not set",
+                7,
+            ),
+            ("stage `c`: `ci/Dockerfile` does not exist", 10),
+            ("stage `d`: this version of lightsout cannot run `grade.bench` stages yet", 13),
+        ] {
+            assert!(err.contains(&format!("warning: {said}")), "{args:?}: {said}\n{err}");
+            assert!(err.contains(&format!("pipelines/misc.yaml:{line}:3")), "{args:?}: located at line {line}\n{err}");
+        }
+        assert!(!err.contains("lightsout-test/busybox"), "images that are here are not named: {err}");
+    }
+    let (_, _, err) =
+        output(super::lightsout(repo.path()).arg("validate").env("PREFLIGHT_UNSET_TOKEN", "a-value-never-printed"));
+    assert!(!err.contains("PREFLIGHT_UNSET_TOKEN") && !err.contains("a-value-never-printed"), "{err}");
+}
+
+#[test]
+fn docker_down_stops_the_run_unless_local_is_chosen() {
+    let repo = Repo::new("  a:\n    run: echo ran-on-the-host\n");
+    // A socket nobody listens on: connections to it are refused, as when the engine is down.
+    let sock_dir = tempfile::tempdir().expect("temp dir");
+    let dead = sock_dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let host = format!("unix://{}", dead.display());
+    let (code, ev, err) = output(repo.cmd(&[]).env("DOCKER_HOST", &host));
+    assert_eq!(code, 3, "{err}\n{ev}");
+    assert!(err.contains("Docker is not reachable"), "{err}");
+    assert!(err.contains(&format!("a (`{BUSYBOX}`)")), "names the stage and its image: {err}");
+    assert!(err.contains("--executor local"), "names the fix: {err}");
+    assert!(repo.run_ids().is_empty(), "no run started");
+    let (code, ev, err) = repo.run(&["--executor", "local"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(log_text(&ev, "a").contains("ran-on-the-host"));
+    let (code, _, err) = output(repo.cmd(&["--executor", "docker"]).env("DOCKER_HOST", &host));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("start it, or run with --executor local"), "{err}");
 }
 
 #[test]
@@ -1007,14 +1147,15 @@ fn rejecting_a_gate_skips_what_follows_and_fails_the_run() {
 
 #[test]
 fn grade_jsonschema_checks_json_and_yaml_files() {
-    let stages = "  edit:\n    run: |\n      printf 'name: ok\\nport: 80\\n' > conf/a.yaml; printf '{\"name\": 3}' > conf/b.json\n  valid:\n    needs: [edit]\n    uses: grade.jsonschema\n    with: { schema: schema/conf.json, files: [\"conf/*\"] }\n";
+    let stages = "  edit:\n    run: |\n      printf 'name: ok\\nport: 80\\n' > conf/a.yaml; printf '{\"name\": 3}' > conf/b.json\n  valid:\n    needs: [edit]\n    uses: grade.jsonschema\n    with: { schema: \"schema/{{ ticket.id }}.json\", files: [\"{{ 'conf' }}/*\"] }\n";
     let repo = Repo::new(stages);
     let p = repo.path();
     std::fs::create_dir_all(p.join("schema")).expect("mkdir");
     std::fs::create_dir_all(p.join("conf")).expect("mkdir");
     std::fs::write(p.join("conf/.keep"), "").expect("keep");
     std::fs::write(
-        p.join("schema/conf.json"),
+        // Its parameters are templates, rendered when the stage runs.
+        p.join("schema/T-1.json"),
         r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}"#,
     )
     .expect("schema");
@@ -1100,7 +1241,8 @@ fn grade_tests_reads_the_format_it_is_told_and_cross_checks_it() {
 "
         )
     };
-    let all_pass = "printf 'test tests::bug ... ok\\ntest tests::other ... ok\\n'; echo 'test result: ok. 2 passed; 0 failed'";
+    let all_pass =
+        "printf 'test tests::bug ... ok\\ntest tests::other ... ok\\n'; echo 'test result: ok. 2 passed; 0 failed'";
     // A fix: FAIL_TO_PASS flips, in its native form.
     let repo = Repo::new(&stages(&format!("{all_pass}; exit 0")));
     let (code, ev, err) = repo.run(&[]);
@@ -1262,4 +1404,19 @@ fn json_lines_drop_no_event_of_a_stage_that_prints_fast() {
     let shown = log_text(&ev, "loud");
     assert_eq!(shown.len(), file.len(), "the JSON lines hold {} of {} bytes", shown.len(), file.len());
     assert!(shown == file, "the JSON lines show the log as written");
+}
+
+#[test]
+fn lightsout_log_traces_the_boundaries_and_is_off_by_default() {
+    let repo = Repo::new("  a:\n    run: echo the stage says hello\n");
+    let (code, out, err) = output(repo.cmd(&[]).env("LIGHTSOUT_LOG", "lightsout=debug"));
+    assert_eq!(code, 0, "{err}");
+    for target in ["lightsout::scheduler", "lightsout::git", "lightsout::docker"] {
+        assert!(err.contains(target), "no `{target}` trace in:\n{err}");
+    }
+    assert!(!err.contains("the stage says hello"), "traces never carry stage output:\n{err}");
+    assert!(!events(&out).is_empty(), "the JSON lines stay on stdout");
+    let (code, _, err) = output(&mut repo.cmd(&[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("lightsout::"), "off unless LIGHTSOUT_LOG is set:\n{err}");
 }

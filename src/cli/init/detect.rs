@@ -8,45 +8,45 @@
 use std::path::Path;
 
 /// A template that names the failing test, shell-quoted when the stage is rendered.
-pub const TEST: &str = "{{ inputs.failing_test }}";
+pub(super) const TEST: &str = "{{ inputs.failing_test }}";
 
 /// What init writes for the repository it found.
-pub struct Setup {
+pub(super) struct Setup {
     /// What was found, for init's output: `pyproject.toml, tests with pytest`.
-    pub found: String,
+    pub(super) found: String,
     /// The official image of the toolchain (lightsout never pulls: the user pulls or builds it).
-    pub image: &'static str,
+    pub(super) image: &'static str,
     /// The whole test suite, as `grade.tests` runs it.
-    pub grade: String,
+    pub(super) grade: String,
     /// One test, [`TEST`], as `reproduce` runs it (may be several lines of shell).
-    pub reproduce: String,
+    pub(super) reproduce: String,
     /// The result reader of `grade.tests` (`with: format`).
-    pub format: Option<&'static str>,
+    pub(super) format: Option<&'static str>,
     /// How `failing_test` names a test, for the pipeline's input description.
-    pub test_id: &'static str,
+    pub(super) test_id: &'static str,
     /// The test dependencies, when the toolchain image lacks them.
-    pub deps: Option<Deps>,
-    pub build: String,
-    pub bench: String,
-    pub run: String,
-    pub serve: String,
+    pub(super) deps: Option<Deps>,
+    pub(super) build: String,
+    pub(super) bench: String,
+    pub(super) run: String,
+    pub(super) serve: String,
     /// Things the user should know, said by init and kept as comments.
-    pub notes: Vec<String>,
+    pub(super) notes: Vec<String>,
 }
 
 /// How the test dependencies get installed: a Dockerfile `FROM` the toolchain image that copies
 /// the manifests (and only them: the image is rebuilt when they change) and installs.
-pub struct Deps {
+pub(super) struct Deps {
     /// The manifests, relative to the repository.
-    pub copy: Vec<String>,
+    pub(super) copy: Vec<String>,
     /// The Dockerfile's lines after `COPY`, run in the directory the manifests are in.
-    pub steps: Vec<String>,
+    pub(super) steps: Vec<String>,
     /// What they install, for init's output and the Dockerfile's comment.
-    pub what: String,
+    pub(super) what: String,
 }
 
 /// The repository's setup, or `None` when no known build file is there.
-pub fn detect(dir: &Path) -> Option<Setup> {
+pub(super) fn detect(dir: &Path) -> Option<Setup> {
     if dir.join("Cargo.toml").is_file() {
         Some(rust(dir))
     } else if dir.join("go.mod").is_file() {
@@ -58,7 +58,7 @@ pub fn detect(dir: &Path) -> Option<Setup> {
     }
 }
 
-pub fn read(dir: &Path, rel: &str) -> String {
+pub(super) fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_default()
 }
 

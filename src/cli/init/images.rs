@@ -12,10 +12,10 @@ use super::detect::{Deps, Setup};
 
 /// Where the test image's Dockerfile goes, beside factory.yaml; its build context is the
 /// repository, cut to the files it copies.
-pub const DOCKERFILE: &str = "lightsout.Dockerfile";
+pub(super) const DOCKERFILE: &str = "lightsout.Dockerfile";
 
 /// The images on this machine, or why they are not known.
-pub fn local() -> Result<Vec<String>, String> {
+pub(super) fn local() -> Result<Vec<String>, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -28,7 +28,7 @@ pub fn local() -> Result<Vec<String>, String> {
 
 /// The image to name for `official` given the images on this machine, and a line for the user
 /// when it is not the official one.
-pub fn choose(official: &str, local: &[String]) -> (String, Option<String>) {
+pub(super) fn choose(official: &str, local: &[String]) -> (String, Option<String>) {
     if local.iter().any(|l| l == official) {
         return (official.to_owned(), None);
     }
@@ -54,7 +54,7 @@ pub fn choose(official: &str, local: &[String]) -> (String, Option<String>) {
 }
 
 /// The Dockerfile that installs the test dependencies into `base`.
-pub fn dockerfile(base: &str, setup: &Setup, deps: &Deps) -> String {
+pub(super) fn dockerfile(base: &str, setup: &Setup, deps: &Deps) -> String {
     let mut out = format!(
         "# The test image of this repository, written by `lightsout init`: the toolchain image with\n\
          # {what}.\n\

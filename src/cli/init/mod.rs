@@ -5,7 +5,7 @@ use std::path::Path;
 use super::{Exit, Failure};
 
 /// The built-in pipelines, embedded in the binary.
-pub const PIPELINES: &[(&str, &str)] = &[
+pub(super) const PIPELINES: &[(&str, &str)] = &[
     ("bugfix", include_str!("../../../pipelines/bugfix.yaml")),
     ("migration", include_str!("../../../pipelines/migration.yaml")),
     ("api", include_str!("../../../pipelines/api.yaml")),

@@ -51,11 +51,30 @@ fn join(cmd: &str, args: &str) -> String {
     if args.is_empty() { cmd.to_owned() } else { format!("{cmd} {args}") }
 }
 
-pub fn node(dir: &Path) -> Setup {
+/// The packages package.json names, installed into the test image, when it names any.
+fn deps(dir: &Path, json: &serde_json::Value) -> Option<Deps> {
+    let declared = |key: &str| json.get(key).and_then(serde_json::Value::as_object).is_some_and(|m| !m.is_empty());
+    (declared("dependencies") || declared("devDependencies")).then(|| {
+        let lock = dir.join("package-lock.json").is_file();
+        let mut copy = vec!["package.json".to_owned()];
+        if lock {
+            copy.push("package-lock.json".into());
+        }
+        Deps {
+            copy,
+            steps: vec![
+                format!("RUN {}", if lock { "npm ci" } else { "npm install" }),
+                "ENV NODE_PATH=/lightsout/deps/node_modules PATH=/lightsout/deps/node_modules/.bin:$PATH".into(),
+            ],
+            what: "the packages package.json names, dev dependencies too".into(),
+        }
+    })
+}
+
+pub(super) fn node(dir: &Path) -> Setup {
     let text = read(dir, "package.json");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let script = json.pointer("/scripts/test").and_then(serde_json::Value::as_str);
-    let declared = |key: &str| json.get(key).and_then(serde_json::Value::as_object).is_some_and(|m| !m.is_empty());
     let dev_has = |name: &str| json.pointer(&format!("/devDependencies/{name}")).is_some();
     let mut notes = Vec::new();
     let tap = "node --test --test-reporter=tap";
@@ -124,21 +143,7 @@ pub fn node(dir: &Path) -> Setup {
             ("npm test".to_owned(), "npm test".to_owned(), "npm test".to_owned(), None, "a test id")
         }
     };
-    let deps = (declared("dependencies") || declared("devDependencies")).then(|| {
-        let lock = dir.join("package-lock.json").is_file();
-        let mut copy = vec!["package.json".to_owned()];
-        if lock {
-            copy.push("package-lock.json".into());
-        }
-        Deps {
-            copy,
-            steps: vec![
-                format!("RUN {}", if lock { "npm ci" } else { "npm install" }),
-                "ENV NODE_PATH=/lightsout/deps/node_modules PATH=/lightsout/deps/node_modules/.bin:$PATH".into(),
-            ],
-            what: "the packages package.json names, dev dependencies too".into(),
-        }
-    });
+    let deps = deps(dir, &json);
     Setup {
         found: format!("package.json, tests with {found}"),
         image: "node:22-bookworm",

@@ -180,7 +180,7 @@ impl Docker {
         };
         let mut last = String::new();
         for k in 0..64u64 {
-            #[allow(clippy::cast_possible_truncation)] // the remainder is below `count`, a u32
+            #[expect(clippy::cast_possible_truncation, reason = "the remainder is below `count`, a u32")]
             let n = ((start.wrapping_add(k.wrapping_mul(7919))) % u64::from(count)) as u32;
             let Some(subnet) = pool.block(SUBNET_PREFIX, n) else { continue };
             let request = NetworkCreateRequest {
@@ -208,6 +208,25 @@ impl Docker {
         Err(format!("docker: no free /28 in the egress range {range} ({last}); widen LIGHTSOUT_EGRESS_SUBNETS"))
     }
 
+    /// The proxy's container: on the egress network, no capabilities, read-only, small.
+    fn proxy_host_config(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some(self.egress_network().to_owned()),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(true),
+            memory: Some(128 << 20),
+            memory_swap: Some(128 << 20),
+            nano_cpus: Some(1_000_000_000),
+            pids_limit: Some(64),
+            init: Some(true),
+            ipc_mode: Some("private".into()),
+            // Decisions are read from the proxy's output, whatever the engine's default driver.
+            log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("json-file".into()), config: None }),
+            ..HostConfig::default()
+        }
+    }
+
     async fn proxy_start(
         &self,
         job: &Job,
@@ -231,21 +250,7 @@ impl Docker {
         for host in &job.egress {
             cmd.extend(["--allow".into(), host.clone()]);
         }
-        let host = HostConfig {
-            network_mode: Some(self.egress_network().to_owned()),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            memory: Some(128 << 20),
-            memory_swap: Some(128 << 20),
-            nano_cpus: Some(1_000_000_000),
-            pids_limit: Some(64),
-            init: Some(true),
-            ipc_mode: Some("private".into()),
-            // Decisions are read from the proxy's output, whatever the engine's default driver.
-            log_config: Some(bollard::models::HostConfigLogConfig { typ: Some("json-file".into()), config: None }),
-            ..HostConfig::default()
-        };
+        let host = self.proxy_host_config();
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             cmd: Some(cmd),

@@ -135,7 +135,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// these files builds the same image, and its hash (the image's tag) changes only when they do:
 /// a Dockerfile that copies the manifests is rebuilt when the manifests change, not on every
 /// commit.
-fn context_sources(dockerfile: &str) -> Option<Vec<glob::Pattern>> {
+fn context_sources(dockerfile: &str) -> Option<Vec<globset::GlobMatcher>> {
     let joined = dockerfile.replace("\\\r\n", " ").replace("\\\n", " ");
     let mut out = Vec::new();
     for line in joined.lines().map(str::trim) {
@@ -162,17 +162,43 @@ fn context_sources(dockerfile: &str) -> Option<Vec<glob::Pattern>> {
             if src.is_empty() || src == "." || src == "*" {
                 return None;
             }
-            out.push(glob::Pattern::new(src).ok()?);
+            // Docker matches COPY sources as Go's filepath.Match does: `*` stops at `/`.
+            out.push(globset::GlobBuilder::new(src).literal_separator(true).build().ok()?.compile_matcher());
         }
     }
     Some(out)
 }
 
+/// What a Dockerfile is built from and with, for `plan`: the images its `FROM` lines name
+/// (not its own stages), and the context files it copies (`None`: all of them).
+pub(crate) fn describe(dockerfile: &str) -> (Vec<String>, Option<Vec<String>>) {
+    let mut stages: Vec<String> = Vec::new();
+    let mut bases = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let Some(image) = rest.first() else { continue };
+        if !stages.iter().any(|s| s.eq_ignore_ascii_case(image)) && !bases.iter().any(|b| b == image) {
+            bases.push((*image).to_owned());
+        }
+        if let [_, as_kw, name, ..] = rest.as_slice()
+            && as_kw.eq_ignore_ascii_case("AS")
+        {
+            stages.push((*name).to_owned());
+        }
+    }
+    let copied = context_sources(dockerfile).map(|v| v.iter().map(|m| m.glob().glob().to_owned()).collect());
+    (bases, copied)
+}
+
 /// Whether `name` (a file of the context) is, or is under, a path one of `sources` matches.
-fn copied(name: &str, sources: &[glob::Pattern]) -> bool {
+fn copied(name: &str, sources: &[globset::GlobMatcher]) -> bool {
     let mut path = name.trim_start_matches("./");
     loop {
-        if sources.iter().any(|p| p.matches(path)) {
+        if sources.iter().any(|p| p.is_match(path)) {
             return true;
         }
         match path.rsplit_once('/') {
@@ -235,6 +261,7 @@ pub async fn ensure(
     value: &str,
     allowed: crate::executor::ImageCheck<'_>,
 ) -> Result<String, ImageError> {
+    tracing::debug!(target: "lightsout::docker", image = value, "ensure image");
     let spec = match ImageSpec::parse(value) {
         ImageSpec::DevContainer(file) => {
             let spec = devcontainer(ws, &file).map_err(ImageError::Fault)?;
@@ -338,7 +365,7 @@ mod tests {
     fn the_context_is_what_the_dockerfile_copies() {
         let df = "FROM x\nCOPY pyproject.toml ./\ncopy --chown=1:1 requirements/dev.txt \\\n  requirements/\nADD [\"lib/*.cfg\", \"/etc/\"]\nCOPY --from=builder /out /out\nADD https://example.invalid/f /f\nRUN cat src/x\n";
         let sources = context_sources(df).unwrap_or_default();
-        let names: Vec<&str> = sources.iter().map(glob::Pattern::as_str).collect();
+        let names: Vec<&str> = sources.iter().map(|m| m.glob().glob()).collect();
         assert_eq!(names, ["pyproject.toml", "requirements/dev.txt", "lib/*.cfg"]);
         assert!(copied("./pyproject.toml", &sources) && copied("lib/a.cfg", &sources));
         assert!(!copied("src/x", &sources) && !copied("requirements/other.txt", &sources));
@@ -346,6 +373,10 @@ mod tests {
         assert!(copied("conf/a/b", &dir) && !copied("confx", &dir));
         assert!(context_sources("FROM x\nCOPY . /src\n").is_none());
         assert!(context_sources("FROM x\nCOPY ./ /src\n").is_none());
+        let (bases, copied) =
+            describe("FROM rust:1 AS build\nCOPY Cargo.toml ./\nFROM build\nFROM --platform=x debian:12\n");
+        assert_eq!(bases, ["rust:1", "debian:12"]);
+        assert_eq!(copied, Some(vec!["Cargo.toml".to_owned()]));
     }
 
     #[test]

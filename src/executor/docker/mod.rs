@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub mod egress;
 pub mod image;
 
-use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, base_env};
+use super::{Ended, IO_DIR, Job, LogSink, WORKSPACE, stage_env};
 use crate::egress::Decision;
 use crate::events::Stream;
 use egress::Egress;
@@ -72,10 +72,8 @@ impl Docker {
     /// Connects to the local engine and negotiates the API version.
     pub async fn connect() -> Result<Docker, String> {
         let client = bollard::Docker::connect_with_local_defaults().map_err(|e| fault("cannot connect", &e))?;
-        let client = client
-            .negotiate_version()
-            .await
-            .map_err(|e| format!("docker: the engine does not answer ({e}); start it, or run with --executor local"))?;
+        let client =
+            client.negotiate_version().await.map_err(|e| format!("docker: the engine does not answer ({e})"))?;
         let egress_network = std::env::var("LIGHTSOUT_EGRESS_NETWORK")
             .ok()
             .filter(|n| !n.is_empty())
@@ -164,6 +162,7 @@ impl Docker {
         cancel: &CancellationToken,
     ) -> Result<Ended, String> {
         let name = container_name(&job.run_id, &job.stage, job.attempt);
+        tracing::debug!(target: "lightsout::docker", container = %name, image = %job.image, egress = !job.egress.is_empty(), "run");
         let egress =
             if job.egress.is_empty() { None } else { Some(self.egress_start(job, &name, decisions.clone()).await?) };
         let created = self.create(job, &name, egress.as_ref()).await;
@@ -173,6 +172,7 @@ impl Docker {
         };
         let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let removed = self.client.remove_container(&name, Some(opts)).await;
+        tracing::debug!(target: "lightsout::docker", container = %name, ended = ?result, removed = removed.is_ok(), "removed");
         if let Some(egress) = egress {
             self.egress_stop(egress).await;
         }
@@ -193,12 +193,10 @@ impl Docker {
         ];
         let mut binds = binds;
         binds.extend(job.files.iter().map(|(host, inside)| format!("{}:{inside}:ro", host.display())));
-        let mut env = base_env(job);
-        if let Some(e) = egress {
-            env.extend(crate::egress::proxy_env(&e.url));
-        }
-        let env: Vec<String> =
-            env.into_iter().chain(job.env.iter().cloned()).map(|(k, v)| format!("{k}={v}")).collect();
+        // The image's own environment (`ENV`: a toolchain on `PATH`, its homes) is kept.
+        let image_env = self.image_env(&job.image).await?;
+        let proxy = egress.map(|e| crate::egress::proxy_env(&e.url)).unwrap_or_default();
+        let env: Vec<String> = stage_env(&image_env, job, proxy).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         // Without an allow-list, no network at all; with one, the stage's internal network only.
         let network = egress.map_or_else(|| "none".to_owned(), |e| e.network.clone());
         let host = HostConfig {
@@ -207,11 +205,18 @@ impl Docker {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,nosuid,nodev,size=512m,mode=1777".to_owned())])),
+            // `exec` said outright (Docker's default for a tmpfs is `noexec`): compilers and test
+            // runners build and run programs in `TMPDIR` (`go test`, doc tests). It gives a stage
+            // nothing it has not got: it runs code of its choice anyway, and its workspace (or
+            // scratch copy) is executable. `nosuid`, `nodev` and the size are what protect.
+            tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,exec,nosuid,nodev,size=512m,mode=1777".to_owned())])),
             memory: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
             // Swap would let a stage exceed its memory limit.
             memory_swap: Some(i64::try_from(job.limits.memory_bytes).unwrap_or(i64::MAX)),
-            #[allow(clippy::cast_possible_truncation)] // cpus are bounded by policy, far below i64::MAX / 1e9
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "cpus are bounded by policy, far below i64::MAX / 1e9"
+            )]
             nano_cpus: Some((job.limits.cpus * 1e9) as i64),
             pids_limit: Some(i64::from(job.limits.pids)),
             init: Some(true),
@@ -234,12 +239,18 @@ impl Docker {
         };
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
         self.client.create_container(Some(opts), body).await.map(|_| ()).map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => format!(
-                "docker: image `{}` is not on this machine (lightsout never pulls); build it, or run scripts/test-images for the test images",
-                job.image
-            ),
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => not_here(&job.image),
             other => fault("creating the container", &other),
         })
+    }
+
+    /// The environment an image sets (`ENV`), as `NAME=value` lines.
+    async fn image_env(&self, image: &str) -> Result<Vec<String>, String> {
+        match self.client.inspect_image(image).await {
+            Ok(i) => Ok(i.config.and_then(|c| c.env).unwrap_or_default()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(not_here(image)),
+            Err(e) => Err(fault(&format!("inspecting image `{image}`"), &e)),
+        }
     }
 
     async fn start_and_wait(
@@ -302,7 +313,7 @@ impl Docker {
             () = cancel.cancelled() => Ended::Cancelled,
         };
         // TERM (init passes it on), GRACE to end while its output is still read, then KILL.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // a few seconds
+        #[expect(clippy::cast_possible_truncation, reason = "a few seconds")]
         let stop = StopContainerOptionsBuilder::new().t(super::GRACE.as_secs() as i32).build();
         let stopping = async {
             let _ = self.client.stop_container(name, Some(stop)).await;
@@ -317,6 +328,13 @@ impl Docker {
         let opts = KillContainerOptionsBuilder::new().signal("KILL").build();
         let _ = self.client.kill_container(name, Some(opts)).await;
     }
+}
+
+/// Why a stage cannot start in `image`.
+fn not_here(image: &str) -> String {
+    format!(
+        "docker: image `{image}` is not on this machine (lightsout never pulls); build it, or run scripts/test-images for the test images"
+    )
 }
 
 /// A removal that found nothing to remove (another sweep was first) succeeded.

@@ -103,18 +103,13 @@ pub fn credential(line: &str) -> Option<&'static str> {
 }
 
 pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
-    let opts =
-        glob::MatchOptions { case_sensitive: false, require_literal_separator: false, ..glob::MatchOptions::new() };
-    let protect: Vec<glob::Pattern> = p
-        .protect
-        .iter()
-        .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}` is not a glob: {e}")))
-        .collect::<Result<_, _>>()?;
+    let how = crate::policy::Matching { ignore_case: true, literal_separator: false };
+    let protect = crate::policy::Globs::new(&p.protect, how)?;
     let stat = ws.numstat()?;
     let mut reasons = Vec::new();
     for (path, _) in &stat {
-        if let Some(g) = protect.iter().find(|g| g.matches_with(path, opts)) {
-            reasons.push(format!("{path} is protected (`{}`) but was changed", g.as_str()));
+        if let Some(g) = protect.first_match(path) {
+            reasons.push(format!("{path} is protected (`{g}`) but was changed"));
         }
     }
     let added = ws.added_lines()?;

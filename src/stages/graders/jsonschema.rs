@@ -26,14 +26,8 @@ pub fn grade(ws: &Workspace, params: &JsonSchema) -> Result<HostResult, String> 
     let schema = parse(schema_path, &schema_text)?;
     let validator =
         jsonschema::validator_for(&schema).map_err(|e| format!("schema {schema_path} is not a JSON Schema: {e}"))?;
-    let globs: Vec<glob::Pattern> = params
-        .files
-        .iter()
-        .map(|g| glob::Pattern::new(g).map_err(|e| format!("`{g}`: {e}")))
-        .collect::<Result<_, _>>()?;
-    let opts = glob::MatchOptions { require_literal_separator: false, ..glob::MatchOptions::new() };
-    let files: Vec<String> =
-        ws.files()?.into_iter().filter(|f| globs.iter().any(|g| g.matches_with(f, opts))).collect();
+    let globs = crate::policy::Globs::new(&params.files, crate::policy::Matching::default())?;
+    let files: Vec<String> = ws.files()?.into_iter().filter(|f| globs.is_match(f)).collect();
     let mut reasons = Vec::new();
     if files.is_empty() {
         reasons.push("no file matches `files`".to_owned());

@@ -40,8 +40,12 @@ pub fn check(reading: &Reading, format: Format, exit: Option<i64>, exit_checked:
     if let Some(why) = reading.faults.first() {
         return Err(Problem::Infrastructure(why.clone()));
     }
-    if exit_checked && format == Format::Pytest && let Some(code @ 2..=5) = exit {
-        let what = ["interrupted", "an internal error", "a usage error", "no tests collected"][usize::try_from(code - 2).unwrap_or(0)];
+    if exit_checked
+        && format == Format::Pytest
+        && let Some(code @ 2..=5) = exit
+    {
+        let what = ["interrupted", "an internal error", "a usage error", "no tests collected"]
+            [usize::try_from(code - 2).unwrap_or(0)];
         return Err(Problem::Infrastructure(format!("pytest exited {code}: {what}")));
     }
     let read = reading.counts();

@@ -26,7 +26,8 @@ pub(super) fn read(xml: &[u8]) -> Reading {
     };
     let root = doc.root_element();
     if !root.has_tag_name("testsuites") && !root.has_tag_name("testsuite") {
-        r.unreadable = Some(format!("the JUnit report's root is <{}>, not <testsuites> or <testsuite>", root.tag_name().name()));
+        r.unreadable =
+            Some(format!("the JUnit report's root is <{}>, not <testsuites> or <testsuite>", root.tag_name().name()));
         return r;
     }
     let node_shape = root.has_tag_name("testsuites")
@@ -54,8 +55,7 @@ pub(super) fn read(xml: &[u8]) -> Reading {
         let outcome = outcome(case);
         if outcome == Outcome::Error
             && case.children().any(|c| {
-                c.has_tag_name("error")
-                    && c.attribute("message").is_some_and(|m| m.starts_with("collection failure"))
+                c.has_tag_name("error") && c.attribute("message").is_some_and(|m| m.starts_with("collection failure"))
             })
         {
             r.fault(format!("the tests could not be collected: {id}"));

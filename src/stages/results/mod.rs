@@ -7,10 +7,10 @@
 //! (its head and its tail), strips ANSI colour codes and `\r`, and never panics.
 
 mod check;
+mod gotest;
 pub mod ids;
 mod junit;
 mod libtest;
-mod gotest;
 mod pytest;
 mod tap;
 mod unittest;
@@ -31,51 +31,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// The longest test id kept; a longer one is cut (and its outcome still counted).
 pub const MAX_ID: usize = 4096;
 
-/// The output form a reader reads, as a stage names it (`with: { format: ... }`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// pytest's own output: `-rA` summary lines, `-v` result lines, or the default (which names
-    /// only failing tests).
-    Pytest,
-    /// `python -m unittest -v`.
-    Unittest,
-    /// The default human output of Rust's libtest, as `cargo test` prints it.
-    Libtest,
-    /// `go test -json`.
-    GoTestJson,
-    /// TAP, as `node --test` prints it.
-    Tap,
-    /// `JUnit` XML from any runner (pytest, nextest, Node, Maven Surefire, Gradle, jest, vitest,
-    /// mocha): read from the report file, not from the log.
-    Junit,
-}
-
-impl Format {
-    pub const NAMES: &'static [&'static str] = &["pytest", "unittest", "libtest", "gotest-json", "tap", "junit"];
-
-    pub fn parse(name: &str) -> Option<Format> {
-        Some(match name {
-            "pytest" => Format::Pytest,
-            "unittest" => Format::Unittest,
-            "libtest" => Format::Libtest,
-            "gotest-json" => Format::GoTestJson,
-            "tap" => Format::Tap,
-            "junit" => Format::Junit,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Pytest => "pytest",
-            Format::Unittest => "unittest",
-            Format::Libtest => "libtest",
-            Format::GoTestJson => "gotest-json",
-            Format::Tap => "tap",
-            Format::Junit => "junit",
-        }
-    }
-}
+pub use crate::plan::kind::TestFormat as Format;
 
 /// What happened to one test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -335,7 +291,7 @@ pub(crate) struct Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
-    pub fn new(bytes: &'a [u8]) -> Lines<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Lines<'a> {
         Lines { rest: bytes, long: 0 }
     }
 }
@@ -393,7 +349,9 @@ fn strip_ansi(bytes: &[u8]) -> Cow<'_, [u8]> {
                     }
                     Some(b']') => {
                         i += 1;
-                        while i < bytes.len() && bytes[i] != 0x07 && !(bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'\\'))
+                        while i < bytes.len()
+                            && bytes[i] != 0x07
+                            && !(bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'\\'))
                         {
                             i += 1;
                         }

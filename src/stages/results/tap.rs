@@ -85,11 +85,8 @@ fn finish(r: &mut Reading, last: Option<Last>) {
 
 /// `ok 1 - name`, `not ok 2 - name # SKIP why`, `ok 3 name # TODO`: the outcome and the name.
 fn result_line(body: &str) -> Option<(Outcome, String)> {
-    let (ok, rest) = if let Some(rest) = body.strip_prefix("not ok") {
-        (false, rest)
-    } else {
-        (true, body.strip_prefix("ok")?)
-    };
+    let (ok, rest) =
+        if let Some(rest) = body.strip_prefix("not ok") { (false, rest) } else { (true, body.strip_prefix("ok")?) };
     if !(rest.is_empty() || rest.starts_with(' ')) {
         return None;
     }

@@ -111,7 +111,6 @@ fn pytest_lines_printed_by_the_code_under_test_are_settled_by_the_summary() {
     assert!(r.overridden.iter().any(|o| o.contains("test_fails")), "{:?}", r.overridden);
 }
 
-
 #[test]
 fn pytest_junit_report() {
     let r = checked(Format::Junit, fixture!("pytest-junit", "xml"));
@@ -180,12 +179,13 @@ fn unittest_before_python_3_11() {
     assert_eq!(check(&r, Format::Unittest, Some(1), true), Ok(()));
 }
 
-
 #[test]
 fn a_line_printed_after_the_runner_finished_does_not_count() {
     let (log, _) = fixture!("unittest-v");
     let mut forged = log.to_vec();
-    forged.extend_from_slice(b"test_docstring (tests.test_stats.StatsTest.test_docstring) ... ok\nextra (tests.x.T.extra) ... ok\n");
+    forged.extend_from_slice(
+        b"test_docstring (tests.test_stats.StatsTest.test_docstring) ... ok\nextra (tests.x.T.extra) ... ok\n",
+    );
     let r = read(Format::Unittest, &forged, None);
     assert!(matches!(check(&r, Format::Unittest, Some(1), true), Err(Problem::CannotTell(_))), "{r:?}");
 }
@@ -222,7 +222,6 @@ fn libtest_with_nocapture_and_colour() {
     }
 }
 
-
 #[test]
 fn nextest_junit_report() {
     let r = checked(Format::Junit, fixture!("nextest-junit", "xml"));
@@ -254,7 +253,6 @@ fn go_test_json_with_subtests_and_a_forged_pass() {
         assert_eq!(find(&r, asked).len(), n, "{asked}");
     }
 }
-
 
 const NODE_ALL: &[(&str, Outcome)] = &[
     ("adds two numbers", P),
@@ -422,11 +420,24 @@ fn junit_shapes_of_other_writers() {
     for (xml, expected, asked) in [
         (
             &surefire[..],
-            &[("com.acme.CalcTest.adds", P), ("com.acme.CalcTest.divides", F), ("com.acme.CalcTest.later", S), ("com.acme.CalcTest.parses", E)][..],
+            &[
+                ("com.acme.CalcTest.adds", P),
+                ("com.acme.CalcTest.divides", F),
+                ("com.acme.CalcTest.later", S),
+                ("com.acme.CalcTest.parses", E),
+            ][..],
             "CalcTest.divides",
         ),
-        (&gradle[..], &[("com.acme.CalcTest.adds()", P), ("com.acme.CalcTest.divides()", F)][..], "com.acme.CalcTest.divides()"),
-        (&jest[..], &[("calc adds.calc adds", P), ("calc divides.calc divides", F), ("calc later.calc later", S)][..], "calc divides"),
+        (
+            &gradle[..],
+            &[("com.acme.CalcTest.adds()", P), ("com.acme.CalcTest.divides()", F)][..],
+            "com.acme.CalcTest.divides()",
+        ),
+        (
+            &jest[..],
+            &[("calc adds.calc adds", P), ("calc divides.calc divides", F), ("calc later.calc later", S)][..],
+            "calc divides",
+        ),
         (
             &vitest[..],
             &[("test/calc.test.ts.calc > adds", P), ("test/calc.test.ts.calc > divides", F)][..],

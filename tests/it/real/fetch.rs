@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Where a project's source comes from.
 #[expect(clippy::enum_variant_names, reason = "the Debian package kinds are named as Debian names them")]
-pub enum Source {
+pub(super) enum Source {
     /// A `PyPI` sdist: `pip download --no-deps --no-binary :all: NAME==VERSION`; the checksum is
     /// the sdist's.
     Pypi(&'static str, &'static str),
@@ -146,7 +146,7 @@ fn download(source: &Source, sha256: &str, work: &Path) -> Result<PathBuf, Strin
             )?;
             let sdist = one_file(work, "", ".tar.gz")?;
             check(&sdist, sha256)?;
-            run(Command::new("tar").arg("-xzf").arg(&sdist).arg("-C").arg(&unpacked), "tar")?;
+            run(Command::new("tar").arg("-xf").arg(&sdist).arg("-C").arg(&unpacked), "tar")?;
             single_dir(&unpacked)
         }
         Source::Crate(name, version) => {
@@ -189,24 +189,42 @@ fn download(source: &Source, sha256: &str, work: &Path) -> Result<PathBuf, Strin
         }
         Source::DebSource(package, version) => {
             let opts = apt(&work.join("apt"))?;
-            run(
+            // Only the upstream tarball: apt names it and its hash, and apt's own downloader
+            // fetches it and checks that hash (the packaging tarball is not needed).
+            let uris = run(
                 Command::new("apt-get")
                     .args(&opts)
-                    .args(["source", "--download-only"])
-                    .arg(format!("{package}={version}"))
-                    .current_dir(work),
-                "apt-get source",
+                    .args(["source", "--print-uris"])
+                    .arg(format!("{package}={version}")),
+                "apt-get source --print-uris",
             )?;
-            let orig = one_file(work, &format!("{package}_"), ".orig.tar.gz")?;
+            let line = uris
+                .lines()
+                .find(|l| l.contains(".orig.tar."))
+                .ok_or_else(|| format!("apt-get source names no upstream tarball of {package} {version}:\n{uris}"))?;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [uri, name, _size, hash, ..] = fields.as_slice() else {
+                return Err(format!("cannot read apt's line `{line}`"));
+            };
+            let orig = work.join(name);
+            run(
+                Command::new("/usr/lib/apt/apt-helper")
+                    .arg("download-file")
+                    .arg(uri.trim_matches('\''))
+                    .arg(&orig)
+                    .arg(hash),
+                "apt-helper download-file",
+            )?;
+
             check(&orig, sha256)?;
-            run(Command::new("tar").arg("-xzf").arg(&orig).arg("-C").arg(&unpacked), "tar")?;
+            run(Command::new("tar").arg("-xf").arg(&orig).arg("-C").arg(&unpacked), "tar")?;
             single_dir(&unpacked)
         }
     }
 }
 
 /// The project's pristine source tree, from the cache or downloaded into it.
-pub fn fetch(source: &Source, sha256: &str) -> Result<PathBuf, String> {
+pub(super) fn fetch(source: &Source, sha256: &str) -> Result<PathBuf, String> {
     let dir = cache(sha256);
     let done = dir.join("tree");
     if done.is_dir() {

@@ -12,12 +12,6 @@
 //! The projects' test images are the local toolchain images (`scripts/test-images`), which
 //! `init` finds in place of the official ones it would name. These tests fail, never skip, when
 //! Docker, an image or a download is missing.
-//!
-//! They are marked `ignore` on this branch: they need the runtime fixes of the same issue
-//! (stages keep the image's `ENV PATH`, graders get a writable, executable scratch copy of the
-//! workspace, `expect: failure` rejects exit 127), made on another branch. Without them every
-//! project fails the way the issue describes (python3, cargo, go, node "not found"). Once
-//! merged: `cargo test --test it real:: -- --ignored`, then drop the marks.
 
 mod fetch;
 
@@ -213,7 +207,6 @@ fn check(p: &Project) {
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn python_idna_with_pytest() {
     check(&Project {
         label: "idna",
@@ -228,22 +221,20 @@ fn python_idna_with_pytest() {
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn python_more_itertools_with_unittest() {
     check(&Project {
         label: "more-itertools",
         source: Source::Pypi("more-itertools", "10.5.0"),
         sha256: "5482bfef7849c25dc3c6dd53a6173ae4795da2a41a80faea6700d9f5846c5da6",
         found: "tests with unittest",
-        failing_test: "tests.test_more.IlenTests.test_ilen",
+        failing_test: "tests.test_more.FirstTests.test_default",
         bug: include_str!("more-itertools.bug.patch"),
         wrong: include_str!("more-itertools.wrong.patch"),
-        red: "FAIL_TO_PASS tests.test_more.IlenTests.test_ilen still fails",
+        red: "FAIL_TO_PASS tests.test_more.FirstTests.test_default still fails",
     });
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn rust_strsim() {
     check(&Project {
         label: "strsim",
@@ -258,7 +249,6 @@ fn rust_strsim() {
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn rust_shlex() {
     check(&Project {
         label: "shlex",
@@ -273,7 +263,6 @@ fn rust_shlex() {
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn go_uuid_from_debian() {
     check(&Project {
         label: "uuid",
@@ -292,7 +281,6 @@ fn go_uuid_from_debian() {
 }
 
 #[test]
-#[ignore = "needs issue 13's runtime fixes (stages keep the image's ENV PATH; graders get a writable, executable scratch copy; expect: failure rejects exit 127): run with --ignored once merged"]
 fn node_pend_from_debian() {
     check(&Project {
         label: "pend",

@@ -44,6 +44,35 @@ pub struct Workspace {
     lock: Arc<Mutex<()>>,
 }
 
+/// What went wrong with the run's repository or worktree. Its text is what the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// git could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// git ran and failed.
+    #[error("git {command} failed: {stderr}")]
+    Git { command: String, stderr: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the workspace refuses (a path out of it, a change it cannot record), and why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A workspace operation's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
+
 /// Every git command the runner runs: hooks and fsmonitor off, attributes from the empty tree,
 /// no prompt, no `GIT_DIR`/`GIT_WORK_TREE` from the runner's environment.
 fn git_command(args: &[&str], cwd: Option<&Path>) -> Command {
@@ -58,42 +87,42 @@ fn git_command(args: &[&str], cwd: Option<&Path>) -> Command {
     cmd
 }
 
-fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>, String> {
+fn run_git_bytes(args: &[&str], cwd: Option<&Path>) -> Result<Vec<u8>> {
     let started = std::time::Instant::now();
-    let out = git_command(args, cwd).output().map_err(|e| format!("cannot run git: {e}"))?;
+    let out = git_command(args, cwd).output().map_err(Error::Spawn)?;
     // The subcommand only: arguments can hold commit messages and paths a stage chose.
     let command = args.iter().find(|a| !a.starts_with('-')).copied().unwrap_or_default();
     tracing::debug!(target: "lightsout::git", command, status = out.status.code(), elapsed_ms = started.elapsed().as_millis(), "git");
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(Error::Git { command: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
     }
 }
 
-fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, String> {
+fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String> {
     run_git_bytes(args, cwd).map(|out| String::from_utf8_lossy(&out).trim_end().to_owned())
 }
 
 /// The top of the git repository holding `dir`.
-pub fn repo_root(dir: &Path) -> Result<PathBuf, String> {
-    run_git(&["rev-parse", "--show-toplevel"], Some(dir))
-        .map(PathBuf::from)
-        .map_err(|_| format!("{} is not inside a git repository; lightsout runs in a worktree of one", dir.display()))
+pub fn repo_root(dir: &Path) -> Result<PathBuf> {
+    run_git(&["rev-parse", "--show-toplevel"], Some(dir)).map(PathBuf::from).map_err(|_| {
+        Error::Refused(format!("{} is not inside a git repository; lightsout runs in a worktree of one", dir.display()))
+    })
 }
 
 /// The full commit id `rev` names in `repo`.
-pub fn resolve(repo: &Path, rev: &str) -> Result<String, String> {
+pub fn resolve(repo: &Path, rev: &str) -> Result<String> {
     if rev.starts_with('-') {
-        return Err(format!("`{rev}` is not a revision"));
+        return Err(Error::Refused(format!("`{rev}` is not a revision")));
     }
     run_git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")], Some(repo))
-        .map_err(|_| format!("`{rev}` names no commit in {}", repo.display()))
+        .map_err(|_| Error::Refused(format!("`{rev}` names no commit in {}", repo.display())))
 }
 
 /// The files of `repo`'s working tree that differ from its `HEAD` (changed, added, deleted or
 /// untracked and not ignored), as paths relative to its top; sorted.
-pub fn uncommitted(repo: &Path) -> Result<Vec<String>, String> {
+pub fn uncommitted(repo: &Path) -> Result<Vec<String>> {
     let out =
         run_git_bytes(&["status", "--porcelain=v1", "-z", "--untracked-files=normal", "--no-renames"], Some(repo))?;
     let text = String::from_utf8_lossy(&out);
@@ -106,13 +135,13 @@ pub fn uncommitted(repo: &Path) -> Result<Vec<String>, String> {
 
 impl Workspace {
     /// Adds a detached worktree at `base` under `<repo>/.lightsout/worktrees/<name>`.
-    pub fn create(repo: &Path, name: &str, base: &str, sub: &Path) -> Result<Workspace, String> {
+    pub fn create(repo: &Path, name: &str, base: &str, sub: &Path) -> Result<Workspace> {
         let root = repo.join(".lightsout");
-        std::fs::create_dir_all(root.join("worktrees")).map_err(|e| format!("{}: {e}", root.display()))?;
+        std::fs::create_dir_all(root.join("worktrees")).map_err(|e| Error::Io { path: root.clone(), source: e })?;
         // The runner's own directory never shows up in the user's `git status`.
         let ignore = root.join(".gitignore");
         if !ignore.exists() {
-            std::fs::write(&ignore, "*\n").map_err(|e| format!("{}: {e}", ignore.display()))?;
+            std::fs::write(&ignore, "*\n").map_err(|e| Error::Io { path: ignore.clone(), source: e })?;
         }
         let dir = root.join("worktrees").join(name);
         let dir_s = dir.to_string_lossy().into_owned();
@@ -121,15 +150,15 @@ impl Workspace {
     }
 
     /// An existing worktree (for resume).
-    pub fn open(repo: &Path, dir: &Path, base: &str, sub: &Path) -> Result<Workspace, String> {
+    pub fn open(repo: &Path, dir: &Path, base: &str, sub: &Path) -> Result<Workspace> {
         let common = run_git(&["rev-parse", "--path-format=absolute", "--git-common-dir"], Some(repo))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let git_dir = PathBuf::from(common).join("worktrees").join(name);
         if !git_dir.is_dir() || !dir.is_dir() {
-            return Err(format!("the workspace {} is gone", dir.display()));
+            return Err(Error::Refused(format!("the workspace {} is gone", dir.display())));
         }
         if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(format!("{} is not inside the repository", sub.display()));
+            return Err(Error::Refused(format!("{} is not inside the repository", sub.display())));
         }
         Ok(Workspace {
             repo: repo.to_path_buf(),
@@ -147,7 +176,7 @@ impl Workspace {
     }
 
     /// Runs git on this worktree with its git directory named explicitly.
-    fn git(&self, args: &[&str]) -> Result<String, String> {
+    fn git(&self, args: &[&str]) -> Result<String> {
         let gd = format!("--git-dir={}", self.git_dir.display());
         let wt = format!("--work-tree={}", self.dir.display());
         let mut all = vec![gd.as_str(), wt.as_str()];
@@ -156,7 +185,7 @@ impl Workspace {
     }
 
     /// Runs git inside the worktree directory (paths relative to its top).
-    fn git_here(&self, args: &[&str]) -> Result<String, String> {
+    fn git_here(&self, args: &[&str]) -> Result<String> {
         let gd = format!("--git-dir={}", self.git_dir.display());
         let wt = format!("--work-tree={}", self.dir.display());
         let mut all = vec![gd.as_str(), wt.as_str()];
@@ -171,7 +200,7 @@ impl Workspace {
 
     /// Stages the whole worktree (`git add --all`), after checking that git will read nothing
     /// it should not: see the module's documentation.
-    fn stage_all(&self) -> Result<(), String> {
+    fn stage_all(&self) -> Result<()> {
         // Directory by directory, not by recursion: the stage chose the tree's depth.
         let (mut suspects, mut dirs) = (Vec::new(), vec![self.dir.clone()]);
         while let Some(dir) = dirs.pop() {
@@ -187,14 +216,14 @@ impl Workspace {
                 .map(|(p, why)| format!("`{}` {why}", p.escape_debug()))
                 .collect();
             if !refused.is_empty() {
-                return Err(format!("the change cannot be recorded: {}", refused.join("; ")));
+                return Err(Error::Refused(format!("the change cannot be recorded: {}", refused.join("; "))));
             }
         }
         self.git(&["add", "--all", "--", "."]).map(|_| ())
     }
 
     /// Which of `paths` (relative to the worktree's top) `.gitignore` excludes.
-    fn ignored(&self, paths: &[&str]) -> Result<Vec<String>, String> {
+    fn ignored(&self, paths: &[&str]) -> Result<Vec<String>> {
         let gd = format!("--git-dir={}", self.git_dir.display());
         let wt = format!("--work-tree={}", self.dir.display());
         let mut cmd =
@@ -202,41 +231,41 @@ impl Workspace {
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+        let mut child = cmd.spawn().map_err(Error::Spawn)?;
         let input: Vec<u8> = paths.iter().flat_map(|p| p.bytes().chain([0])).collect();
         if let Some(mut stdin) = child.stdin.take() {
-            std::io::Write::write_all(&mut stdin, &input).map_err(|e| format!("git check-ignore: {e}"))?;
+            std::io::Write::write_all(&mut stdin, &input).map_err(Error::Spawn)?;
         }
-        let out = child.wait_with_output().map_err(|e| format!("git check-ignore: {e}"))?;
+        let out = child.wait_with_output().map_err(Error::Spawn)?;
         // Exit 1: none is ignored.
         Ok(String::from_utf8_lossy(&out.stdout).split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
     }
 
     /// A file of the base revision (a path relative to the factory's directory), as bytes.
-    pub fn base_file(&self, rel: &str) -> Result<Vec<u8>, String> {
+    pub fn base_file(&self, rel: &str) -> Result<Vec<u8>> {
         let path = self.sub.join(rel);
         let spec = format!("{}:{}", self.base, path.display());
         run_git_bytes(&["cat-file", "blob", &spec], Some(&self.repo)).map_err(|_| {
-            format!(
+            Error::Refused(format!(
                 "`{}` is not a file of the base revision {}",
                 rel.escape_debug(),
                 &self.base[..12.min(self.base.len())]
-            )
+            ))
         })
     }
 
     /// A directory of the base revision (relative to the factory's directory; empty for the
     /// factory's directory itself), as a tar archive with paths relative to it.
-    pub fn base_tar(&self, rel: &Path) -> Result<Vec<u8>, String> {
+    pub fn base_tar(&self, rel: &Path) -> Result<Vec<u8>> {
         let path = self.sub.join(rel);
         let tree =
             if path.as_os_str().is_empty() { self.base.clone() } else { format!("{}:{}", self.base, path.display()) };
         run_git_bytes(&["archive", "--format=tar", &tree], Some(&self.repo))
-            .map_err(|_| format!("`{}` is not a directory of the base revision", rel.display()))
+            .map_err(|_| Error::Refused(format!("`{}` is not a directory of the base revision", rel.display())))
     }
 
     /// Files of the workspace, tracked and untracked, without those .gitignore excludes.
-    pub fn files(&self) -> Result<Vec<String>, String> {
+    pub fn files(&self) -> Result<Vec<String>> {
         let out = self.git_here(&["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
         let mut files: Vec<String> = out.split('\0').filter(|f| !f.is_empty()).map(str::to_owned).collect();
         files.sort();
@@ -245,13 +274,13 @@ impl Workspace {
     }
 
     /// The last `n` commits of the base revision, one line each.
-    pub fn log(&self, n: usize) -> Result<String, String> {
+    pub fn log(&self, n: usize) -> Result<String> {
         self.git(&["log", &format!("-n{n}"), "--format=%h %ad %s", "--date=short", &self.base])
     }
 
     /// Records the workspace as it is now as a commit on the detached HEAD; returns its id.
     /// When nothing changed since HEAD, HEAD itself is the snapshot (no new commit).
-    pub fn snapshot(&self, label: &str) -> Result<String, String> {
+    pub fn snapshot(&self, label: &str) -> Result<String> {
         let _held = self.locked();
         self.stage_all()?;
         // `diff --cached --quiet` exits 1 when the index differs from HEAD.
@@ -276,7 +305,7 @@ impl Workspace {
     }
 
     /// Puts the workspace back to a snapshot (or the base), dropping anything newer.
-    pub fn restore(&self, commit: &str) -> Result<(), String> {
+    pub fn restore(&self, commit: &str) -> Result<()> {
         let _held = self.locked();
         self.git(&["reset", "--quiet", "--hard", commit])?;
         // Twice --force: nested repositories a stage made go too.
@@ -286,7 +315,7 @@ impl Workspace {
 
     /// `git diff --cached` of the staged worktree against the base in the factory's directory,
     /// bytes as bytes (no textconv, no external diff).
-    fn cached_diff(&self, extra: &[&str]) -> Result<String, String> {
+    fn cached_diff(&self, extra: &[&str]) -> Result<String> {
         let mut args = vec!["diff", "--cached", "--relative", "--no-textconv", "--no-ext-diff"];
         args.extend_from_slice(extra);
         args.push(&self.base);
@@ -294,7 +323,7 @@ impl Workspace {
     }
 
     /// The change against the base revision, as `git diff --stat` and as a patch.
-    pub fn diff(&self) -> Result<(String, String), String> {
+    pub fn diff(&self) -> Result<(String, String)> {
         let _held = self.locked();
         self.stage_all()?;
         let stat = self.cached_diff(&["--stat"])?;
@@ -304,7 +333,7 @@ impl Workspace {
 
     /// Per changed file against the base: (path, added lines, removed lines); `None` for a file
     /// git takes for binary (count its lines from [`Workspace::added_lines`]).
-    pub fn numstat(&self) -> Result<Vec<ChangedFile>, String> {
+    pub fn numstat(&self) -> Result<Vec<ChangedFile>> {
         let _held = self.locked();
         self.stage_all()?;
         let out = self.cached_diff(&["--numstat", "-z", "--no-renames"])?;
@@ -319,7 +348,7 @@ impl Workspace {
 
     /// The lines the change adds in the factory's directory, per file (`git diff -U0`, `+`
     /// lines only).
-    pub fn added_lines(&self) -> Result<Vec<(String, String)>, String> {
+    pub fn added_lines(&self) -> Result<Vec<(String, String)>> {
         let _held = self.locked();
         self.stage_all()?;
         // --text: a file git takes for binary still shows its lines (a secret in a file with a
@@ -329,12 +358,12 @@ impl Workspace {
     }
 
     /// The commit the worktree's HEAD is at.
-    pub fn head(&self) -> Result<String, String> {
+    pub fn head(&self) -> Result<String> {
         self.git(&["rev-parse", "HEAD"])
     }
 
     /// A second, scratch worktree of the same repository at `commit` (for graders).
-    pub fn scratch(&self, name: &str, commit: &str) -> Result<Workspace, String> {
+    pub fn scratch(&self, name: &str, commit: &str) -> Result<Workspace> {
         let dir =
             self.dir.parent().map_or_else(|| self.repo.join(".lightsout/worktrees"), Path::to_path_buf).join(name);
         let dir_s = dir.to_string_lossy().into_owned();
@@ -346,7 +375,7 @@ impl Workspace {
 
     /// Makes the files matching `globs` what they are at the base revision: changed ones are
     /// checked out from it, ones the base does not have are deleted.
-    pub fn reset_to_base(&self, globs: &crate::policy::Globs) -> Result<Vec<String>, String> {
+    pub fn reset_to_base(&self, globs: &crate::policy::Globs) -> Result<Vec<String>> {
         let _held = self.locked();
         let matches = |f: &str| globs.is_match(f);
         let prefix = if self.sub.as_os_str().is_empty() { String::new() } else { format!("{}/", self.sub.display()) };
@@ -362,7 +391,7 @@ impl Workspace {
             if !in_base.contains(&f) {
                 let p = self.root().join(&f);
                 if std::fs::symlink_metadata(&p).is_ok() {
-                    std::fs::remove_file(&p).map_err(|e| format!("{f}: {e}"))?;
+                    std::fs::remove_file(&p).map_err(|e| Error::Io { path: PathBuf::from(f.as_str()), source: e })?;
                     touched.push(f);
                 }
             }
@@ -376,12 +405,12 @@ impl Workspace {
     }
 
     /// Refuses a branch name git would not accept (or that reads as an option).
-    pub fn check_branch(&self, branch: &str) -> Result<(), String> {
+    pub fn check_branch(&self, branch: &str) -> Result<()> {
         // `--branch` expands `@{-1}` to the branch checked out before: only a name that stays
         // itself is a branch name.
         let normal = run_git(&["check-ref-format", "--branch", branch], Some(&self.repo));
-        if branch.starts_with('-') || normal.as_deref() != Ok(branch) {
-            return Err(format!("`{}` is not a valid branch name", branch.escape_debug()));
+        if branch.starts_with('-') || normal.as_ref().ok().map(String::as_str) != Some(branch) {
+            return Err(Error::Refused(format!("`{}` is not a valid branch name", branch.escape_debug())));
         }
         Ok(())
     }
@@ -389,19 +418,19 @@ impl Workspace {
     /// The whole change as a tree (the worktree staged, then written): what the last checks
     /// before `ship` judge and what `ship` commits are this one tree, whatever a stage still
     /// running writes meanwhile.
-    pub fn change_tree(&self) -> Result<String, String> {
+    pub fn change_tree(&self) -> Result<String> {
         let _held = self.locked();
         self.stage_all()?;
         self.git(&["write-tree"])
     }
 
     /// The tree of the last snapshot (the worktree's HEAD).
-    pub fn head_tree(&self) -> Result<String, String> {
+    pub fn head_tree(&self) -> Result<String> {
         self.git(&["rev-parse", "HEAD^{tree}"])
     }
 
     /// Every path `tree` adds, changes or deletes against the base, repository-relative.
-    pub fn tree_paths(&self, tree: &str) -> Result<Vec<String>, String> {
+    pub fn tree_paths(&self, tree: &str) -> Result<Vec<String>> {
         let out = self.git(&[
             "diff",
             "--no-textconv",
@@ -416,14 +445,14 @@ impl Workspace {
     }
 
     /// The lines `tree` adds against the base, per file, anywhere in the repository.
-    pub fn tree_added_lines(&self, tree: &str) -> Result<Vec<(String, String)>, String> {
+    pub fn tree_added_lines(&self, tree: &str) -> Result<Vec<(String, String)>> {
         let args =
             ["diff", "--no-textconv", "--no-ext-diff", "--text", "-U0", "--no-renames", "--no-color", &self.base, tree];
         Ok(parse_added(&self.git(&args)?))
     }
 
     /// One commit on top of the base holding `tree` (from [`Workspace::change_tree`]).
-    pub fn commit_tree(&self, tree: &str, message: &str) -> Result<String, String> {
+    pub fn commit_tree(&self, tree: &str, message: &str) -> Result<String> {
         let ident = ["-c", "user.name=lightsout", "-c", "user.email=lightsout@localhost", "-c", "commit.gpgsign=false"];
         let mut args: Vec<&str> = ident.to_vec();
         args.extend(["commit-tree", tree, "-p", self.base.as_str(), "-m", message]);
@@ -431,9 +460,9 @@ impl Workspace {
     }
 
     /// Pushes `commit` to `branch` on `remote` (a remote name or URL of the main repository).
-    pub fn push(&self, remote: &str, commit: &str, branch: &str) -> Result<(), String> {
+    pub fn push(&self, remote: &str, commit: &str, branch: &str) -> Result<()> {
         if remote.starts_with('-') {
-            return Err(format!("`{remote}` is not a remote"));
+            return Err(Error::Refused(format!("`{remote}` is not a remote")));
         }
         // Branches under `lightsout/` belong to lightsout: running a ticket again replaces its
         // branch. Any other branch is only ever moved forward.
@@ -443,17 +472,18 @@ impl Workspace {
     }
 
     /// The branch the main working tree has checked out (the pull request's base).
-    pub fn current_branch(&self) -> Result<String, String> {
-        run_git(&["symbolic-ref", "--short", "HEAD"], Some(&self.repo))
-            .map_err(|_| "the repository is on a detached HEAD; a pull request needs a base branch".to_owned())
+    pub fn current_branch(&self) -> Result<String> {
+        run_git(&["symbolic-ref", "--short", "HEAD"], Some(&self.repo)).map_err(|_| {
+            Error::Refused("the repository is on a detached HEAD; a pull request needs a base branch".to_owned())
+        })
     }
 
     /// Removes the worktree and its git directory.
-    pub fn remove(&self) -> Result<(), String> {
+    pub fn remove(&self) -> Result<()> {
         let dir = self.dir.to_string_lossy().into_owned();
-        run_git(&["worktree", "remove", "--force", "--force", &dir], Some(&self.repo))
-            .map(|_| ())
-            .or_else(|_| std::fs::remove_dir_all(&self.dir).map_err(|e| e.to_string()))?;
+        run_git(&["worktree", "remove", "--force", "--force", &dir], Some(&self.repo)).map(|_| ()).or_else(|_| {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| Error::Io { path: self.dir.clone(), source: e })
+        })?;
         let _ = run_git(&["worktree", "prune"], Some(&self.repo));
         Ok(())
     }

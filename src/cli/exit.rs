@@ -18,6 +18,16 @@ pub enum Exit {
     Cancelled = 130,
 }
 
+impl super::Failure {
+    /// The exit code of a command that failed so.
+    pub(super) fn exit(&self) -> Exit {
+        match self {
+            super::Failure::Invalid(..) | super::Failure::Message(_) => Exit::Invalid,
+            super::Failure::Io(_) => Exit::Infra,
+        }
+    }
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e as u8)

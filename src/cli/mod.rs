@@ -207,26 +207,38 @@ pub fn main() -> Exit {
     };
     match run(cli.command) {
         Ok(code) => code,
-        Err(Failure::Invalid(ds, format)) => {
-            report(&ds, format);
-            Exit::Invalid
-        }
-        Err(Failure::Message(msg)) => {
-            eprintln!("error: {}", crate::diag::printable(&msg));
-            Exit::Invalid
-        }
-        Err(Failure::Io(msg)) => {
-            eprintln!("error: {}", crate::diag::printable(&msg));
-            Exit::Infra
+        Err(failure) => {
+            match &failure {
+                Failure::Invalid(ds, format) => report(ds, *format),
+                other => eprintln!("error: {}", crate::diag::printable(&other.to_string())),
+            }
+            failure.exit()
         }
     }
 }
 
+/// Why a command could not do its work; [`Failure::exit`] is the one place that maps it to an
+/// exit code.
+#[derive(Debug, thiserror::Error)]
 enum Failure {
+    /// Invalid input, each problem located (exit 2).
+    #[error("{} problems in the input", .0.len())]
     Invalid(Diagnostics, DiagFormat),
     /// Invalid input that has no file position (exit 2).
+    #[error("{0}")]
     Message(String),
+    /// Docker, git or the file system failed (exit 3).
+    #[error("{0}")]
     Io(String),
+}
+
+impl From<crate::run::RunError> for Failure {
+    fn from(e: crate::run::RunError) -> Failure {
+        match e {
+            crate::run::RunError::Invalid(m) => Failure::Message(m),
+            crate::run::RunError::Infra(m) => Failure::Io(m),
+        }
+    }
 }
 
 impl From<Diagnostic> for Failure {

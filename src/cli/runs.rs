@@ -155,13 +155,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
 }
 
-fn run_error(e: RunError) -> Failure {
-    match e {
-        RunError::Invalid(m) => Failure::Message(m),
-        RunError::Infra(m) => Failure::Io(m),
-    }
-}
-
 /// The stages of `plan` that run in an image, each with it: what `auto` needs Docker for.
 fn stages_with_images(plan: &crate::plan::Plan) -> Vec<String> {
     plan.stages()
@@ -232,7 +225,7 @@ fn exit_for(f: &run::Finished) -> Exit {
 
 pub(super) fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
     let (factory, ticket, _, plan) = a.ticket.compile()?;
-    run::check_runnable(&plan).map_err(run_error)?;
+    run::check_runnable(&plan)?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     let opts = Options {
         jobs,
@@ -248,7 +241,7 @@ pub(super) fn run_cmd(a: &RunArgs) -> Result<Exit, Failure> {
         let executor = pick_executor(a.executor, a.unsandboxed, factory.policy.allows_unsandboxed(), &staged).await?;
         run::start(&absolute(&dir), plan, ticket, executor, opts, factory.policy.clone()).await
     });
-    let finished = finished.map_err(run_error)?;
+    let finished = finished?;
     if a.format == RunFormat::Human {
         eprintln!("run {}: {}", finished.run_id, format!("{:?}", finished.status).to_lowercase());
     }
@@ -264,7 +257,7 @@ fn absolute(p: &Path) -> PathBuf {
 fn repo(arg: &FactoryArg) -> Result<PathBuf, Failure> {
     let factory = super::factory_path(arg)?;
     let dir = factory.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    run::repo_of(&absolute(&dir)).map_err(run_error)
+    run::repo_of(&absolute(&dir)).map_err(Failure::from)
 }
 
 /// The executor a recorded run used.
@@ -289,7 +282,7 @@ pub(super) fn resume_cmd(a: &ResumeArgs) -> Result<Exit, Failure> {
         let executor = executor_of(&repo, &a.run).await?;
         run::resume(&repo, &a.run, |_| Ok(executor), &load_policy, observers(a.format)).await
     });
-    let finished = finished.map_err(run_error)?;
+    let finished = finished?;
     Ok(exit_for(&finished))
 }
 
@@ -315,7 +308,7 @@ pub(super) fn decide_cmd(a: &DecideArgs, approve: bool) -> Result<Exit, Failure>
         let executor = executor_of(&repo, &a.run).await?;
         run::resume_with(&repo, &a.run, |_| Ok(executor), &load_policy, observers(a.format), Some(decision)).await
     });
-    let finished = finished.map_err(run_error)?;
+    let finished = finished?;
     Ok(exit_for(&finished))
 }
 

@@ -98,6 +98,7 @@ pub const KINDS: &[Kind] = &[
             req("command", Str),
             literal(opt("junit", Str)),
             literal(opt("format", Str)),
+            opt("base_runs", Int),
             opt("fail_to_pass", StrList),
             opt("pass_to_pass", Bool),
             literal(opt("test_files", StrList)),
@@ -112,6 +113,7 @@ pub const KINDS: &[Kind] = &[
             opt("max_changed_files", Int),
             opt("max_changed_lines", Int),
             opt("allow_dependencies", Bool),
+            literal(opt("allow_framework_in", StrList)),
         ],
     },
     Kind {

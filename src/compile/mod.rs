@@ -3,6 +3,7 @@
 //! Every check runs and every problem is collected, so one `validate` shows all of them, sorted,
 //! each with <file:line:column>, a reason and a hint.
 
+mod access;
 mod graph;
 pub mod kinds;
 mod route;

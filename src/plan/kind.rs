@@ -80,6 +80,10 @@ pub struct Tests {
     /// as unittest or pytest prints it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TestFormat>,
+    /// How many times the base revision runs (default 2, at most 20): `PASS_TO_PASS` counts
+    /// only the tests that pass every time, and those that flip are reported as flaky.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_runs: Option<u64>,
 }
 
 /// The output form a reader reads, as a stage names it (`with: { format: ... }`).
@@ -146,6 +150,9 @@ pub struct Diff {
     pub max_changed_lines: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_dependencies: Option<bool>,
+    /// Paths (globs) where a change may reach into the test framework (see the tamper signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_framework_in: Option<Vec<String>>,
 }
 
 /// `uses: grade.jsonschema`: files valid against a schema.

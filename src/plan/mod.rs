@@ -114,7 +114,8 @@ impl Role {
 }
 
 /// Where tests usually live, for `grade.tests` (with the policy's protected paths) when the stage does not say, and
-/// protected from the change before `ship`.
+/// protected from the change before `ship`: what can change how tests are collected or run is
+/// taken from the base revision when the candidate is graded, and never ships changed.
 /// Test runners' own configuration is among them: a change that adds a `conftest.py` hook or
 /// edits `pytest.ini` decides which tests run and what they see; and so is compiled bytecode,
 /// which Python runs instead of the source a reviewer reads.
@@ -134,7 +135,21 @@ pub const DEFAULT_TEST_FILES: &[&str] = &[
     "**/*.pyc",
     "**/*.pyo",
     "pytest.ini",
+    ".pytest.ini",
     "tox.ini",
+    // pytest reads its settings (and plugins to load) from these too.
+    "setup.cfg",
+    "pyproject.toml",
+    "**/*.pth",
+    // A module of the change's named like the runner shadows it (`python -m unittest` puts the
+    // working directory first on the import path).
+    "unittest.py",
+    "unittest/**",
+    "pytest.py",
+    "pytest/**",
+    "_pytest/**",
+    "nose/**",
+    "nose2/**",
     "**/jest.config.*",
     "**/vitest.config.*",
     "**/.mocharc*",

@@ -555,9 +555,9 @@ pub(super) fn usage(format: crate::plan::UsageFormat, log: &str) -> BTreeMap<Str
 /// Images are built from the base revision, as the workspace gives it.
 impl crate::executor::docker::image::BaseRevision for Workspace {
     fn file(&self, rel: &str) -> Result<Vec<u8>, String> {
-        self.base_file(rel)
+        self.base_file(rel).map_err(String::from)
     }
     fn tar(&self, rel: &Path) -> Result<Vec<u8>, String> {
-        self.base_tar(rel)
+        self.base_tar(rel).map_err(String::from)
     }
 }

@@ -73,7 +73,7 @@ pub(super) async fn grade_tests(
     env.push(("LIGHTSOUT_JUNIT".into(), format!("{}/junit.xml", crate::executor::IO_DIR)));
 
     // The candidate, with the test files as the base revision has them.
-    let candidate = ctx.workspace.head().map_err(Err)?;
+    let candidate = ctx.workspace.head().map_err(|e| Err(e.to_string()))?;
     let cand = scratch_of(ctx, &format!("{}-{attempt}-candidate", stage.id), &candidate).map_err(Err)?;
     let prepared = cand.reset_to_base(&test_files);
     ownership::prepare(&cand.dir);
@@ -82,7 +82,7 @@ pub(super) async fn grade_tests(
     let cand_job = Job { workspace: cand.root(), writable: true, env: env.clone(), ..job.clone() };
     let log_path = ctx.dir.log_path(&stage.id, attempt);
     let (ended, log_ok) = if let Err(e) = prepared {
-        (Err(e), Ok(()))
+        (Err(e.to_string()), Ok(()))
     } else {
         run_job(ctx, &cand_job, log_path.clone(), logs, cancel).await
     };
@@ -105,36 +105,100 @@ pub(super) async fn grade_tests(
     let key =
         format!("{}\n{}\n{:?}\n{:?}", job.image, job.script, visible, params.test_files.clone().unwrap_or_default());
     let cache_dir = ctx.meta.repo.join(".lightsout").join("baselines");
+    let runs = params.base_runs.unwrap_or(DEFAULT_BASE_RUNS).clamp(1, MAX_BASE_RUNS);
     let cache = cache_dir.join(format!(
-        "{}-{}.json",
+        "{}-{}-{runs}.json",
         ctx.meta.base,
         crate::executor::docker::image::short_hash(key.as_bytes())
     ));
-    let base_results: crate::stages::grade_tests::Results =
-        if let Some(r) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
-            r
+    let baseline: Baseline =
+        if let Some(b) = std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            b
         } else {
-            let base_ws = scratch_of(ctx, &format!("{}-{attempt}-base", stage.id), &ctx.meta.base).map_err(Err)?;
-            // Beside the candidate's I/O directory, never inside it: the candidate's code ran
-            // with that directory writable and could have left a forged report there.
-            let base_io = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.io"));
-            let _ = std::fs::remove_dir_all(&base_io);
-            std::fs::create_dir_all(&base_io).map_err(|e| Err(format!("{}: {e}", base_io.display())))?;
-            ownership::prepare(&base_io);
-            let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
-            let base_log = ctx.dir.path.join("stages").join(&stage.id).join(format!("{attempt}.base.log"));
-            let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
-            discard(ctx, &base_ws, logs).await;
-            let (_, r) = settle(ctx, &base_job, &base_log, format, ended, log_ok, logs).await?;
-            let r = r.map_err(|u| Err(format!("the base revision: {}", u.reason())))?;
+            let mut all = Vec::new();
+            for run in 1..=runs {
+                all.push(base_run(ctx, stage, attempt, run, &cand_job, format, logs, cancel).await?);
+            }
+            let baseline = Baseline::of(&all);
             let _ = std::fs::create_dir_all(&cache_dir);
             // Test names and messages come from the stage's own files: masked like its log.
-            let mut cached = serde_json::to_value(&r).unwrap_or_default();
+            let mut cached = serde_json::to_value(&baseline).unwrap_or_default();
             ctx.needles.mask_json(&mut cached);
             let _ = std::fs::write(&cache, cached.to_string());
-            r
+            baseline
         };
-    Ok((crate::stages::grade_tests::judge(&base_results, &cand_results, &fail_to_pass, pass_to_pass, code), code))
+    let mut verdict =
+        crate::stages::grade_tests::judge(&baseline.results, &cand_results, &fail_to_pass, pass_to_pass, code);
+    if !baseline.flaky.is_empty() {
+        verdict.details["flaky_at_base"] = serde_json::json!(baseline.flaky);
+        let shown: Vec<&str> = baseline.flaky.iter().take(10).map(String::as_str).collect();
+        verdict.reasons.push(format!(
+            "{} tests flip between runs of the base revision and are not counted as PASS_TO_PASS (flaky): {}",
+            baseline.flaky.len(),
+            shown.join(", ")
+        ));
+    }
+    Ok((verdict, code))
+}
+
+/// How often the base revision runs when the stage does not say, and at most.
+const DEFAULT_BASE_RUNS: u64 = 2;
+const MAX_BASE_RUNS: u64 = 20;
+
+/// The base revision's results over its runs: a test passes only if it passed every time; the
+/// tests that flipped are flaky. Cached per base revision, image, command, environment, test
+/// files and number of runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Baseline {
+    results: crate::stages::grade_tests::Results,
+    flaky: Vec<String>,
+}
+
+impl Baseline {
+    fn of(runs: &[crate::stages::grade_tests::Results]) -> Baseline {
+        let mut results = crate::stages::grade_tests::Results::new();
+        let mut flaky = Vec::new();
+        let ids: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.keys()).collect();
+        for id in ids {
+            let seen: Vec<Option<bool>> = runs.iter().map(|r| r.get(id).copied()).collect();
+            let always = seen.iter().all(|p| *p == Some(true));
+            if !always && seen.contains(&Some(true)) {
+                flaky.push(id.clone());
+            }
+            results.insert(id.clone(), always);
+        }
+        Baseline { results, flaky }
+    }
+}
+
+/// One run of the test command on the base revision, in a fresh scratch copy of it.
+#[expect(clippy::too_many_arguments, reason = "one run of the stage's command, with the run's channels")]
+async fn base_run(
+    ctx: &Arc<Ctx>,
+    stage: &Stage,
+    attempt: u32,
+    run: u64,
+    cand_job: &Job,
+    format: Option<Format>,
+    logs: &mpsc::Sender<Event>,
+    cancel: &CancellationToken,
+) -> Result<crate::stages::grade_tests::Results, Result<Ended, String>> {
+    let base_ws = scratch_of(ctx, &format!("{}-{attempt}-base-{run}", stage.id), &ctx.meta.base).map_err(Err)?;
+    // Beside the candidate's I/O directory, never inside it: the candidate's code ran with that
+    // directory writable and could have left a forged report there.
+    let dir = ctx.dir.path.join("stages").join(&stage.id);
+    // The first run's files keep the names they always had (`1.base.log`); later runs are numbered.
+    let name = if run == 1 { format!("{attempt}.base") } else { format!("{attempt}.base{run}") };
+    let base_io = dir.join(format!("{name}.io"));
+    let _ = std::fs::remove_dir_all(&base_io);
+    std::fs::create_dir_all(&base_io).map_err(|e| Err(format!("{}: {e}", base_io.display())))?;
+    ownership::prepare(&base_io);
+    let base_job = Job { workspace: base_ws.root(), io_dir: base_io.clone(), ..cand_job.clone() };
+    let base_log = dir.join(format!("{name}.log"));
+    let (ended, log_ok) = run_job(ctx, &base_job, base_log.clone(), logs, cancel).await;
+    discard(ctx, &base_ws, logs).await;
+    let (_, r) = settle(ctx, &base_job, &base_log, format, ended, log_ok, logs).await?;
+    r.map_err(|u| Err(format!("the base revision (run {run}): {}", u.reason())))
 }
 
 /// After one run of the test command: its exit code and its results, read before what it left
@@ -158,5 +222,24 @@ async fn settle(
     match ended.map_err(Err)? {
         Ended::Exited(code) => Ok((code, results.unwrap_or_else(|| Err(Unjudged::Fault("no report".into()))))),
         other => Err(Ok(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Baseline;
+
+    #[test]
+    fn a_base_test_passes_only_if_it_passed_every_run_and_flips_are_flaky() {
+        let run = |pairs: &[(&str, bool)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let b = Baseline::of(&[
+            run(&[("steady", true), ("flaky", true), ("broken", false), ("once", true)]),
+            run(&[("steady", true), ("flaky", false), ("broken", false)]),
+        ]);
+        assert_eq!(b.results.get("steady"), Some(&true));
+        assert_eq!(b.results.get("flaky"), Some(&false), "a flip is not a pass");
+        assert_eq!(b.results.get("broken"), Some(&false));
+        assert_eq!(b.results.get("once"), Some(&false), "a test missing from a run did not pass it");
+        assert_eq!(b.flaky, ["flaky", "once"]);
     }
 }

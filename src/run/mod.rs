@@ -56,20 +56,14 @@ pub struct Options {
 pub type Observers = Box<dyn FnOnce(&Plan) -> Vec<Box<dyn crate::events::Sink>> + Send>;
 
 /// Why a run could not be carried out (as opposed to a stage failing).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The input is wrong (exit 2).
+    #[error("{0}")]
     Invalid(String),
     /// Docker, git or the file system failed (exit 3).
+    #[error("{0}")]
     Infra(String),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Invalid(m) | RunError::Infra(m) => f.write_str(m),
-        }
-    }
 }
 
 /// How a run ended, for the exit code.
@@ -136,15 +130,15 @@ pub async fn start(
 ) -> Result<Finished, RunError> {
     check_runnable(&plan)?;
     let factory_dir = std::fs::canonicalize(repo).map_err(|e| RunError::Invalid(format!("{}: {e}", repo.display())))?;
-    let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
+    let repo = workspace::repo_root(repo).map_err(|e| RunError::Invalid(e.to_string()))?;
     let repo = std::fs::canonicalize(&repo).unwrap_or(repo);
     let sub = factory_dir.strip_prefix(&repo).map(Path::to_path_buf).unwrap_or_default();
-    let base = workspace::resolve(&repo, &opts.base).map_err(RunError::Invalid)?;
+    let base = workspace::resolve(&repo, &opts.base).map_err(|e| RunError::Invalid(e.to_string()))?;
     executor.sweep_orphans(&crate::store::runner_alive).await.map_err(RunError::Infra)?;
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let dir =
         RunDir::create(&repo, &run_id).map_err(|e| RunError::Infra(format!("cannot create the run record: {e}")))?;
-    let workspace = Workspace::create(&repo, &run_id, &base, &sub).map_err(RunError::Infra)?;
+    let workspace = Workspace::create(&repo, &run_id, &base, &sub).map_err(|e| RunError::Infra(e.to_string()))?;
     let secrets = secret_values(&plan);
     let meta = RunMeta {
         run_id: run_id.clone(),
@@ -231,7 +225,7 @@ pub async fn resume_with(
     observers: Observers,
     decision: Option<Decision>,
 ) -> Result<Finished, RunError> {
-    let repo = workspace::repo_root(repo).map_err(RunError::Invalid)?;
+    let repo = workspace::repo_root(repo).map_err(|e| RunError::Invalid(e.to_string()))?;
     let dir = RunDir::open(&repo, run_id)
         .ok_or_else(|| RunError::Invalid(format!("there is no run `{run_id}`; `lightsout runs` lists them")))?;
     if dir.owner_alive() {
@@ -285,11 +279,12 @@ pub async fn resume_with(
     let executor = executor_for(&meta.executor)?;
     executor.sweep_orphans(&crate::store::runner_alive).await.map_err(RunError::Infra)?;
     dir.claim().map_err(|e| RunError::Infra(e.to_string()))?;
-    let workspace = Workspace::open(&repo, &meta.workspace, &meta.base, &meta.sub).map_err(RunError::Infra)?;
+    let workspace =
+        Workspace::open(&repo, &meta.workspace, &meta.base, &meta.sub).map_err(|e| RunError::Infra(e.to_string()))?;
     // Back to the state after the last stage that completed: anything a stage wrote before
     // the runner died is dropped, and that stage runs again.
     let snapshot = state.snapshot.clone().unwrap_or_else(|| meta.base.clone());
-    workspace.restore(&snapshot).map_err(RunError::Infra)?;
+    workspace.restore(&snapshot).map_err(|e| RunError::Infra(e.to_string()))?;
     // Secrets are read from this process's environment: a stage after a gate gets them from
     // whoever continues the run, never before.
     let secrets = secret_values(&plan);
@@ -435,7 +430,7 @@ async fn finish(ctx: &Ctx, end: End, mut fanout: crate::events::Fanout) -> Resul
 
 /// The repository a run record lives in, from a directory inside it.
 pub fn repo_of(dir: &Path) -> Result<PathBuf, RunError> {
-    workspace::repo_root(dir).map_err(RunError::Invalid)
+    workspace::repo_root(dir).map_err(|e| RunError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub(super) async fn snapshot(ctx: &Arc<Ctx>, dones: &mut [super::scheduler::Done
     // Host git walks and reads what the stages wrote: off the scheduler's thread.
     let ws = ctx.workspace.clone();
     let label = format!("lightsout: after {}", writers.join(", "));
-    let taken = tokio::task::spawn_blocking(move || ws.snapshot(&label))
+    let taken = tokio::task::spawn_blocking(move || ws.snapshot(&label).map_err(String::from))
         .await
         .unwrap_or_else(|e| Err(format!("the snapshot failed: {e}")));
     match taken {

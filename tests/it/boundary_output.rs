@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::hostile::{Lab, egress_attack, egress_events};
 use super::output;
-use super::run::{Repo, finished};
+use super::support::{Repo, finished};
 
 /// An HTTP/1.1 server of the test's own that keeps connections open and answers every request
 /// head it gets; returns its port and every byte it received.
@@ -175,7 +175,7 @@ fn escape_sequences_from_a_record_never_reach_the_terminal() {
 "#;
     let repo = Repo::new(stages);
     let (_, out, err) = output(&mut repo.cmd(&["--keep-going"]));
-    let ev = super::run::events(&out);
+    let ev = super::support::events(&out);
     let outs = finished(&ev, "outs");
     assert!(outs.first().is_some_and(|f| f["outputs"].to_string().contains("\\u001b")), "{err}\n{ev:#?}");
     // The malformed line is quoted in the reason, escaped there already or as JSON escapes it.
@@ -254,7 +254,7 @@ fn live_markup(md: &str) -> Vec<&'static str> {
 fn ticket_and_stage_text_is_inert_in_the_pull_request_the_comment_and_the_report() {
     let title =
         "![x](http://evil/p.png) <img src=x onerror=alert(1)> @octocat #1 [link](javascript:alert(1)) | table |";
-    let (api, seen) = super::run::fake_github();
+    let (api, seen) = super::ship::fake_github();
     let repo = Repo::full(
         "  edit:\n    run: |\n      echo fixed >> README\n      touch '![f](http:evil)<b>@octocat #1<i>.txt'\n  ship:\n    needs: [edit]\n    uses: ship\n    secrets: [GITHUB_TOKEN]\n    with: { remote: origin, comment: true }\n",
         Some("version: 1\nsecrets: { GITHUB_TOKEN: { stages: [ship] } }\n"),

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::output;
-use super::run::{Repo, events, finished, log_text, outcome};
+use super::support::{Repo, events, finished, log_text, outcome};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
@@ -842,4 +842,121 @@ fn a_flood_of_leftover_files_does_not_grow_the_record_without_bound() {
     let mut files = Vec::new();
     tree(&repo.record(&run), &mut files);
     assert!(!files.iter().any(|(_, m)| m.file_type().is_fifo()), "a FIFO stayed in the record");
+}
+
+#[test]
+fn pytest_configuration_outside_pytest_ini_comes_from_the_base_revision() {
+    // pytest reads its configuration (and `-p plugin`, `addopts`) from `.pytest.ini`,
+    // `pyproject.toml` and `setup.cfg` as well as `pytest.ini`: the candidate writes all three,
+    // loading a plugin of its own that turns every failure into a pass. The test command shows
+    // what it sees; the change then goes to `ship`.
+    let agent = stage(
+        "agent",
+        "printf '[pytest]\\naddopts = -p lenient  # DOT-INI\\n' > .pytest.ini\nprintf '[tool:pytest]\\naddopts = -p lenient  # SETUP-CFG\\n' > setup.cfg\nprintf '[tool.pytest.ini_options]\\naddopts = \"-p lenient\"  # PYPROJECT\\n' > pyproject.toml\nprintf 'import pytest\\n@pytest.hookimpl(hookwrapper=True)\\ndef pytest_runtest_makereport(item, call):\\n    r = (yield).get_result()\\n    r.outcome = \"passed\"\\n' > lenient.py",
+        "",
+    );
+    let repo = Repo::new(&format!(
+        "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      fail_to_pass: [t.a]\n      command: cat .pytest.ini setup.cfg pyproject.toml 2>&1; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+    ));
+    std::fs::write(repo.path().join("pyproject.toml"), "[project]\nname = \"base\"\n").expect("pyproject");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    let log = log_text(&ev, "tests");
+    assert!(!log.is_empty(), "{err}\n{ev:#?}");
+    assert!(
+        !log.contains("DOT-INI") && !log.contains("SETUP-CFG") && !log.contains("PYPROJECT"),
+        "the candidate's pytest configuration is what grade.tests ran with:\n{log}"
+    );
+}
+
+#[test]
+fn a_module_shadowing_the_test_runner_does_not_pass_the_graders_nor_ship() {
+    // `python3 -m unittest` (the bundled example's command) puts the working directory first on
+    // `sys.path`: a `unittest/` package in the change is the test runner. The candidate leaves
+    // the bug, adds a runner that prints a clean pass, and asks to ship.
+    let forged = "mkdir -p unittest && : > unittest/__init__.py\ncat > unittest/__main__.py <<'PY'\nimport sys\nfor t in ('test_add', 'test_zero'):\n    print(f'{t} (tests.test_calc.CalcTest.{t}) ... ok', file=sys.stderr)\nprint('-' * 70 + '\\nRan 2 tests in 0.001s\\n\\nOK', file=sys.stderr)\nPY";
+    let repo = Repo::with_policy(
+        &format!(
+            "{}  tests:\n    needs: [agent]\n    image: lightsout-test/debian:bookworm\n    uses: grade.tests\n    with:\n      command: python3 -m unittest discover -v -s tests -t .\n      format: unittest\n      fail_to_pass: [tests.test_calc.CalcTest.test_add]\n      pass_to_pass: true\n  ship:\n    needs: [tests]\n    uses: ship\n    with: {{ remote: origin }}\n",
+            stage("agent", forged, "")
+        ),
+        Some("version: 1\n"),
+    );
+    std::fs::create_dir_all(repo.path().join("tests")).expect("tests");
+    std::fs::write(repo.path().join("calc.py"), "def add(a, b):\n    return a - b\n").expect("calc");
+    std::fs::write(repo.path().join("tests/__init__.py"), "").expect("init");
+    std::fs::write(
+        repo.path().join("tests/test_calc.py"),
+        "import unittest\nfrom calc import add\n\nclass CalcTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n\n    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n",
+    )
+    .expect("test");
+    commit_all(repo.path());
+    let bare = with_remote(&repo);
+    let (_, ev, err) = repo.run(&[]);
+    assert!(!finished(&ev, "tests").is_empty(), "{err}\n{ev:#?}");
+    assert_eq!(
+        branches_of(bare.path()),
+        "",
+        "the unfixed change was shipped (grade.tests: {} {})",
+        outcome(&ev, "tests"),
+        reason(&ev, "tests")
+    );
+    assert_ne!(outcome(&ev, "tests"), "succeeded", "grade.tests passed a change that fixes nothing");
+}
+
+#[test]
+fn a_test_file_grade_tests_took_from_the_base_never_ships() {
+    // grade.tests matches its `test_files` with `*` crossing `/` (so `checks/*` takes
+    // `checks/unit/case_a.py` from the base revision); the ship guard must protect the same
+    // files, or the change ships a test that is not the one that graded it.
+    let agent = stage("agent", "echo 'def test_a(): pass  # WEAKENED' > checks/unit/case_a.py", "");
+    let repo = Repo::with_policy(
+        &format!(
+            "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      test_files: [\"checks/*\"]\n      command: cat checks/unit/case_a.py; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n  ship:\n    needs: [tests]\n    uses: ship\n    with: {{ remote: origin }}\n"
+        ),
+        Some("version: 1\n"),
+    );
+    std::fs::create_dir_all(repo.path().join("checks/unit")).expect("mkdir");
+    std::fs::write(repo.path().join("checks/unit/case_a.py"), "def test_a(): assert real_check()  # BASE\n")
+        .expect("test");
+    commit_all(repo.path());
+    let bare = with_remote(&repo);
+    let (_, ev, err) = repo.run(&[]);
+    let log = log_text(&ev, "tests");
+    assert!(
+        log.contains("# BASE") && !log.contains("WEAKENED"),
+        "grade.tests did not use the base's test: {err}\n{log}"
+    );
+    assert_eq!(
+        branches_of(bare.path()),
+        "",
+        "the weakened test grade.tests never ran was shipped (ship: {} {})",
+        outcome(&ev, "ship"),
+        reason(&ev, "ship")
+    );
+}
+
+#[test]
+fn a_test_directory_turned_into_a_link_leads_no_write_out_of_the_candidates_copy() {
+    // The change replaces `tests/` with a link to a host directory; grade.tests then puts the
+    // base's test files back in the candidate's copy (on the host, as the runner) and removes
+    // the added ones: nothing may be written or removed through the link.
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("keep.py"), "host file\n").expect("keep");
+    let agent = stage("agent", &format!("rm -rf tests && ln -s {} tests", outside.path().display()), "");
+    let repo = Repo::new(&format!(
+        "{agent}  tests:\n    needs: [agent]\n    uses: grade.tests\n    with:\n      command: ls -la tests; printf '<testsuite><testcase classname=\"t\" name=\"a\"/></testsuite>' > $LIGHTSOUT_JUNIT\n"
+    ));
+    std::fs::create_dir_all(repo.path().join("tests")).expect("mkdir");
+    std::fs::write(repo.path().join("tests/test_a.py"), "def test_a(): pass\n").expect("test");
+    commit_all(repo.path());
+    let (_, ev, err) = repo.run(&[]);
+    assert!(log_text(&ev, "tests").contains("test_a.py"), "the base's tests were not put back: {err}\n{ev:#?}");
+    let mut names: Vec<String> = std::fs::read_dir(outside.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keep.py"], "the runner wrote or removed through the link: {}", log_text(&ev, "tests"));
 }

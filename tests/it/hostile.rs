@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::output;
-use super::run::{Repo, containers_of, finished, log_text, outcome};
+use super::support::{Repo, containers_of, finished, log_text, outcome};
 
 mod as_unprivileged_user;
 
@@ -227,7 +227,7 @@ fn another_stages_secret_and_the_runners_environment_are_out_of_reach() {
     c.env("HOLDER_TOKEN", "holder-secret-5521").env("RUNNER_CANARY", "runner-canary-9934");
     let (code, out, err) = output(&mut c);
     assert_eq!(code, 0, "{err}");
-    let ev = super::run::events(&out);
+    let ev = super::support::events(&out);
     let log = log_text(&ev, "attacker");
     assert!(log.contains("done"), "{log}");
     assert!(!log.contains("holder-secret-5521") && !log.contains("runner-canary-9934"), "{log}");
@@ -255,7 +255,7 @@ fn a_secret_in_a_graders_own_files_is_masked_in_its_verdict_and_cache() {
     let mut c = repo.cmd(&[]);
     c.env("LEAK_TOKEN", "verdict-secret-6612");
     let (_, out, err) = output(&mut c);
-    let ev = super::run::events(&out);
+    let ev = super::support::events(&out);
     let v = &finished(&ev, "tests").first().unwrap_or_else(|| panic!("no verdict: {err}"))["verdict"];
     assert_eq!(v["pass"], false, "{v:#?}");
     assert!(v.to_string().contains("***"), "the verdict does not show the masked name: {v}");
@@ -393,7 +393,7 @@ fn local_the_runners_environment_is_out_of_reach() {
     c.env("RUNNER_CANARY", "runner-canary-4471");
     let (code, out, err) = output(&mut c);
     assert_eq!(code, 0, "{err}");
-    let log = log_text(&super::run::events(&out), "attacker");
+    let log = log_text(&super::support::events(&out), "attacker");
     assert!(log.contains("done") && !log.contains("runner-canary-4471"), "{log}");
 }
 
@@ -509,7 +509,7 @@ impl Lab {
                 &lab.net,
                 "--network-alias",
                 &format!("{name}.test"),
-                super::run::BUSYBOX,
+                super::support::BUSYBOX,
                 "sh",
                 "-c",
                 &script,
@@ -570,7 +570,7 @@ pub(crate) fn egress_attack(
         c.env("LIGHTSOUT_EGRESS_NETWORK", net);
     }
     let (_, out, err) = output(&mut c);
-    let ev = super::run::events(&out);
+    let ev = super::support::events(&out);
     let log = log_text(&ev, "attacker");
     assert!(!finished(&ev, "attacker").is_empty(), "the stage did not run: {err}");
     (repo, ev, log)
@@ -744,7 +744,7 @@ fn more_networked_stages_at_once_than_dockers_default_pools_hold() {
     let mut c = repo.cmd(&["--executor", "docker", "--jobs", "34"]);
     c.env("LIGHTSOUT_EGRESS_NETWORK", &lab.net);
     let (code, out, err) = output(&mut c);
-    let ev = super::run::events(&out);
+    let ev = super::support::events(&out);
     assert_eq!(code, 0, "{err}\n{:#?}", ev.iter().filter(|e| e["event"] == "stage_finished").collect::<Vec<_>>());
     assert_eq!(egress_events(&ev).iter().filter(|(_, allowed)| *allowed).count(), 34);
 }

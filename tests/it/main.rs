@@ -1,9 +1,11 @@
 #![expect(clippy::panic, clippy::expect_used, reason = "a test fails by panicking")]
 //! Integration tests: one binary, one module per area.
 
+mod agent_loop;
 mod boundary_output;
 mod cli;
 mod fence;
+mod graders;
 mod hostile;
 mod layers;
 mod malformed;
@@ -12,6 +14,8 @@ mod run;
 mod runner;
 mod schema;
 mod scratch;
+mod ship;
+mod support;
 mod tickets;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Who runs `lightsout` in a test. By default the test process's own user (the invoker). Inside
-//! [`as_unprivileged_user`], every `lightsout` a [`Repo`](super::run::Repo) starts runs as an
+//! [`as_unprivileged_user`], every `lightsout` a [`Repo`](super::support::Repo) starts runs as an
 //! unprivileged user instead: uid and gid [`UID`] when the test process is root, the invoker
 //! otherwise. CI runs as root, so the local executor is tested both with a root runner and with
 //! an unprivileged one.

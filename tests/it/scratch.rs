@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::run::{Repo, log_text, outcome};
+use super::support::{Repo, log_text, outcome};
 
 /// A grader running `script` (shell lines), as YAML under `stages:`.
 fn grader(name: &str, needs: &str, script: &str) -> String {

@@ -33,6 +33,8 @@ pub struct Params {
     pub max_changed_files: Option<u64>,
     pub max_changed_lines: Option<u64>,
     pub allow_dependencies: bool,
+    /// Where a change may reach into the test framework.
+    pub allow_framework_in: Vec<String>,
 }
 
 impl Params {
@@ -42,6 +44,7 @@ impl Params {
             max_changed_files: p.max_changed_files,
             max_changed_lines: p.max_changed_lines,
             allow_dependencies: p.allow_dependencies.unwrap_or(false),
+            allow_framework_in: p.allow_framework_in.clone().unwrap_or_default(),
         }
     }
 }
@@ -146,10 +149,30 @@ pub fn grade(ws: &Workspace, p: &Params) -> Result<HostResult, String> {
             reasons.push(format!("{path} changed: new dependencies need `allow_dependencies: true`"));
         }
     }
+    // The tests themselves may use their framework; so may the paths the stage allows.
+    let mut framework_ok: Vec<String> = crate::plan::DEFAULT_TEST_FILES.iter().map(|s| (*s).to_owned()).collect();
+    framework_ok.extend(p.allow_framework_in.iter().cloned());
+    let framework_ok = crate::policy::Globs::new(&framework_ok, how)?;
+    let mut tampered = 0usize;
     for (path, line) in added {
         if let Some(what) = credential(&line) {
             reasons.push(format!("{path} adds what looks like {what}"));
         }
+        if !framework_ok.is_match(&path)
+            && let Some(what) = super::tamper::tampers(&path, &line)
+        {
+            tampered += 1;
+            if tampered <= 10 {
+                let shown: String = line.trim().chars().take(120).collect();
+                reasons.push(format!(
+                    "{path} {what}: `{}` (the code under test must not reach into the test framework; if this path must, list it in grade.diff's `allow_framework_in`)",
+                    crate::diag::printable(&shown)
+                ));
+            }
+        }
+    }
+    if tampered > 10 {
+        reasons.push(format!("and {} more lines that reach into the test framework", tampered - 10));
     }
     let pass = reasons.is_empty();
     if pass {

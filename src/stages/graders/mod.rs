@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod jsonschema;
+pub mod tamper;
 
 use crate::plan::StageKind;
 

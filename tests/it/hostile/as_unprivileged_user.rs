@@ -5,8 +5,8 @@
 
 use std::os::unix::fs::MetadataExt as _;
 
-use super::super::run::{Repo, finished, log_text};
 use super::super::runner::{UID, as_unprivileged_user, is_root};
+use super::super::support::{Repo, finished, log_text};
 
 /// Each name is a test of `hostile` (or the path to another one), run as the unprivileged user.
 macro_rules! as_unprivileged_user {

@@ -23,7 +23,9 @@ use std::time::Instant;
 use fetch::Source;
 use serde_json::Value;
 
-use super::run::{events, fake_github, finished, images, verdict_reasons};
+use super::agent_loop::verdict_reasons;
+use super::ship::fake_github;
+use super::support::{events, finished, images};
 use super::{lightsout, output, root};
 
 /// One real project and the regression it gets.

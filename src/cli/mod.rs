@@ -420,7 +420,17 @@ fn plan(a: &PlanArgs) -> Result<Exit, Failure> {
             let v = serde_json::json!({ "ticket": ticket, "route": { "category": route.category, "reason": route.reason }, "plan": plan });
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        PlanFormat::Text => plan_text(&ticket, &route, &plan, &factory.policy),
+        PlanFormat::Text => {
+            let mut text = plan_text(&ticket, &route, &plan, &factory.policy);
+            let images = preflight::image_lines(&plan, &factory.dir);
+            if !images.is_empty() {
+                text.push_str("\nimages (lightsout never pulls; `validate` says which are missing here):\n");
+                for line in images {
+                    let _ = writeln!(text, "  {line}");
+                }
+            }
+            text
+        }
     };
     print_out(&out)
 }

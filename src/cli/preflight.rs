@@ -50,7 +50,21 @@ pub(super) fn warnings(plan: &Plan, factory_dir: &Path, docker: Option<&dyn Fn(&
             ImageSpec::Named(name) => docker.is_some_and(|have| !have(&name)).then(|| {
                 format!("image `{name}` is not on this machine (lightsout never pulls): pull, load or build it before `lightsout run`")
             }),
-            ImageSpec::Dockerfile(path, _) | ImageSpec::DevContainer(path) => {
+            ImageSpec::Dockerfile(path, _) => match std::fs::read_to_string(factory_dir.join(&path)) {
+                Err(_) => Some(format!("`{}` does not exist: the image cannot be built", path.display())),
+                Ok(text) => {
+                    let (bases, _) = crate::executor::docker::image::describe(&text);
+                    let absent: Vec<String> = bases.into_iter().filter(|b| docker.is_some_and(|have| !have(b))).collect();
+                    (!absent.is_empty()).then(|| {
+                        format!(
+                            "`{}` builds FROM {}, which is not on this machine (lightsout never pulls): pull, load or build it before `lightsout run`",
+                            path.display(),
+                            absent.join(", ")
+                        )
+                    })
+                }
+            },
+            ImageSpec::DevContainer(path) => {
                 (!factory_dir.join(&path).is_file()).then(|| format!("`{}` does not exist: the image cannot be built", path.display()))
             }
         };
@@ -80,6 +94,39 @@ fn secret_missing(s: &Stage, name: &str) -> Option<String> {
         Some(_) => None,
         None => std::env::var_os(name).is_none().then(|| format!("the environment variable `{name}` is not set")),
     }
+}
+
+/// The images the plan's stages run in, one line each, for `plan`: a named image as it is; one
+/// built from a Dockerfile with what it is built from and the files of the base revision it
+/// copies (its test dependencies come from those).
+pub(super) fn image_lines(plan: &Plan, factory_dir: &Path) -> Vec<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for s in plan.stages().iter().filter(|s| s.role.in_container()) {
+        let Some(image) = &s.image else { continue };
+        if seen.contains(&image.value.as_str()) {
+            continue;
+        }
+        seen.push(&image.value);
+        let line = match ImageSpec::parse(&image.value) {
+            ImageSpec::Dockerfile(path, _) => match std::fs::read_to_string(factory_dir.join(&path)) {
+                Ok(text) => {
+                    let (bases, copied) = crate::executor::docker::image::describe(&text);
+                    let copied = copied.map_or_else(|| "the whole repository".to_owned(), |c| c.join(", "));
+                    format!(
+                        "{}: built from {} at the base revision, FROM {}, with {copied} (rebuilt when they change)",
+                        image.value,
+                        path.display(),
+                        bases.join(", ")
+                    )
+                }
+                Err(_) => format!("{}: {} does not exist", image.value, path.display()),
+            },
+            _ => image.value.clone(),
+        };
+        out.push(line);
+    }
+    out
 }
 
 /// Asks Docker, if it answers within a few seconds, which images it has.

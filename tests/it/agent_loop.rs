@@ -108,7 +108,7 @@ pub(crate) fn run_example(dir: &Path) -> (i32, Vec<Value>, String) {
     (code, events(&out), err)
 }
 
-fn verdict_reasons(ev: &[Value], stage: &str) -> Vec<String> {
+pub(crate) fn verdict_reasons(ev: &[Value], stage: &str) -> Vec<String> {
     finished(ev, stage)
         .last()
         .and_then(|f| f["verdict"]["reasons"].as_array())

@@ -140,24 +140,57 @@ fn plan_json_is_machine_readable() {
 
 #[test]
 fn init_detects_the_repository_and_never_overwrites() -> Result<(), Box<dyn std::error::Error>> {
-    for (marker, test_cmd) in [
-        ("Cargo.toml", "cargo test"),
-        ("pyproject.toml", "python3 -m pytest"),
-        ("package.json", "npm test"),
-        ("go.mod", "go test ./..."),
-        ("", "make test"),
+    for (marker, text, test_cmd) in [
+        ("Cargo.toml", "", "command: \"cargo test --no-fail-fast\", format: libtest"),
+        ("pyproject.toml", "[tool.pytest.ini_options]\n", "command: \"python3 -m pytest -rA\", format: pytest"),
+        ("setup.cfg", "", "command: \"python3 -m unittest discover -v\", format: unittest"),
+        ("package.json", "{}", "command: \"node --test --test-reporter=tap\", format: tap"),
+        (
+            "package.json",
+            r#"{"scripts": {"test": "mocha test/"}}"#,
+            "command: \"mocha --reporter tap test/\", format: tap",
+        ),
+        ("go.mod", "module x\n", "command: \"go test -json ./...\", format: gotest-json"),
+        ("", "", "command: make test,"),
     ] {
         let dir = tempfile::tempdir()?;
         if !marker.is_empty() {
-            std::fs::write(dir.path().join(marker), "")?;
+            std::fs::write(dir.path().join(marker), text)?;
         }
         let (code, _, err) = output(lightsout(dir.path()).arg("init"));
         assert_eq!(code, 0, "{err}");
         let bugfix = std::fs::read_to_string(dir.path().join("pipelines/bugfix.yaml"))?;
-        assert!(bugfix.contains(&format!("command: {test_cmd}")), "{marker}: {bugfix}");
+        assert!(bugfix.contains(test_cmd), "{marker}: {bugfix}");
         let (code, _, err) = output(lightsout(dir.path()).arg("validate"));
         assert_eq!(code, 0, "{marker}: {err}");
     }
+    // The test dependencies go into an image built from a Dockerfile init writes, which `plan`
+    // lists with what it is built from and the manifests it copies.
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"x\"\ndependencies = []\n[tool.pytest.ini_options]\n",
+    )?;
+    let (code, out, err) = output(lightsout(dir.path()).arg("init"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("found pyproject.toml, tests with pytest") && out.contains("build:lightsout.Dockerfile"),
+        "{out}"
+    );
+    let dockerfile = std::fs::read_to_string(dir.path().join("lightsout.Dockerfile"))?;
+    assert!(dockerfile.contains("COPY pyproject.toml pyproject.toml") && dockerfile.contains("pytest"), "{dockerfile}");
+    std::fs::write(
+        dir.path().join("t.md"),
+        "---\nid: B-1\ntitle: t\nlabels: [bug]\nfailing_test: tests/test_x.py::test_y\n---\n",
+    )?;
+    let (code, out, err) = output(lightsout(dir.path()).args(["plan", "--ticket", "t.md"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("build:lightsout.Dockerfile: built from lightsout.Dockerfile at the base revision, FROM ")
+            && out.contains("with pyproject.toml"),
+        "{out}"
+    );
+
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("factory.yaml"), "mine\n")?;
     let (code, _, err) = output(lightsout(dir.path()).arg("init"));

@@ -10,6 +10,7 @@ mod graders;
 mod hostile;
 mod layers;
 mod malformed;
+mod real;
 mod run;
 mod runner;
 mod schema;

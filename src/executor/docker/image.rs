@@ -129,8 +129,87 @@ fn normalize(p: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// The sources of the Dockerfile's `COPY` and `ADD` instructions (those that read the context:
+/// not `--from`, not URLs), as globs relative to the context; `None` when one of them is the
+/// whole context. The legacy builder gives `RUN` no view of the context, so a context of only
+/// these files builds the same image, and its hash (the image's tag) changes only when they do:
+/// a Dockerfile that copies the manifests is rebuilt when the manifests change, not on every
+/// commit.
+fn context_sources(dockerfile: &str) -> Option<Vec<globset::GlobMatcher>> {
+    let joined = dockerfile.replace("\\\r\n", " ").replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines().map(str::trim) {
+        let Some((instr, rest)) = line.split_once(char::is_whitespace) else { continue };
+        if !instr.eq_ignore_ascii_case("COPY") && !instr.eq_ignore_ascii_case("ADD") {
+            continue;
+        }
+        let rest = rest.trim();
+        let args: Vec<String> = if rest.starts_with('[') {
+            serde_json::from_str(rest).ok()?
+        } else {
+            rest.split_whitespace().map(str::to_owned).collect()
+        };
+        if args.iter().any(|a| a.starts_with("--from")) {
+            continue;
+        }
+        let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+        let Some((_dest, sources)) = args.split_last() else { continue };
+        for src in sources {
+            if src.contains("://") {
+                continue;
+            }
+            let src = src.trim_start_matches("./").trim_end_matches('/');
+            if src.is_empty() || src == "." || src == "*" {
+                return None;
+            }
+            // Docker matches COPY sources as Go's filepath.Match does: `*` stops at `/`.
+            out.push(globset::GlobBuilder::new(src).literal_separator(true).build().ok()?.compile_matcher());
+        }
+    }
+    Some(out)
+}
+
+/// What a Dockerfile is built from and with, for `plan`: the images its `FROM` lines name
+/// (not its own stages), and the context files it copies (`None`: all of them).
+pub(crate) fn describe(dockerfile: &str) -> (Vec<String>, Option<Vec<String>>) {
+    let mut stages: Vec<String> = Vec::new();
+    let mut bases = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let Some(image) = rest.first() else { continue };
+        if !stages.iter().any(|s| s.eq_ignore_ascii_case(image)) && !bases.iter().any(|b| b == image) {
+            bases.push((*image).to_owned());
+        }
+        if let [_, as_kw, name, ..] = rest.as_slice()
+            && as_kw.eq_ignore_ascii_case("AS")
+        {
+            stages.push((*name).to_owned());
+        }
+    }
+    let copied = context_sources(dockerfile).map(|v| v.iter().map(|m| m.glob().glob().to_owned()).collect());
+    (bases, copied)
+}
+
+/// Whether `name` (a file of the context) is, or is under, a path one of `sources` matches.
+fn copied(name: &str, sources: &[globset::GlobMatcher]) -> bool {
+    let mut path = name.trim_start_matches("./");
+    loop {
+        if sources.iter().any(|p| p.is_match(path)) {
+            return true;
+        }
+        match path.rsplit_once('/') {
+            Some((parent, _)) => path = parent,
+            None => return false,
+        }
+    }
+}
+
 /// A tar of the base revision's `context` directory with fixed metadata (so equal contexts give
-/// equal bytes and tags); regular files only.
+/// equal bytes and tags); regular files only, and only those the Dockerfile copies.
 fn context_tar(
     ws: &dyn BaseRevision,
     context: &Path,
@@ -138,6 +217,7 @@ fn context_tar(
     dockerfile: &[u8],
 ) -> Result<Vec<u8>, String> {
     let archive = ws.tar(context)?;
+    let sources = context_sources(&String::from_utf8_lossy(dockerfile));
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut reader = tar::Archive::new(archive.as_slice());
     for entry in reader.entries().map_err(|e| format!("the build context: {e}"))? {
@@ -146,6 +226,9 @@ fn context_tar(
             continue;
         }
         let name = entry.path().map_err(|e| format!("the build context: {e}"))?.to_string_lossy().into_owned();
+        if sources.as_deref().is_some_and(|s| !copied(&name, s)) {
+            continue;
+        }
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data).map_err(|e| format!("the build context: {e}"))?;
         files.push((name, data));
@@ -246,6 +329,16 @@ async fn build(docker: &Docker, ws: &dyn BaseRevision, rel: &Path, context: Opti
     Ok(tag)
 }
 
+/// The names (`repository:tag`) of the images on this machine.
+pub async fn local_names(docker: &Docker) -> Result<Vec<String>, String> {
+    let list = docker
+        .client()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(|e| format!("docker: cannot list images: {e}"))?;
+    Ok(list.into_iter().flat_map(|i| i.repo_tags).collect())
+}
+
 /// FNV-1a, 64 bits, hex: a cache key for build contexts, not a security boundary.
 pub(crate) fn short_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -266,6 +359,24 @@ mod tests {
         assert_eq!(ImageSpec::parse("build:ci/Dockerfile"), ImageSpec::Dockerfile("ci/Dockerfile".into(), None));
         assert_eq!(normalize(Path::new(".devcontainer/../ci/./Dockerfile")), PathBuf::from("ci/Dockerfile"));
         assert_eq!(ImageSpec::parse("devcontainer"), ImageSpec::DevContainer(".devcontainer/devcontainer.json".into()));
+    }
+
+    #[test]
+    fn the_context_is_what_the_dockerfile_copies() {
+        let df = "FROM x\nCOPY pyproject.toml ./\ncopy --chown=1:1 requirements/dev.txt \\\n  requirements/\nADD [\"lib/*.cfg\", \"/etc/\"]\nCOPY --from=builder /out /out\nADD https://example.invalid/f /f\nRUN cat src/x\n";
+        let sources = context_sources(df).unwrap_or_default();
+        let names: Vec<&str> = sources.iter().map(|m| m.glob().glob()).collect();
+        assert_eq!(names, ["pyproject.toml", "requirements/dev.txt", "lib/*.cfg"]);
+        assert!(copied("./pyproject.toml", &sources) && copied("lib/a.cfg", &sources));
+        assert!(!copied("src/x", &sources) && !copied("requirements/other.txt", &sources));
+        let dir = context_sources("FROM x\nCOPY conf /etc/conf\n").unwrap_or_default();
+        assert!(copied("conf/a/b", &dir) && !copied("confx", &dir));
+        assert!(context_sources("FROM x\nCOPY . /src\n").is_none());
+        assert!(context_sources("FROM x\nCOPY ./ /src\n").is_none());
+        let (bases, copied) =
+            describe("FROM rust:1 AS build\nCOPY Cargo.toml ./\nFROM build\nFROM --platform=x debian:12\n");
+        assert_eq!(bases, ["rust:1", "debian:12"]);
+        assert_eq!(copied, Some(vec!["Cargo.toml".to_owned()]));
     }
 
     #[test]

@@ -456,3 +456,25 @@ fn junit_shapes_of_other_writers() {
         assert!(matches!(check(&r, Format::Junit, Some(0), true), Err(Problem::CannotTell(_))));
     }
 }
+
+#[test]
+fn unittest_subtests_count_as_their_test() {
+    // `python3 -m unittest -v` (3.11) on a toy module: a failing and a skipped subtest print
+    // indented lines under their test, which stays one test (`Ran 4 tests`).
+    let log = b"test_a (test_s.T.test_a) ... ok\n\
+test_b (test_s.T.test_b) ... \n  test_b (test_s.T.test_b) (i=1) ... FAIL\n\
+test_c (test_s.T.test_c) ... \n  test_c (test_s.T.test_c) (i=1) ... skipped 'no'\n\
+test_d (test_s.T.test_d) ... ok\n\n\
+======================================================================\n\
+FAIL: test_b (test_s.T.test_b) (i=1)\n\
+----------------------------------------------------------------------\n\
+Traceback (most recent call last):\n  File \"test_s.py\", line 10, in test_b\n    self.assertNotEqual(i, 1)\nAssertionError: 1 == 1\n\n\
+----------------------------------------------------------------------\n\
+Ran 4 tests in 0.001s\n\nFAILED (failures=1, skipped=1)\n";
+    let r = read(Format::Unittest, log, None);
+    assert_eq!(check(&r, Format::Unittest, Some(1), true), Ok(()), "{:?}", all(&r));
+    assert_eq!(outcome(&r, "test_s.T.test_a"), Some(P));
+    assert_eq!(outcome(&r, "test_s.T.test_b"), Some(F), "a failing subtest fails its test");
+    assert_eq!(outcome(&r, "test_s.T.test_d"), Some(P));
+    assert_eq!(r.tests.len(), 4, "{:?}", all(&r));
+}

@@ -57,7 +57,8 @@ fn toolchain_images() {
     let have =
         |i: &str| Command::new("docker").args(["image", "inspect", i]).output().is_ok_and(|o| o.status.success());
     if !TOOLCHAIN_IMAGES.iter().all(|i| have(i)) {
-        let st = Command::new(root().join("scripts/test-images")).status().expect("scripts/test-images");
+        let st =
+            Command::new(root().join("scripts/test-images")).arg("--toolchains").status().expect("scripts/test-images");
         assert!(st.success(), "scripts/test-images failed");
     }
 }

@@ -9,8 +9,6 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Role;
-
 /// A stage's kind, with its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawKind", into = "RawKind")]
@@ -295,18 +293,6 @@ impl StageKind {
             StageKind::Flags(_) => "grade.flags",
             StageKind::Approve(_) => "approve",
             StageKind::Ship(_) => "ship",
-        }
-    }
-
-    /// What the stage is for.
-    pub fn role(&self) -> Role {
-        match self {
-            StageKind::Run => Role::Command,
-            StageKind::Context(_) => Role::Context,
-            StageKind::Agent(_) => Role::Agent,
-            StageKind::Approve(_) => Role::Approve,
-            StageKind::Ship(_) => Role::Ship,
-            _ => Role::Grader,
         }
     }
 

@@ -6,6 +6,11 @@
 //! change with where it is and why, unless the stage allows it for that path
 //! (`with: { allow_framework_in: [globs] }`).
 
+/// File extensions the signal reads, by language.
+const PYTHON: &[&str] = &["py", "pyi", "pth"];
+const JS: &[&str] = &["js", "mjs", "cjs", "ts", "mts", "cts", "jsx", "tsx"];
+const OTHER_CODE: &[&str] = &["go", "rs", "rb", "sh", "java", "kt", "php"];
+
 /// Why an added line of `path` (a file outside the tests) tampers with the test framework.
 pub fn tampers(path: &str, line: &str) -> Option<&'static str> {
     let ext = path.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
@@ -13,26 +18,7 @@ pub fn tampers(path: &str, line: &str) -> Option<&'static str> {
     if code.is_empty() {
         return None;
     }
-    let in_code = matches!(
-        ext.as_str(),
-        "py" | "pyi"
-            | "pth"
-            | "go"
-            | "js"
-            | "mjs"
-            | "cjs"
-            | "ts"
-            | "mts"
-            | "cts"
-            | "jsx"
-            | "tsx"
-            | "rs"
-            | "rb"
-            | "sh"
-            | "java"
-            | "kt"
-            | "php"
-    );
+    let in_code = [PYTHON, JS, OTHER_CODE].iter().any(|group| group.contains(&ext.as_str()));
     if !in_code {
         return None;
     }
@@ -47,11 +33,11 @@ pub fn tampers(path: &str, line: &str) -> Option<&'static str> {
         return Some("prints what a test runner prints");
     }
     match ext.as_str() {
-        "py" | "pyi" | "pth" => python(code),
+        e if PYTHON.contains(&e) => python(code),
         "go" => {
             (code.contains("\"testing\"") || code.starts_with("import \"testing")).then_some("imports Go's `testing`")
         }
-        "js" | "mjs" | "cjs" | "ts" | "mts" | "cts" | "jsx" | "tsx" => {
+        e if JS.contains(&e) => {
             let hooks =
                 ["node:test", "'vitest'", "\"vitest\"", "@jest/", "jest.", "'mocha'", "\"mocha\"", "'tap'", "\"tap\""];
             hooks.iter().any(|h| code.contains(h)).then_some("reaches into the test runner")

@@ -104,6 +104,22 @@ fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String> {
     run_git_bytes(args, cwd).map(|out| String::from_utf8_lossy(&out).trim_end().to_owned())
 }
 
+/// `git worktree <args>` in `repo`, one at a time across the runner's stages and every other
+/// runner in the repository: git writes a new worktree's administrative files in steps, and a
+/// `worktree add` or `prune` beside it can read them half-written.
+fn worktrees(repo: &Path, args: &[&str]) -> Result<String> {
+    let lock = repo.join(".lightsout").join("worktrees.lock");
+    let file = std::fs::create_dir_all(repo.join(".lightsout"))
+        .and_then(|()| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock))
+        .map_err(|e| Error::Io { path: lock.clone(), source: e })?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::Io { path: lock.clone(), source: e.into() })?;
+    let mut all = vec!["worktree"];
+    all.extend_from_slice(args);
+    // The lock goes with `file`, when it is dropped at the end.
+    run_git(&all, Some(repo))
+}
+
 /// The top of the git repository holding `dir`.
 pub fn repo_root(dir: &Path) -> Result<PathBuf> {
     run_git(&["rev-parse", "--show-toplevel"], Some(dir)).map(PathBuf::from).map_err(|_| {
@@ -145,7 +161,7 @@ impl Workspace {
         }
         let dir = root.join("worktrees").join(name);
         let dir_s = dir.to_string_lossy().into_owned();
-        run_git(&["worktree", "add", "--quiet", "--detach", &dir_s, base], Some(repo))?;
+        worktrees(repo, &["add", "--quiet", "--detach", &dir_s, base])?;
         Workspace::open(repo, &dir, base, sub)
     }
 
@@ -367,7 +383,7 @@ impl Workspace {
         let dir =
             self.dir.parent().map_or_else(|| self.repo.join(".lightsout/worktrees"), Path::to_path_buf).join(name);
         let dir_s = dir.to_string_lossy().into_owned();
-        run_git(&["worktree", "add", "--quiet", "--detach", "--force", &dir_s, commit], Some(&self.repo))?;
+        worktrees(&self.repo, &["add", "--quiet", "--detach", "--force", &dir_s, commit])?;
         let mut ws = Workspace::open(&self.repo, &dir, &self.base, &self.sub)?;
         ws.base.clone_from(&self.base);
         Ok(ws)
@@ -481,10 +497,10 @@ impl Workspace {
     /// Removes the worktree and its git directory.
     pub fn remove(&self) -> Result<()> {
         let dir = self.dir.to_string_lossy().into_owned();
-        run_git(&["worktree", "remove", "--force", "--force", &dir], Some(&self.repo)).map(|_| ()).or_else(|_| {
+        worktrees(&self.repo, &["remove", "--force", "--force", &dir]).map(|_| ()).or_else(|_| {
             std::fs::remove_dir_all(&self.dir).map_err(|e| Error::Io { path: self.dir.clone(), source: e })
         })?;
-        let _ = run_git(&["worktree", "prune"], Some(&self.repo));
+        let _ = worktrees(&self.repo, &["prune"]);
         Ok(())
     }
 }
